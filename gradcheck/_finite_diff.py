@@ -1,0 +1,85 @@
+"""Finite differences: central differences, Richardson extrapolation, error estimates.
+
+Every perturbation of every coordinate is evaluated in one batched call
+(`jax.vmap` over the stacked points), never in a Python loop.
+
+For a step ``h`` the central difference ``D(h) = (f(t + h) - f(t - h)) / 2h``
+has error ``c2 h^2 + c4 h^4 + ...``. With ``LEVELS`` steps ``h, h/2, h/4``
+Richardson's tableau cancels the ``h^2`` and ``h^4`` terms, leaving ``O(h^6)``.
+Each estimate carries an error bound made of two parts:
+
+- truncation: the change between the last two columns of the tableau, which
+  bounds the error of the less accurate of them;
+- rounding: the estimate is a fixed linear combination ``sum_k w_k (f+_k - f-_k)``
+  of loss values, so an absolute noise ``sigma_f`` in each value moves it by at
+  most ``sum_k 2 |w_k| sigma_f``. ``sigma_f`` is measured (see `_noise`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+#: Largest step, relative to ``max(1, |t_i|)``. A power of two, so that ``t +- h``
+#: is exact for most ``t``. Balances the O(h^6) truncation of a three-level
+#: tableau against rounding, whose optimum is near ``eps^(1/7) ~ 6e-3``.
+FD_STEP = 2.0**-7
+#: Number of step sizes (h, h/2, h/4) in the Richardson tableau.
+LEVELS = 3
+#: Step ratio between levels.
+RATIO = 2.0
+
+
+class FiniteDifferences(NamedTuple):
+    """Directional derivative estimates, one per direction, with error bounds."""
+
+    value: jax.Array  # (D,)
+    error: jax.Array  # (D,)  truncation + rounding bound
+
+
+def _tableau_weights(levels: int, ratio: float) -> np.ndarray:
+    """Richardson's tableau as weights on the differences ``(f+_k - f-_k) / h0``.
+
+    Row 0 gives the last entry of the last column (the estimate), row 1 the
+    last entry of the column before it (for the truncation estimate).
+    """
+    # Column 0: D(h0 / ratio^k) = ratio^k / 2 * (f+_k - f-_k) / h0.
+    columns = [[np.eye(levels)[k] * ratio**k / 2.0 for k in range(levels)]]
+    for j in range(1, levels):
+        c, prev = ratio ** (2 * j), columns[-1]
+        columns.append([(c * prev[k] - prev[k - 1]) / (c - 1.0) for k in range(1, len(prev))])
+    return np.stack([columns[-1][-1], columns[-2][-1]])
+
+
+WEIGHTS = _tableau_weights(LEVELS, RATIO)  # (2, LEVELS): final column, the one before
+
+
+def directional(
+    f: Callable[[jax.Array], jax.Array],
+    theta: jax.Array,
+    directions: jax.Array,
+    steps: jax.Array,
+    sigma_f: jax.Array,
+) -> FiniteDifferences:
+    """Estimate ``grad f(theta) . v`` for each row ``v`` of `directions` (D, P).
+
+    `steps` (D,) is the largest step for each direction; `sigma_f` is the
+    absolute noise of one evaluation of `f`. Traceable: call it under `jax.jit`.
+    """
+    scales = RATIO ** -jnp.arange(LEVELS, dtype=theta.dtype)  # (K,)
+    h = steps[:, None] * scales[None, :]  # (D, K)
+    plus = theta + h[..., None] * directions[:, None, :]  # (D, K, P)
+    minus = theta - h[..., None] * directions[:, None, :]
+    # The step actually taken after rounding theta +- h: keep the quotient honest.
+    h_eff = jnp.max(jnp.abs(plus - minus), axis=-1) / (2 * jnp.max(jnp.abs(directions), axis=-1))[:, None]
+    values = jax.vmap(f)(jnp.concatenate([plus, minus]).reshape(-1, theta.shape[0]))
+    f_plus, f_minus = values.reshape(2, *h.shape)
+    diffs = (f_plus - f_minus) * (h / h_eff)  # (D, K), as if taken with the nominal step
+    weights = jnp.asarray(WEIGHTS, theta.dtype)  # (2, K)
+    final, before = (diffs @ weights.T / steps[:, None]).T
+    rounding = 2.0 * jnp.sum(jnp.abs(weights[0])) * sigma_f / steps
+    return FiniteDifferences(final, jnp.abs(final - before) + rounding)

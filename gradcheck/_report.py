@@ -1,0 +1,152 @@
+"""Check results: one `ParamResult` per parameter, gathered in a `Report`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Status = Literal["pass", "mismatch", "doubt", "error"]
+Verdict = Literal["pass", "mismatch", "inconclusive"]
+
+#: Status, most severe first; a report's verdict follows its worst parameter.
+SEVERITY: tuple[Status, ...] = ("error", "mismatch", "doubt", "pass")
+
+
+@dataclass(frozen=True)
+class ParamResult:
+    """The verdict on one parameter, told at its worst element.
+
+    ``index`` is the element that breaks the tolerance most (or comes closest
+    to it); the values are taken there. ``*_err_*`` fields are the largest over
+    all elements. ``message`` explains an ``error`` or ``doubt`` status;
+    ``diagnosis`` names the likely mistake of a ``mismatch``.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    status: Status
+    index: tuple[int, ...] | None = None
+    closed_form: float = math.nan
+    autodiff: float = math.nan
+    finite_diff: float = math.nan
+    fd_error: float = math.nan
+    abs_error: float = math.nan
+    rel_error: float = math.nan
+    tolerance: float = math.nan
+    max_abs_err_autodiff: float = math.nan
+    max_rel_err_autodiff: float = math.nan
+    max_abs_err_fd: float = math.nan
+    max_rel_err_fd: float = math.nan
+    message: str | None = None
+    diagnosis: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "pass"
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything one check found. ``ok`` is true only when every parameter passes."""
+
+    params: tuple[ParamResult, ...]
+    precision: str = "float64"
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return all(p.ok for p in self.params)
+
+    @property
+    def verdict(self) -> Verdict:
+        statuses = {p.status for p in self.params}
+        if statuses & {"error", "mismatch"}:
+            return "mismatch"
+        return "inconclusive" if "doubt" in statuses else "pass"
+
+    def __getitem__(self, name: str) -> ParamResult:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(f"no parameter named {name!r}; have {[p.name for p in self.params]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (non-finite floats become "nan"/"inf"/"-inf")."""
+        return {
+            "verdict": self.verdict,
+            "ok": self.ok,
+            "precision": self.precision,
+            "notes": list(self.notes),
+            "params": [_jsonable(asdict(p)) for p in self.params],
+        }
+
+    def __str__(self) -> str:
+        failed = [p for p in self.params if not p.ok]
+        head = {
+            "pass": f"gradcheck: PASS, {len(self.params)} parameters",
+            "mismatch": f"gradcheck: MISMATCH in {len(failed)} of {len(self.params)} parameters",
+            "inconclusive": "gradcheck: INCONCLUSIVE, the references disagree with each other",
+        }[self.verdict]
+        lines = [f"{head} (closed form judged at {self.precision} precision)", _table(self.params)]
+        for p in self.params:
+            if p.message:
+                lines.append(f"  {p.name}: {p.message}")
+            if p.diagnosis:
+                lines.append(f"  {p.name}: likely mistake: {p.diagnosis}")
+        lines.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+
+class GradientMismatch(AssertionError):
+    """A closed-form gradient disagrees with the references; ``str()`` is the report."""
+
+    def __init__(self, report: Report):
+        super().__init__(str(report))
+        self.report = report
+
+
+class ReferencesDisagree(AssertionError):
+    """Autodiff and finite differences disagree, so the closed form can't be judged."""
+
+    def __init__(self, report: Report):
+        super().__init__(str(report))
+        self.report = report
+
+
+_COLUMNS = ("param", "shape", "status", "index", "closed form", "autodiff", "finite diff ± err", "|cf-ad|", "rel", "tol")
+
+
+def _table(params: tuple[ParamResult, ...]) -> str:
+    rows = [_COLUMNS] + [
+        (
+            p.name,
+            str(p.shape),
+            p.status.upper() if p.status != "pass" else "pass",
+            "-" if p.index is None else str(p.index),
+            _g(p.closed_form, 10),
+            _g(p.autodiff, 10),
+            f"{_g(p.finite_diff, 10)} ± {_g(p.fd_error, 1)}",
+            _g(p.abs_error, 2),
+            _g(p.rel_error, 2),
+            _g(p.tolerance, 2),
+        )
+        for p in params
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
+    return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def _g(x: float, digits: int) -> str:
+    return "-" if math.isnan(x) else f"{x:.{digits}e}"
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    def fix(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+        if isinstance(v, tuple):
+            return list(v)
+        return v
+
+    return {k: fix(v) for k, v in d.items()}

@@ -1,0 +1,49 @@
+"""The tolerance model: how far apart two correct gradients may be.
+
+The rule (``docs/tolerances.md`` gives the reasoning and the measurements)::
+
+    tol_i = NOISE_SAFETY * noise_i  +  FLOOR_ULPS * eps * scale
+
+- ``noise_i`` is the measured rounding noise of element i: the largest
+  deviation over ``NOISE_SAMPLES`` Monte Carlo arithmetic re-runs of the
+  float64 autodiff gradient, with every operation perturbed at the unit
+  roundoff of the closed form's precision (see `_noise`).
+- ``scale`` is the largest magnitude in the reference gradient (all
+  parameters together) or in its noise: rounding a vector to working
+  precision moves every entry by up to a few ulps of its largest entry, and no
+  stable algorithm promises better (normwise, not componentwise, accuracy).
+- ``eps`` is the machine epsilon of the closed form's dtype, so a float32
+  closed form is judged at float32 precision.
+
+A closed form agrees with the finite differences when
+``|cf_i - fd_i| <= FD_SAFETY * fd_err_i + tol_i``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Monte Carlo arithmetic re-runs of the autodiff reference. The maximum of 8
+#: samples of a symmetric spread lands near its 90th percentile.
+NOISE_SAMPLES = 8
+#: Multiplier on the measured noise. The largest ratio |closed form - autodiff|
+#: / noise seen by ``benchmarks/calibrate_tolerance.py`` over every regime is
+#: about 1 (see docs/tolerances.md); 16 leaves an order of magnitude to spare.
+NOISE_SAFETY = 16.0
+#: Absolute floor, in ulps of the gradient's own scale. Covers closed forms
+#: that lose accuracy where autodiff does not, e.g. a1 (1 - a1) = 0 for a
+#: saturated unit whose true slope is 4e-18.
+FLOOR_ULPS = 64.0
+#: Multiplier on the finite differences' own error estimate.
+FD_SAFETY = 4.0
+
+
+def tolerance(noise: np.ndarray, scale: float, eps: float) -> np.ndarray:
+    """``NOISE_SAFETY * noise + FLOOR_ULPS * eps * scale``, elementwise."""
+    return NOISE_SAFETY * noise + FLOOR_ULPS * eps * scale
+
+
+def precision_of(dtypes: list[np.dtype]) -> np.dtype:
+    """The coarsest floating dtype among `dtypes` (float64 if none is floating)."""
+    floats = [np.dtype(d) for d in dtypes if np.issubdtype(d, np.floating)]
+    return max(floats, key=lambda d: float(np.finfo(d).eps), default=np.dtype(np.float64))
