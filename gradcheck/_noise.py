@@ -56,17 +56,19 @@ _CALLS = {"pjit": "jaxpr", "jit": "jaxpr", "closed_call": "call_jaxpr", "custom_
 
 
 def perturbed(fun: Callable[..., Any], unit_roundoff: float) -> Callable[..., Any]:
-    """Return ``g(key, *args)``: `fun` evaluated with MCA noise of size `unit_roundoff`.
+    """Return ``g(stream, *args)``: `fun` evaluated with MCA noise of size `unit_roundoff`.
+
+    `stream` is an integer; different streams give independent noise.
 
     Inputs are perturbed too (they stand for values rounded to the working
     precision). Integer and boolean values are left alone. All the noise is
     drawn in one call and sliced as needed, which keeps compilation fast.
     """
 
-    def run(key: jax.Array, *args: Any) -> Any:
+    def run(stream: jax.Array, *args: Any) -> Any:
         flat, tree = jax.tree_util.tree_flatten(args)
         closed = jax.make_jaxpr(lambda *leaves: fun(*jax.tree_util.tree_unflatten(tree, leaves)))(*flat)
-        jitter = _Jitter(key, unit_roundoff, _count(closed.jaxpr) + sum(_size(v.aval) for v in closed.jaxpr.invars))
+        jitter = _Jitter(stream, unit_roundoff, _count(closed.jaxpr) + sum(_size(v.aval) for v in closed.jaxpr.invars))
         out = _eval(closed.jaxpr, closed.consts, jitter, [jitter(v) for v in flat])
         out_tree = jax.tree_util.tree_structure(jax.eval_shape(fun, *args))
         return jax.tree_util.tree_unflatten(out_tree, out)
@@ -77,9 +79,9 @@ def perturbed(fun: Callable[..., Any], unit_roundoff: float) -> Callable[..., An
 class _Jitter:
     """Multiplies float values by ``1 + u xi``, ``xi ~ U(-1, 1)``, from one pre-drawn buffer."""
 
-    def __init__(self, key: jax.Array, u: float, total: int):
+    def __init__(self, stream: jax.Array, u: float, total: int):
         self.u, self.offset = u, 0
-        self.xi = jax.random.uniform(key, (max(total, 1),), jnp.float64, -1.0, 1.0)
+        self.xi = uniform(stream, max(total, 1))
 
     def __call__(self, value: Any) -> Any:
         value = jnp.asarray(value)
@@ -88,6 +90,22 @@ class _Jitter:
         xi = self.xi[self.offset : self.offset + value.size].reshape(value.shape).astype(value.dtype)
         self.offset += value.size
         return value * (1.0 + self.u * xi)
+
+
+def uniform(stream: jax.Array, n: int) -> jax.Array:
+    """`n` values uniform on [-1, 1) for the integer `stream`, from a counter-based hash.
+
+    Chris Wellons' "lowbias32" integer hash of (counter, stream): statistically
+    plenty for rounding noise, and a handful of integer operations, where
+    `jax.random`'s threefry would double the compile time of a check.
+    """
+    x = jnp.arange(n, dtype=jnp.uint32) + jnp.asarray(stream, jnp.uint32) * jnp.uint32(0x9E3779B9)
+    x ^= x >> 16
+    x *= jnp.uint32(0x7FEB352D)
+    x ^= x >> 15
+    x *= jnp.uint32(0x846CA68B)
+    x ^= x >> 16
+    return (x >> 8).astype(jnp.float64) * 2.0**-23 - 1.0
 
 
 def _subjaxpr(eqn: Any) -> tuple[jcore.Jaxpr, Sequence[Any]] | None:

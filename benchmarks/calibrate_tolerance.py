@@ -1,0 +1,69 @@
+"""Calibrate the tolerance model: how much of the tolerance do correct gradients use?
+
+For every regime and task, draw problems, compute each correct reformulation
+of the gradient (tests/derivations.py), and report the worst ratios:
+
+- ``err/noise``: |closed form - autodiff| / measured MCA noise (elements with
+  noise > 0), which NOISE_SAFETY must exceed;
+- ``used``: |closed form - autodiff| / tolerance, which must stay below 1;
+- ``fd used``: |closed form - finite diff| / (FD_SAFETY fd_err + tol);
+- ``ref gap``: |autodiff - finite diff| / (FD_SAFETY fd_err + tol).
+
+Run: python benchmarks/calibrate_tolerance.py [--problems 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gradcheck import _check, _tolerance, mlp, problems  # noqa: E402
+from tests.derivations import CORRECT  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problems", type=int, default=40, help="problems per regime and task")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    print(f"{'task':<15}{'regime':<20}{'variant':<25}{'err/noise':>10}{'used':>10}{'fd used':>10}{'ref gap':>10}")
+    worst = {"err/noise": 0.0, "used": 0.0, "fd used": 0.0, "ref gap": 0.0}
+    for task in mlp.TASKS:
+        for regime in problems.REGIMES:
+            rows = {name: np.zeros(4) for name in CORRECT}
+            for i in range(args.problems):
+                rng = np.random.default_rng([args.seed, i])
+                prob = problems.sample(rng, task=task, regime=regime, hidden=int(rng.integers(1, 5)), batch=int(rng.integers(1, 9)))
+                loss = lambda p, x, y, t=task: mlp.loss(p, x, y, task=t)  # noqa: E731
+                for name, fn in CORRECT.items():
+                    grad = fn(prob.params, prob.x, prob.y, task=task)
+                    grad = mlp.Params(**grad) if isinstance(grad, dict) else grad
+                    cf = np.concatenate([np.asarray(g, np.float64).ravel() for g in grad])
+                    precision = _tolerance.precision_of([np.asarray(g).dtype for g in grad])
+                    eps = float(np.finfo(precision).eps)
+                    names, leaves, treedef = _check._flatten_params(prob.params)
+                    with jax.enable_x64(True):
+                        refs = _check._references(loss, leaves, treedef, (prob.x, prob.y), eps / 2, seed=i)
+                    scale = max(np.abs(refs.autodiff).max(), refs.noise.max())
+                    tol = _tolerance.tolerance(refs.noise, scale, eps)
+                    fd_tol = _tolerance.FD_SAFETY * refs.fd_error + tol
+                    err = np.abs(cf - refs.autodiff)
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        r_noise = np.where(refs.noise > 0, err / refs.noise, 0.0).max()
+                    ratios = np.array([r_noise, (err / tol).max(), (np.abs(cf - refs.finite_diff) / fd_tol).max(), (np.abs(refs.autodiff - refs.finite_diff) / fd_tol).max()])
+                    rows[name] = np.maximum(rows[name], ratios)
+            for name, r in rows.items():
+                print(f"{task:<15}{regime:<20}{name:<25}" + "".join(f"{v:>10.3g}" for v in r))
+                for k, v in zip(worst, r):
+                    worst[k] = max(worst[k], float(v))
+    print("worst over all:", {k: f"{v:.3g}" for k, v in worst.items()})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""The `gradcheck` command: check the seed network's closed form on many problems.
+
+Exit codes: 0 every check passed; 1 a closed form disagrees with the
+references; 2 usage or input error; 3 inconclusive (the references disagree
+with each other, so nothing is blamed); 4 an internal error in gradcheck.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+import gradcheck
+from gradcheck import mlp, problems
+from gradcheck._check import check_gradients
+from gradcheck._report import Report
+
+EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_INTERNAL = 0, 1, 2, 3, 4
+#: Version of the --json schema (docs/cli.md); bump on incompatible change.
+JSON_SCHEMA = 1
+
+
+@dataclass
+class TaskSummary:
+    """What the main job found for one task."""
+
+    task: mlp.Task
+    examples: int = 0
+    worst: dict[str, dict[str, float]] = field(default_factory=dict)
+    identity_worst_abs: float = 0.0
+    identity_failures: int = 0
+    failures: list[tuple[int, problems.Problem, Report]] = field(default_factory=list)
+
+    def add(self, report: Report) -> None:
+        self.examples += 1
+        for p in report.params:
+            worst = self.worst.setdefault(p.name, dict.fromkeys(_WORST_FIELDS, 0.0))
+            for name in _WORST_FIELDS:
+                value = getattr(p, name)
+                if not np.isnan(value):
+                    worst[name] = max(worst[name], value)
+
+    @property
+    def verdict(self) -> str:
+        verdicts = {r.verdict for _, _, r in self.failures}
+        if "mismatch" in verdicts or self.identity_failures:
+            return "mismatch"
+        return "inconclusive" if verdicts else "pass"
+
+
+_WORST_FIELDS = ("max_abs_err_autodiff", "max_rel_err_autodiff", "max_abs_err_fd", "max_rel_err_fd")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gradcheck",
+        description=(
+            "Check the seed network's closed-form gradients (docs/derivation.md) against float64 JAX "
+            "autodiff and Richardson finite differences on many seeded random problems in every "
+            "numerical regime."
+        ),
+        epilog="Exit codes: 0 pass, 1 mismatch, 2 usage or input error, 3 inconclusive, 4 internal error.",
+    )
+    parser.add_argument("--task", choices=(*mlp.TASKS, "both"), default="both", help="which task to check")
+    parser.add_argument("--inputs", type=_positive("--inputs"), default=2, help="input features (default 2)")
+    parser.add_argument("--hidden", type=_positive("--hidden"), default=3, help="hidden units (default 3)")
+    parser.add_argument("--batch", type=_positive("--batch"), default=8, help="samples per problem (default 8)")
+    parser.add_argument(
+        "--examples", type=_positive("--examples"), default=300, help="problems per task (default 300)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the problem sampler (default 0)")
+    parser.add_argument(
+        "--problem", type=_non_negative("--problem"), default=None, help="check only problem number K (to reproduce)"
+    )
+    parser.add_argument("--json", action="store_true", help="print a machine-readable JSON report only")
+    parser.add_argument("--version", action="version", version=f"gradcheck {gradcheck.__version__}")
+    return parser
+
+
+def _positive(flag: str) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a whole number, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{flag} must be at least 1, got {value}")
+        return value
+
+    return parse
+
+
+def _non_negative(flag: str) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a whole number, got {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{flag} must be 0 or more, got {value}")
+        return value
+
+    return parse
+
+
+def problem_for(index: int, *, seed: int, task: mlp.Task, inputs: int, hidden: int, batch: int) -> problems.Problem:
+    """Problem number `index` of the main job: its regime cycles, its draws are seeded by (seed, index)."""
+    rng = np.random.default_rng([seed, index])
+    regime = problems.REGIMES[index % len(problems.REGIMES)]
+    return problems.sample(rng, task=task, regime=regime, inputs=inputs, hidden=hidden, batch=batch)
+
+
+def run_task(task: mlp.Task, args: argparse.Namespace) -> TaskSummary:
+    summary = TaskSummary(task)
+    loss = partial(mlp.loss, task=task)
+    grads = partial(mlp.closed_form_gradients, task=task)
+    identity_loss = partial(_summed_output_loss, task=task)
+    identity_grad = partial(_output_error, task=task)
+    indices = [args.problem] if args.problem is not None else range(args.examples)
+    for i in indices:
+        prob = problem_for(i, seed=args.seed, task=task, inputs=args.inputs, hidden=args.hidden, batch=args.batch)
+        report = check_gradients(loss, grads, prob.params, prob.x, prob.y, seed=i)
+        summary.add(report)
+        if not report.ok:
+            summary.failures.append((i, prob, report))
+        z2 = {"z2": np.asarray(mlp.forward(prob.params, prob.x, task=task).z2)}
+        identity = check_gradients(identity_loss, identity_grad, z2, prob.y, seed=i)
+        summary.identity_worst_abs = max(summary.identity_worst_abs, identity["z2"].max_abs_err_autodiff)
+        summary.identity_failures += not identity.ok
+    return summary
+
+
+def _summed_output_loss(z2: dict[str, Any], y: Any, *, task: mlp.Task) -> Any:
+    """Sum over samples of the per-sample loss, as a function of the logits z2."""
+    return mlp.per_sample_loss(z2["z2"], y, task=task).sum()
+
+
+def _output_error(z2: dict[str, Any], y: Any, *, task: mlp.Task) -> dict[str, Any]:
+    """The derivation's claim: dL_n/dz2_n = a2_n - y_n, for both tasks."""
+    return {"z2": mlp.output_activation(z2["z2"], task=task) - y}
+
+
+def render(summaries: list[TaskSummary], args: argparse.Namespace, console: Console) -> None:
+    for s in summaries:
+        table = Table(title=f"{s.task}: {s.examples} problems, seed {args.seed}, verdict {s.verdict.upper()}")
+        for column in ("param", "max |cf-ad|", "max rel vs ad", "max |cf-fd|", "max rel vs fd"):
+            table.add_column(column, justify="left" if column == "param" else "right")
+        for name, worst in s.worst.items():
+            table.add_row(name, *(f"{worst[f]:.2e}" for f in _WORST_FIELDS))
+        console.print(table)
+        mark = "holds" if not s.identity_failures else f"FAILS on {s.identity_failures} problems"
+        console.print(
+            f"identity dL/dz2 = a2 - y ({s.task}): {mark}; max |autodiff - (a2 - y)| = {s.identity_worst_abs:.2e}\n"
+        )
+        for i, prob, report in s.failures[:3]:
+            console.print(f"problem {i} ({prob.describe()}):", markup=False)
+            console.print(str(report), markup=False, highlight=False)
+            console.print(f"reproduce: {_reproduce(i, s.task, args)}\n", markup=False)
+
+
+def _reproduce(index: int, task: str, args: argparse.Namespace) -> str:
+    return (
+        f"gradcheck --task {task} --inputs {args.inputs} --hidden {args.hidden} --batch {args.batch} "
+        f"--seed {args.seed} --problem {index}"
+    )
+
+
+def to_json(summaries: list[TaskSummary], args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "schema": JSON_SCHEMA,
+        "gradcheck": gradcheck.__version__,
+        "verdict": _overall(summaries),
+        "seed": args.seed,
+        "tasks": {
+            s.task: {
+                "verdict": s.verdict,
+                "examples": s.examples,
+                "params": s.worst,
+                "identity": {"holds": not s.identity_failures, "max_abs_err": s.identity_worst_abs},
+                "failures": [
+                    {"problem": i, "regime": prob.regime, "reproduce": _reproduce(i, s.task, args), **r.to_dict()}
+                    for i, prob, r in s.failures
+                ],
+            }
+            for s in summaries
+        },
+    }
+
+
+def _overall(summaries: list[TaskSummary]) -> str:
+    verdicts = {s.verdict for s in summaries}
+    return "mismatch" if "mismatch" in verdicts else ("inconclusive" if "inconclusive" in verdicts else "pass")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage error (or --help)
+        return int(exc.code or 0) if exc.code in (0, None) else EXIT_USAGE
+    console = Console(highlight=False)
+    tasks: list[mlp.Task] = list(mlp.TASKS) if args.task == "both" else [args.task]
+    try:
+        summaries = [run_task(task, args) for task in tasks]
+    except ValueError as exc:
+        print(f"gradcheck: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # never a raw traceback; say it is ours
+        print(f"gradcheck: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print("please report it with the command line that caused it", file=sys.stderr)
+        return EXIT_INTERNAL
+    if args.json:
+        print(json.dumps(to_json(summaries, args), indent=2))
+    else:
+        render(summaries, args, console)
+    return {"pass": EXIT_OK, "mismatch": EXIT_MISMATCH, "inconclusive": EXIT_INCONCLUSIVE}[_overall(summaries)]

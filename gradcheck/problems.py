@@ -1,0 +1,128 @@
+"""Problems for the seed network, in the numerical regimes a checker must survive.
+
+A regime is a deterministic transformation of a base problem, defined once
+here. The seeded NumPy sampler (the CLI's main job) and the Hypothesis
+strategies (`gradcheck.strategies`) both draw a base problem and hand it to
+`make_problem`, so they agree on what "saturated" or "perfect fit" means.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+
+from gradcheck import mlp
+
+Regime = Literal[
+    "typical",
+    "saturated",
+    "tiny",
+    "zero_inputs",
+    "duplicated",
+    "large_batch",
+    "soft_labels",
+    "large_targets",
+    "perfect_fit",
+    "perfect_fit_scaled",
+    "confident",
+]
+REGIMES: tuple[Regime, ...] = Regime.__args__  # type: ignore[attr-defined]
+
+#: |z1| reached by the largest hidden pre-activation in the saturated regime;
+#: sigma'(40) = 4e-18, far below float64 resolution of sigma(40) = 1.
+SATURATION = 40.0
+#: Parameter scale in the tiny regime.
+TINY = 1e-7
+#: Target scale in the large-targets regime.
+LARGE_TARGET = 1e3
+#: Output-weight scale in the scaled perfect fit.
+OUTPUT_SCALE = 1e3
+#: |z2| in the confident regime: [CONFIDENT - 5, CONFIDENT + 5].
+CONFIDENT = 35.0
+#: Batch size in the large-batch regime.
+LARGE_BATCH = 2048
+
+
+class Problem(NamedTuple):
+    """One point at which to check the gradient: params, data and the task."""
+
+    params: mlp.Params
+    x: np.ndarray  # (N, I)
+    y: np.ndarray  # (N,)
+    task: mlp.Task
+    regime: Regime = "typical"
+
+    def describe(self) -> str:
+        """A short, reproducible description (for counterexamples)."""
+        h, i = self.params.w1.shape
+        return f"task={self.task} regime={self.regime} inputs={i} hidden={h} batch={self.x.shape[0]}"
+
+
+def make_problem(params: mlp.Params, x: Any, u: Any, *, task: mlp.Task, regime: Regime) -> Problem:
+    """Build a problem from base draws: `params`, inputs `x` (N, I) and `u` (N,) in [0, 1].
+
+    `u` becomes the targets: hard labels ``u > 1/2`` (classification) or
+    ``4 (u - 1/2)`` (regression), then the regime transforms the whole problem.
+    """
+    if regime not in REGIMES:
+        raise ValueError(f"`regime` must be one of {REGIMES}, got {regime!r}.")
+    if task not in mlp.TASKS:
+        raise ValueError(f"`task` must be one of {mlp.TASKS}, got {task!r}.")
+    p = mlp.Params(*(np.array(a, dtype=np.float64) for a in params))
+    x = np.array(x, dtype=np.float64)
+    u = np.array(u, dtype=np.float64)
+    y = (u > 0.5).astype(np.float64) if task == "classification" else 4.0 * (u - 0.5)
+
+    if regime == "saturated":
+        z1 = mlp.forward(p, x, task=task).z1
+        reach = float(np.abs(z1).max())
+        if reach > 0:
+            p = p._replace(w1=p.w1 * SATURATION / reach, b1=p.b1 * SATURATION / reach)
+        else:
+            p = p._replace(b1=np.where(np.arange(p.b1.size) % 2 == 0, SATURATION, -SATURATION))
+    elif regime == "tiny":
+        p = mlp.Params(*(a * TINY for a in p))
+    elif regime == "zero_inputs":
+        x = np.zeros_like(x)
+    elif regime == "duplicated":
+        x, y = np.broadcast_to(x[:1], x.shape).copy(), np.full_like(y, y[0])
+    elif regime == "soft_labels":
+        y = u if task == "classification" else y
+    elif regime == "large_targets" and task == "regression":
+        y = y * LARGE_TARGET
+    elif regime in ("perfect_fit", "perfect_fit_scaled"):
+        if regime == "perfect_fit_scaled":
+            p = p._replace(w2=p.w2 * OUTPUT_SCALE)
+        y = np.asarray(mlp.forward(p, x, task=task).a2, dtype=np.float64)
+    elif regime == "confident":
+        a1 = mlp.forward(p, x, task=task).a1
+        spread = float(np.abs(a1 @ p.w2.T).max())
+        w2 = p.w2 * (5.0 / spread) if spread > 5.0 else p.w2
+        sign = 1.0 if p.b2[0] >= 0 else -1.0
+        p = p._replace(w2=w2, b2=np.array([sign * CONFIDENT]))
+        y = np.full_like(y, 1.0 if sign > 0 else 0.0)
+    return Problem(p, x, y, task, regime)
+
+
+def sample(
+    rng: np.random.Generator,
+    *,
+    task: mlp.Task,
+    regime: Regime = "typical",
+    inputs: int = 2,
+    hidden: int = 3,
+    batch: int = 8,
+) -> Problem:
+    """Draw one problem with a NumPy generator (the CLI's sampler).
+
+    Weights are N(0, 1/fan_in), biases N(0, 1/4), inputs N(0, 1).
+    """
+    n = LARGE_BATCH if regime == "large_batch" else batch
+    params = mlp.Params(
+        w1=rng.normal(0.0, 1.0 / np.sqrt(inputs), (hidden, inputs)),
+        b1=rng.normal(0.0, 0.5, (hidden,)),
+        w2=rng.normal(0.0, 1.0 / np.sqrt(hidden), (1, hidden)),
+        b2=rng.normal(0.0, 0.5, (1,)),
+    )
+    return make_problem(params, rng.normal(size=(n, inputs)), rng.random(n), task=task, regime=regime)
