@@ -54,7 +54,7 @@ def diagnose(
             return f"swapped: these values are the gradient of `{other}`"
     factor = _best_factor(cf, ad)
     if factor is not None and passes(cf / factor):
-        return f"off by a constant factor {factor:.6g}{_factor_cause(factor)}"
+        return f"off by a constant factor {_format_factor(factor)}{_factor_cause(factor)}"
     bad = np.abs(cf - ad) > tol
     if bad.sum() < cf.size:
         order = np.argsort(-(np.abs(cf - ad) / np.maximum(tol, np.finfo(float).tiny)).ravel())
@@ -70,6 +70,11 @@ def _best_factor(cf: np.ndarray, ad: np.ndarray) -> float | None:
         return None
     c = float(np.vdot(cf, ad)) / denominator
     return c if c != 0.0 else None
+
+
+def _format_factor(c: float) -> str:
+    """``2``, ``0.25`` or, close to 1, ``1 + 1.0e-08`` (so a tiny error still shows)."""
+    return f"1 {'+' if c > 1 else '-'} {abs(c - 1):.1e}" if abs(c - 1) < 1e-4 else f"{c:.6g}"
 
 
 def _factor_cause(c: float) -> str:

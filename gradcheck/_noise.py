@@ -55,7 +55,7 @@ _EXACT = frozenset(
 _CALLS = {"pjit": "jaxpr", "jit": "jaxpr", "closed_call": "call_jaxpr", "custom_jvp_call": "call_jaxpr"}
 
 
-def perturbed(fun: Callable[..., Any], unit_roundoff: float) -> Callable[..., Any]:
+def perturbed(fun: Callable[..., Any], unit_roundoff: Any) -> Callable[..., Any]:
     """Return ``g(stream, *args)``: `fun` evaluated with MCA noise of size `unit_roundoff`.
 
     `stream` is an integer; different streams give independent noise.
@@ -79,7 +79,7 @@ def perturbed(fun: Callable[..., Any], unit_roundoff: float) -> Callable[..., An
 class _Jitter:
     """Multiplies float values by ``1 + u xi``, ``xi ~ U(-1, 1)``, from one pre-drawn buffer."""
 
-    def __init__(self, stream: jax.Array, u: float, total: int):
+    def __init__(self, stream: jax.Array, u: Any, total: int):
         self.u, self.offset = u, 0
         self.xi = uniform(stream, max(total, 1))
 
@@ -89,7 +89,7 @@ class _Jitter:
             return value
         xi = self.xi[self.offset : self.offset + value.size].reshape(value.shape).astype(value.dtype)
         self.offset += value.size
-        return value * (1.0 + self.u * xi)
+        return value * (1.0 + jnp.asarray(self.u, value.dtype) * xi)
 
 
 def uniform(stream: jax.Array, n: int) -> jax.Array:

@@ -18,8 +18,12 @@ class ParamResult:
     """The verdict on one parameter, told at its worst element.
 
     ``index`` is the element that breaks the tolerance most (or comes closest
-    to it); the values are taken there. ``*_err_*`` fields are the largest over
-    all elements. ``message`` explains an ``error`` or ``doubt`` status;
+    to it); the values are taken there. ``max_abs_err_*`` are the largest
+    absolute errors over all elements; ``max_rel_err_*`` the largest relative
+    errors over the elements whose reference exceeds its tolerance (below it,
+    the reference is rounding noise and a relative error means nothing).
+    ``tolerance_used`` is the largest ratio of error to tolerance, against
+    either reference: at most 1 for a pass. ``message`` explains an ``error`` or ``doubt`` status;
     ``diagnosis`` names the likely mistake of a ``mismatch``.
     """
 
@@ -38,6 +42,7 @@ class ParamResult:
     max_rel_err_autodiff: float = math.nan
     max_abs_err_fd: float = math.nan
     max_rel_err_fd: float = math.nan
+    tolerance_used: float = math.nan
     message: str | None = None
     diagnosis: str | None = None
 

@@ -57,7 +57,14 @@ class TaskSummary:
         return "inconclusive" if verdicts else "pass"
 
 
-_WORST_FIELDS = ("max_abs_err_autodiff", "max_rel_err_autodiff", "max_abs_err_fd", "max_rel_err_fd")
+_WORST_FIELDS = (
+    "max_abs_err_autodiff",
+    "max_rel_err_autodiff",
+    "max_abs_err_fd",
+    "max_rel_err_fd",
+    "tolerance_used",
+)
+_HEADERS = ("param", "|cf-ad|", "rel vs ad", "|cf-fd|", "rel vs fd", "tol used")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,14 +159,15 @@ def _output_error(z2: dict[str, Any], y: Any, *, task: mlp.Task) -> dict[str, An
 def render(summaries: list[TaskSummary], args: argparse.Namespace, console: Console) -> None:
     for s in summaries:
         table = Table(title=f"{s.task}: {s.examples} problems, seed {args.seed}, verdict {s.verdict.upper()}")
-        for column in ("param", "max |cf-ad|", "max rel vs ad", "max |cf-fd|", "max rel vs fd"):
+        for column in _HEADERS:
             table.add_column(column, justify="left" if column == "param" else "right")
         for name, worst in s.worst.items():
             table.add_row(name, *(f"{worst[f]:.2e}" for f in _WORST_FIELDS))
         console.print(table)
         mark = "holds" if not s.identity_failures else f"FAILS on {s.identity_failures} problems"
         console.print(
-            f"identity dL/dz2 = a2 - y ({s.task}): {mark}; max |autodiff - (a2 - y)| = {s.identity_worst_abs:.2e}\n"
+            f"identity dL/dz2 = a2 - y ({s.task}): {mark}; max |autodiff - (a2 - y)| = {s.identity_worst_abs:.2e}\n",
+            soft_wrap=True,
         )
         for i, prob, report in s.failures[:3]:
             console.print(f"problem {i} ({prob.describe()}):", markup=False)

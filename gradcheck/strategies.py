@@ -1,0 +1,179 @@
+"""Hypothesis strategies for the seed network's problems.
+
+Modelled on `hypothesis.extra.numpy`: bounds are keyword-only, every
+argument takes a value or a strategy, and bad arguments raise
+`hypothesis.errors.InvalidArgument` naming the argument when the strategy is
+built. Shrinking heads for small sizes and for 0 and 1, so a failing example
+comes out minimal.
+
+Regimes are defined once, in `gradcheck.problems`; these strategies draw the
+base values and let `problems.make_problem` apply the regime.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+from hypothesis.extra import numpy as hnp
+
+from gradcheck import mlp
+from gradcheck import problems as _problems
+
+__all__ = ["inputs", "params", "problems", "targets"]
+
+T = TypeVar("T")
+
+#: Default range of parameter and input entries. Wide enough to reach
+#: moderately saturated units, small enough that "typical" stays typical.
+ELEMENT_BOUND = 3.0
+
+
+def _strategy(name: str, value: Any, check: Any = None) -> st.SearchStrategy[Any]:
+    """`value` as a strategy; a plain value is validated by `check` now."""
+    if isinstance(value, st.SearchStrategy):
+        return value
+    if check is not None:
+        problem = check(value)
+        if problem:
+            raise InvalidArgument(f"`{name}` {problem}, got {value!r}.")
+    return st.just(value)
+
+
+def _size(value: Any) -> str | None:
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+    return None if ok else "must be a positive integer or a strategy for one"
+
+
+def _default_elements() -> st.SearchStrategy[float]:
+    return st.floats(-ELEMENT_BOUND, ELEMENT_BOUND, allow_nan=False, allow_infinity=False, allow_subnormal=False)
+
+
+def _elements(value: Any) -> st.SearchStrategy[float]:
+    if value is None:
+        return _default_elements()
+    if not isinstance(value, st.SearchStrategy):
+        raise InvalidArgument(f"`elements` must be a strategy for floats or None, got {value!r}.")
+    return value
+
+
+def params(
+    *, inputs: int | st.SearchStrategy[int] = 2, hidden: int | st.SearchStrategy[int] = 3, elements: Any = None
+) -> st.SearchStrategy[mlp.Params]:
+    """Parameters of the seed network.
+
+    - `inputs`: number of input features (positive int, or a strategy).
+    - `hidden`: number of hidden units (positive int, or a strategy).
+    - `elements`: strategy for the entries; default floats in [-3, 3].
+
+    Examples:
+        >>> p = params(inputs=2, hidden=3).example()
+        >>> [a.shape for a in p]
+        [(3, 2), (3,), (1, 3), (1,)]
+    """
+    sizes = st.tuples(_strategy("inputs", inputs, _size), _strategy("hidden", hidden, _size))
+    entries = _elements(elements)
+
+    def build(shape: tuple[int, int]) -> st.SearchStrategy[mlp.Params]:
+        i, h = shape
+        arr = lambda s: hnp.arrays(np.float64, s, elements=entries)  # noqa: E731
+        return st.builds(mlp.Params, arr((h, i)), arr((h,)), arr((1, h)), arr((1,)))
+
+    return sizes.flatmap(build)
+
+
+def inputs(
+    *, batch: int | st.SearchStrategy[int] = 4, features: int | st.SearchStrategy[int] = 2, elements: Any = None
+) -> st.SearchStrategy[np.ndarray]:
+    """Input matrices x of shape (batch, features).
+
+    - `batch`: number of samples N (positive int, or a strategy).
+    - `features`: number of input features I (positive int, or a strategy).
+    - `elements`: strategy for the entries; default floats in [-3, 3].
+
+    Examples:
+        >>> inputs(batch=5, features=2).example().shape
+        (5, 2)
+    """
+    shape = st.tuples(_strategy("batch", batch, _size), _strategy("features", features, _size))
+    return hnp.arrays(np.float64, shape, elements=_elements(elements))
+
+
+def targets(
+    task: str | st.SearchStrategy[str], *, batch: int | st.SearchStrategy[int] = 4, soft: bool = False
+) -> st.SearchStrategy[np.ndarray]:
+    """Targets y of shape (batch,) for `task`.
+
+    - `task`: "regression" (reals in [-2, 2]) or "classification" (labels 0/1,
+      or probabilities in [0, 1] when `soft`), or a strategy for one.
+    - `batch`: number of samples N (positive int, or a strategy).
+    - `soft`: soft labels for classification.
+
+    Examples:
+        >>> set(targets("classification", batch=6).example()) <= {0.0, 1.0}
+        True
+    """
+    task_st = _strategy("task", task, lambda t: None if t in mlp.TASKS else f"must be one of {mlp.TASKS}")
+    if not isinstance(soft, bool):
+        raise InvalidArgument(f"`soft` must be True or False, got {soft!r}.")
+    n_st = _strategy("batch", batch, _size)
+
+    def build(args: tuple[str, int]) -> st.SearchStrategy[np.ndarray]:
+        t, n = args
+        if t == "regression":
+            return hnp.arrays(np.float64, n, elements=st.floats(-2.0, 2.0, allow_subnormal=False))
+        if soft:
+            return hnp.arrays(np.float64, n, elements=st.floats(0.0, 1.0, allow_subnormal=False))
+        return hnp.arrays(np.float64, n, elements=st.sampled_from([0.0, 1.0]))
+
+    return st.tuples(task_st, n_st).flatmap(build)
+
+
+def problems(
+    *,
+    task: str | st.SearchStrategy[str] = st.sampled_from(mlp.TASKS),
+    regime: str | st.SearchStrategy[str] = "typical",
+    inputs: int | st.SearchStrategy[int] = st.integers(1, 3),
+    hidden: int | st.SearchStrategy[int] = st.integers(1, 3),
+    batch: int | st.SearchStrategy[int] = st.integers(1, 4),
+    elements: Any = None,
+) -> st.SearchStrategy[_problems.Problem]:
+    """Whole problems (params, x, y, task) in a numerical regime.
+
+    - `task`: "regression" or "classification", or a strategy (default both).
+    - `regime`: one of `gradcheck.problems.REGIMES`, "any" for a mixture, or a
+      strategy. "large_batch" fixes the batch at 2,048 rows, drawn from a
+      seeded NumPy generator so that generation stays fast.
+    - `inputs`, `hidden`, `batch`: sizes (positive ints, or strategies).
+    - `elements`: strategy for parameter and input entries.
+
+    Examples:
+        >>> prob = problems(task="regression", regime="perfect_fit").example()
+        >>> prob.regime
+        'perfect_fit'
+    """
+    task_st = _strategy("task", task, lambda t: None if t in mlp.TASKS else f"must be one of {mlp.TASKS}")
+    valid = (*_problems.REGIMES, "any")
+    regime_st = _strategy("regime", regime, lambda r: None if r in valid else f"must be one of {valid}")
+    regime_st = regime_st.flatmap(lambda r: st.sampled_from(_problems.REGIMES) if r == "any" else st.just(r))
+    sizes = st.tuples(
+        _strategy("inputs", inputs, _size), _strategy("hidden", hidden, _size), _strategy("batch", batch, _size)
+    )
+    entries = _elements(elements)
+
+    @st.composite
+    def build(draw: st.DrawFn) -> _problems.Problem:
+        t, r = draw(task_st), draw(regime_st)
+        i, h, n = draw(sizes)
+        p = draw(params(inputs=i, hidden=h, elements=entries))
+        if r == "large_batch":
+            rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+            x, u = rng.normal(size=(_problems.LARGE_BATCH, i)), rng.random(_problems.LARGE_BATCH)
+        else:
+            x = draw(hnp.arrays(np.float64, (n, i), elements=entries))
+            u = draw(hnp.arrays(np.float64, n, elements=st.floats(0.0, 1.0, allow_subnormal=False)))
+        return _problems.make_problem(p, x, u, task=t, regime=r)  # type: ignore[arg-type]
+
+    return build()
