@@ -64,6 +64,9 @@ def check_gradients(
         >>> check_gradients(loss, grads, p, x, y).ok
         True
     """
+    for label, fn in (("loss_fn", loss_fn), ("grad_fn", grad_fn)):
+        if not callable(fn):
+            raise TypeError(f"`{label}` must be a function, got {type(fn).__name__} {fn!r}.")
     names, leaves, treedef = _flatten_params(params)
     args = tuple(_as_float64("args", i, a) for i, a in enumerate(args))
     try:
@@ -118,7 +121,7 @@ def _as_float64(what: str, where: object, value: Any) -> np.ndarray:
     finite = np.isfinite(array)
     if not finite.all():
         index = tuple(int(i) for i in np.argwhere(~finite)[0])
-        raise ValueError(f"{label} must be finite, got {array[index]!r} at index {index}; replace it before checking.")
+        raise ValueError(f"{label} must be finite, got {array[index].item()!r} at index {index}; replace it before checking.")
     return array.astype(np.float64)
 
 
@@ -146,11 +149,12 @@ def _match_structure(
         value = np.asarray(got[name])
         if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
             problems[name] = f"`grad_fn` returned dtype {value.dtype} for `{name}`; expected real numbers"
-        elif value.shape != leaf.shape:
+            continue
+        if value.shape != leaf.shape:
             problems[name] = f"`grad_fn` returned shape {value.shape} for `{name}`, expected {leaf.shape}"
         elif not np.isfinite(value).all():
             index = tuple(int(i) for i in np.argwhere(~np.isfinite(value))[0])
-            problems[name] = f"`grad_fn` returned {value[index]!r} for `{name}` at index {index}"
+            problems[name] = f"`grad_fn` returned {value[index].item()!r} for `{name}` at index {index}"
         closed[name] = value  # kept even when wrong: the diagnosis may explain it
     return closed, problems
 
@@ -173,9 +177,25 @@ def _references(
             f"{MAX_COORDINATES}. Check a smaller model."
         )
     shapes = tuple(leaf.shape for leaf in leaves)
+    _check_loss(loss_fn, jax.tree_util.tree_unflatten(treedef, leaves), args)
     compiled = _compiled(_LossKey.of(loss_fn), treedef, shapes)
     out = compiled(jnp.asarray(theta), tuple(jnp.asarray(a) for a in args), jnp.uint32(seed), unit_roundoff)
     return References(*(np.asarray(o) for o in out))
+
+
+def _check_loss(loss_fn: Callable[..., Any], params: Any, args: tuple[np.ndarray, ...]) -> None:
+    """Misuse of `loss_fn` is a `ValueError` naming it, not an error deep inside JAX."""
+    try:
+        out = jax.eval_shape(loss_fn, params, *args)
+    except Exception as exc:
+        raise ValueError(
+            f"`loss_fn(params, *args)` failed under JAX tracing: {type(exc).__name__}: {exc}. "
+            "Write it with jax.numpy, and bind non-array options with functools.partial."
+        ) from exc
+    shape = getattr(out, "shape", None)
+    if shape is None or math.prod(shape) != 1:
+        got = f"shape {shape}" if shape is not None else repr(out)
+        raise ValueError(f"`loss_fn` must return a scalar, got {got}; reduce it with a sum or mean.")
 
 
 class _LossKey:

@@ -233,7 +233,7 @@ def validate_problem(params: Any, x: Any, y: Any, *, task: Any) -> tuple[Params,
     for name, value in (*zip(("params." + f for f in Params._fields), params), ("x", x), ("y", y)):
         _check_finite(name, value)
     if task == "classification" and ((y < 0) | (y > 1)).any():
-        bad = y[(y < 0) | (y > 1)][0]
+        bad = y[(y < 0) | (y > 1)][0].item()
         raise ValueError(
             f"`y` must lie in [0, 1] for task='classification' (labels or probabilities), "
             f"got {bad!r}; use task='regression' for unbounded targets."
@@ -248,7 +248,7 @@ def _check_finite(name: str, value: np.ndarray) -> None:
     if not finite.all():
         index = tuple(int(i) for i in np.argwhere(~finite)[0])
         raise ValueError(
-            f"`{name}` must be finite, got {value[index]!r} at index {index}; "
+            f"`{name}` must be finite, got {value[index].item()!r} at index {index}; "
             f"replace non-finite entries before checking."
         )
 

@@ -1,0 +1,191 @@
+"""check_gradients / assert_gradients: verdicts, reports, and misuse."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+
+from gradcheck import GradientMismatch, ReferencesDisagree, assert_gradients, check_gradients, mlp
+from gradcheck import strategies as gs
+from tests.derivations import MUTANTS, typo_w1_for_w2
+
+P = mlp.init_params(0)
+X = np.array([[0.5, -1.0], [2.0, 0.25], [-1.5, 1.0]])
+Y = np.array([1.0, 0.0, 1.0])
+
+
+def losses(task: mlp.Task):  # type: ignore[no-untyped-def]
+    return partial(mlp.loss, task=task), partial(mlp.closed_form_gradients, task=task)
+
+
+@given(gs.problems(regime="any"))
+def test_closed_form_agrees_with_both_references(prob) -> None:  # type: ignore[no-untyped-def]
+    loss, grads = losses(prob.task)
+    report = check_gradients(loss, grads, prob.params, prob.x, prob.y)
+    assert report.ok, str(report)
+    assert report.verdict == "pass"
+    for p in report.params:
+        assert p.tolerance_used <= 1.0
+        assert abs(p.autodiff - p.finite_diff) <= p.fd_error + p.tolerance
+
+
+@given(gs.problems(regime="typical"))
+def test_known_wrong_derivation_is_caught(prob) -> None:  # type: ignore[no-untyped-def]
+    loss, _ = losses(prob.task)
+    report = check_gradients(loss, partial(MUTANTS["residual_sign"].grad, task=prob.task), prob.params, prob.x, prob.y)
+    # The sign flip is invisible only where the true gradient is zero.
+    grads = mlp.closed_form_gradients(prob.params, prob.x, prob.y, task=prob.task)
+    if max(np.abs(g).max() for g in grads) > 1e-6:
+        assert report.verdict == "mismatch"
+        assert any("sign flipped" in (p.diagnosis or "") for p in report.params)
+
+
+@pytest.mark.parametrize("task", mlp.TASKS)
+def test_source_text_typo_is_caught(task: mlp.Task) -> None:
+    """The seed text's dL/db1 uses w1 where w2 belongs; inputs == hidden makes it computable."""
+    p = mlp.init_params(3, inputs=2, hidden=2)
+    loss, _ = losses(task)
+    report = check_gradients(loss, partial(typo_w1_for_w2, task=task), p, X, Y)
+    assert report.verdict == "mismatch"
+    assert [q.name for q in report.params if not q.ok] == ["b1"]
+
+
+def test_report_names_parameter_index_and_values() -> None:
+    loss, grads = losses("classification")
+
+    def off_by_1e8(p, x, y):  # type: ignore[no-untyped-def]
+        g = grads(p, x, y)
+        w1 = g.w1.copy()
+        w1[1, 0] *= 1 + 1e-8
+        return g._replace(w1=w1)
+
+    report = check_gradients(loss, off_by_1e8, P, X, Y)
+    w1 = report["w1"]
+    assert (w1.status, w1.index) == ("mismatch", (1, 0))
+    assert w1.closed_form == pytest.approx(w1.autodiff * (1 + 1e-8), rel=1e-12)
+    assert w1.rel_error == pytest.approx(1e-8, rel=1e-3)
+    assert w1.fd_error > 0 and w1.tolerance > 0
+    text = str(report)
+    assert "MISMATCH in 1 of 4" in text and "w1" in text and "(1, 0)" in text
+    assert "only 1 of 6 entries wrong" in (w1.diagnosis or "")
+
+
+def test_assert_gradients_raises_readable_mismatch() -> None:
+    loss, grads = losses("regression")
+    with pytest.raises(GradientMismatch, match=r"(?s)MISMATCH in 4 of 4.*likely mistake: off by a constant factor 2 \(a missing 1/2") as info:
+        assert_gradients(loss, lambda p, x, y: mlp.Params(*(2 * g for g in grads(p, x, y))), P, X, Y)
+    assert isinstance(info.value, AssertionError)
+    assert info.value.report.verdict == "mismatch"
+    assert assert_gradients(loss, grads, P, X, Y).ok
+
+
+def test_references_in_doubt_do_not_blame_the_closed_form() -> None:
+    """At a kink autodiff says 0 and the central difference says 1/2."""
+
+    def relu_loss(theta):  # type: ignore[no-untyped-def]
+        return jnp.sum(jnp.where(theta > 0, theta, 0.0))
+
+    report = check_gradients(relu_loss, lambda theta: np.zeros(1), np.zeros(1))
+    assert report.verdict == "inconclusive"
+    assert report.params[0].status == "doubt"
+    assert "reference is in doubt" in (report.params[0].message or "")
+    with pytest.raises(ReferencesDisagree, match="INCONCLUSIVE"):
+        assert_gradients(relu_loss, lambda theta: np.zeros(1), np.zeros(1))
+
+
+def _raises(p, x, y):  # type: ignore[no-untyped-def]
+    raise ZeroDivisionError("oops in student code")
+
+
+GRAD_FN_FAULTS = [
+    pytest.param(_raises, "w1", r"`grad_fn` raised ZeroDivisionError: oops in student code", id="raises"),
+    pytest.param(lambda p, x, y: [np.zeros((3, 2))], "b1", r"no entry for this parameter", id="wrong-structure"),
+    pytest.param(lambda p, x, y: {"w1": np.zeros((3, 2))}, "w2", r"no entry for this parameter", id="missing-key"),
+    pytest.param(
+        lambda p, x, y: mlp.closed_form_gradients(p, x, y, task="regression")._replace(b1=np.zeros(4)),
+        "b1",
+        r"returned shape \(4,\) for `b1`, expected \(3,\)",
+        id="wrong-shape",
+    ),
+    pytest.param(
+        lambda p, x, y: mlp.closed_form_gradients(p, x, y, task="regression")._replace(b2=np.array([np.inf])),
+        "b2",
+        r"returned inf for `b2` at index \(0,\)",
+        id="non-finite",
+    ),
+    pytest.param(
+        lambda p, x, y: mlp.closed_form_gradients(p, x, y, task="regression")._replace(b2=np.array(["a"])),
+        "b2",
+        r"returned dtype <U1 for `b2`; expected real numbers",
+        id="strings",
+    ),
+]
+
+
+@pytest.mark.parametrize(("grad_fn", "param", "message"), GRAD_FN_FAULTS)
+def test_faulty_grad_fn_gives_a_failed_report_not_a_crash(grad_fn, param: str, message: str) -> None:  # type: ignore[no-untyped-def]
+    report = check_gradients(partial(mlp.loss, task="regression"), grad_fn, P, X, Y)
+    assert not report.ok and report.verdict == "mismatch"
+    result = report[param]
+    assert result.status == "error"
+    assert result.message is not None
+    assert __import__("re").search(message, result.message), result.message
+
+
+MISUSE = [
+    pytest.param(dict(params=P._replace(w1=np.full((3, 2), np.nan))), ValueError, r"`params.w1` must be finite, got nan at index \(0, 0\)", id="params-nan"),
+    pytest.param(dict(args=(X, np.array([1.0, np.inf, 0.0]))), ValueError, r"`args\[1\]` must be finite, got inf at index \(1,\)", id="args-inf"),
+    pytest.param(dict(params=()), ValueError, r"`params` holds no arrays", id="params-empty"),
+    pytest.param(dict(params={"w": np.array(["x"])}), ValueError, r"`params.w` must be a real array, got dtype <U1", id="params-strings"),
+    pytest.param(dict(loss_fn=3), TypeError, r"`loss_fn` must be a function, got int 3", id="loss-not-callable"),
+    pytest.param(dict(grad_fn=None), TypeError, r"`grad_fn` must be a function, got NoneType", id="grad-not-callable"),
+    pytest.param(dict(loss_fn=lambda p, x, y: p.w1.sum(axis=0)), ValueError, r"`loss_fn` must return a scalar, got shape \(2,\)", id="loss-not-scalar"),
+    pytest.param(dict(loss_fn=lambda p, x, y: float(np.sum(p.w1))), ValueError, r"(?s)`loss_fn\(params, \*args\)` failed under JAX tracing.*Write it with jax.numpy", id="loss-not-traceable"),
+]
+
+
+@pytest.mark.parametrize(("change", "error", "message"), MISUSE)
+def test_misuse_names_argument_value_and_fix(change: dict, error: type, message: str) -> None:  # type: ignore[type-arg]
+    call = {"loss_fn": partial(mlp.loss, task="regression"), "grad_fn": partial(mlp.closed_form_gradients, task="regression"), "params": P, "args": (X, Y)}
+    call.update(change)
+    with pytest.raises(error, match=message):
+        check_gradients(call["loss_fn"], call["grad_fn"], call["params"], *call["args"])
+
+
+@pytest.mark.parametrize("x64_before", [False, True])
+def test_global_jax_configuration_is_unchanged(x64_before: bool) -> None:
+    jax.config.update("jax_enable_x64", x64_before)
+    try:
+        loss, grads = losses("classification")
+        assert check_gradients(loss, grads, P, X, Y).ok
+        assert jax.config.jax_enable_x64 is x64_before
+        assert jnp.zeros(1).dtype == (jnp.float64 if x64_before else jnp.float32)
+    finally:
+        jax.config.update("jax_enable_x64", False)
+
+
+def test_to_dict_is_strict_json() -> None:
+    loss, grads = losses("classification")
+    report = check_gradients(loss, lambda p, x, y: grads(p, x, y)._replace(b1=np.array([np.nan, 0, 0])), P, X, Y)
+    data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert data["verdict"] == "mismatch" and data["ok"] is False
+    assert [p["name"] for p in data["params"]] == ["w1", "b1", "w2", "b2"]
+    assert data["params"][1]["status"] == "error"
+    assert data["params"][0]["shape"] == [3, 2]
+
+
+def test_dict_params_and_plain_tuple_results_are_matched() -> None:
+    def loss(p, x):  # type: ignore[no-untyped-def]
+        return jnp.sum(p["a"] ** 2 * x) + jnp.sum(p["b"])
+
+    report = check_gradients(loss, lambda p, x: {"b": np.ones(2), "a": 2 * p["a"] * x}, {"a": np.ones(3), "b": np.zeros(2)}, np.arange(3.0))
+    assert report.ok, str(report)
+    assert [p.name for p in report.params] == ["a", "b"]
+    tuple_report = check_gradients(lambda t: jnp.sum(t[0] ** 3) + t[1][0], lambda t: (3 * t[0] ** 2, np.ones(1)), (np.ones(2), np.zeros(1)))
+    assert tuple_report.ok, str(tuple_report)
