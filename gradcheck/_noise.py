@@ -83,13 +83,24 @@ class _Jitter:
         self.u, self.offset = u, 0
         self.xi = uniform(stream, max(total, 1))
 
+    def _draw(self, value: jax.Array) -> jax.Array:
+        xi = self.xi[self.offset : self.offset + value.size].reshape(value.shape).astype(value.dtype)
+        self.offset += value.size
+        return jnp.asarray(self.u, value.dtype) * xi
+
     def __call__(self, value: Any) -> Any:
+        """``value (1 + u xi)``: one rounding, relative to the result."""
         value = jnp.asarray(value)
         if not jnp.issubdtype(value.dtype, jnp.floating):
             return value
-        xi = self.xi[self.offset : self.offset + value.size].reshape(value.shape).astype(value.dtype)
-        self.offset += value.size
-        return value * (1.0 + jnp.asarray(self.u, value.dtype) * xi)
+        return value * (1.0 + self._draw(value))
+
+    def absolute(self, value: Any, bound: Any) -> Any:
+        """``value + u xi bound``: an error bounded by `bound` units of roundoff."""
+        value = jnp.asarray(value)
+        if not jnp.issubdtype(value.dtype, jnp.floating):
+            return value
+        return value + self._draw(value) * bound
 
 
 def uniform(stream: jax.Array, n: int) -> jax.Array:
@@ -106,6 +117,24 @@ def uniform(stream: jax.Array, n: int) -> jax.Array:
     x *= jnp.uint32(0x846CA68B)
     x ^= x >> 16
     return (x >> 8).astype(jnp.float64) * 2.0**-23 - 1.0
+
+
+def _sum_terms(eqn: Any, params: dict[str, Any], invals: list[Any]) -> tuple[int, Any]:
+    x = invals[0]
+    n = math.prod(x.shape[a] for a in params["axes"])
+    return max(n - 1, 1), eqn.primitive.bind(jnp.abs(x), **params)
+
+
+def _dot_terms(eqn: Any, params: dict[str, Any], invals: list[Any]) -> tuple[int, Any]:
+    lhs, rhs = invals
+    (contract, _), _ = params["dimension_numbers"]
+    n = math.prod(lhs.shape[a] for a in contract)
+    return max(n, 1), eqn.primitive.bind(jnp.abs(lhs), jnp.abs(rhs), **params)
+
+
+# Reductions: how many rounding errors a result accumulates, and the sum of
+# the magnitudes of its terms.
+_REDUCTIONS = {"reduce_sum": _sum_terms, "dot_general": _dot_terms}
 
 
 def _subjaxpr(eqn: Any) -> tuple[jcore.Jaxpr, Sequence[Any]] | None:
@@ -143,13 +172,21 @@ def _eval(jaxpr: jcore.Jaxpr, consts: Sequence[Any], jitter: _Jitter, args: Sequ
     env.update(zip(jaxpr.invars, args))
     for eqn in jaxpr.eqns:
         invals = [read(v) for v in eqn.invars]
+        name = eqn.primitive.name
         sub = _subjaxpr(eqn)
         if sub is not None:
             outvals = _eval(sub[0], sub[1], jitter, invals)
         else:
-            result = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
+            params = eqn.primitive.get_bind_params(eqn.params)
+            result = eqn.primitive.bind(*invals, **params)
             outvals = list(result) if eqn.primitive.multiple_results else [result]
-            if eqn.primitive.name not in _EXACT:
+            if name in _REDUCTIONS:
+                # A sum of n terms errs by up to (n - 1) u sum|x_i| (Higham, Thm 4.4),
+                # and its errors can be correlated, so use that bound, not n
+                # independent relative errors.
+                terms, magnitude = _REDUCTIONS[name](eqn, params, invals)
+                outvals = [jitter.absolute(outvals[0], terms * magnitude)]
+            elif name not in _EXACT:
                 outvals = [jitter(v) for v in outvals]
         env.update(zip(eqn.outvars, outvals))
     return [read(v) for v in jaxpr.outvars]

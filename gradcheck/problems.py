@@ -29,7 +29,7 @@ Regime = Literal[
 ]
 REGIMES: tuple[Regime, ...] = Regime.__args__  # type: ignore[attr-defined]
 
-#: |z1| reached by the largest hidden pre-activation in the saturated regime;
+#: Hidden bias magnitude in the saturated regime: z1 = +-40 + w1 x, and
 #: sigma'(40) = 4e-18, far below float64 resolution of sigma(40) = 1.
 SATURATION = 40.0
 #: Parameter scale in the tiny regime.
@@ -75,12 +75,9 @@ def make_problem(params: mlp.Params, x: Any, u: Any, *, task: mlp.Task, regime: 
     y = (u > 0.5).astype(np.float64) if task == "classification" else 4.0 * (u - 0.5)
 
     if regime == "saturated":
-        z1 = mlp.forward(p, x, task=task).z1
-        reach = float(np.abs(z1).max())
-        if reach > 0:
-            p = p._replace(w1=p.w1 * SATURATION / reach, b1=p.b1 * SATURATION / reach)
-        else:
-            p = p._replace(b1=np.where(np.arange(p.b1.size) % 2 == 0, SATURATION, -SATURATION))
+        # Push every hidden unit's bias to +-40; the weights still move z1 around it.
+        sign = np.where(p.b1 < 0, -1.0, 1.0)
+        p = p._replace(b1=sign * SATURATION)
     elif regime == "tiny":
         p = mlp.Params(*(a * TINY for a in p))
     elif regime == "zero_inputs":
