@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gradcheck import _check, _tolerance, mlp, problems  # noqa: E402
-from tests.derivations import CORRECT  # noqa: E402
+from gradcheck import _check, _tolerance, mlp, problems
+from tests.derivations import CORRECT
 
 
 def main() -> None:
@@ -39,7 +39,9 @@ def main() -> None:
             rows = {name: np.zeros(4) for name in CORRECT}
             for i in range(args.problems):
                 rng = np.random.default_rng([args.seed, i])
-                prob = problems.sample(rng, task=task, regime=regime, hidden=int(rng.integers(1, 5)), batch=int(rng.integers(1, 9)))
+                prob = problems.sample(
+                    rng, task=task, regime=regime, hidden=int(rng.integers(1, 5)), batch=int(rng.integers(1, 9))
+                )
                 loss = lambda p, x, y, t=task: mlp.loss(p, x, y, task=t)  # noqa: E731
                 for name, fn in CORRECT.items():
                     grad = fn(prob.params, prob.x, prob.y, task=task)
@@ -47,7 +49,7 @@ def main() -> None:
                     cf = np.concatenate([np.asarray(g, np.float64).ravel() for g in grad])
                     precision = _tolerance.precision_of([np.asarray(g).dtype for g in grad])
                     eps = float(np.finfo(precision).eps)
-                    names, leaves, treedef = _check._flatten_params(prob.params)
+                    _, leaves, treedef = _check._flatten_params(prob.params)
                     with jax.enable_x64(True):
                         refs = _check._references(loss, leaves, treedef, (prob.x, prob.y), eps / 2, seed=i)
                     scale = max(np.abs(refs.autodiff).max(), refs.noise.max())
@@ -56,7 +58,14 @@ def main() -> None:
                     err = np.abs(cf - refs.autodiff)
                     with np.errstate(divide="ignore", invalid="ignore"):
                         r_noise = np.where(refs.noise > 0, err / refs.noise, 0.0).max()
-                    ratios = np.array([r_noise, (err / tol).max(), (np.abs(cf - refs.finite_diff) / fd_tol).max(), (np.abs(refs.autodiff - refs.finite_diff) / fd_tol).max()])
+                    ratios = np.array(
+                        [
+                            r_noise,
+                            (err / tol).max(),
+                            (np.abs(cf - refs.finite_diff) / fd_tol).max(),
+                            (np.abs(refs.autodiff - refs.finite_diff) / fd_tol).max(),
+                        ]
+                    )
                     rows[name] = np.maximum(rows[name], ratios)
             for name, r in rows.items():
                 print(f"{task:<15}{regime:<20}{name:<25}" + "".join(f"{v:>10.3g}" for v in r))

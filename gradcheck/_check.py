@@ -11,7 +11,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 from gradcheck import _diagnose, _finite_diff, _noise, _tolerance
 from gradcheck._report import GradientMismatch, ParamResult, ReferencesDisagree, Report
@@ -71,7 +70,7 @@ def check_gradients(
     args = tuple(_as_float64("args", i, a) for i, a in enumerate(args))
     try:
         returned = grad_fn(params, *args)
-    except Exception as exc:  # the user's code: report it, don't crash
+    except Exception as exc:  # noqa: BLE001 - the user's code: any failure is reported, not raised
         message = f"`grad_fn` raised {_describe(exc)}"
         return Report(tuple(ParamResult(n, leaf.shape, "error", message=message) for n, leaf in zip(names, leaves)))
     closed, problems = _match_structure(names, leaves, returned)
@@ -121,7 +120,9 @@ def _as_float64(what: str, where: object, value: Any) -> np.ndarray:
     finite = np.isfinite(array)
     if not finite.all():
         index = tuple(int(i) for i in np.argwhere(~finite)[0])
-        raise ValueError(f"{label} must be finite, got {array[index].item()!r} at index {index}; replace it before checking.")
+        raise ValueError(
+            f"{label} must be finite, got {array[index].item()!r} at index {index}; replace it before checking."
+        )
     return array.astype(np.float64)
 
 
@@ -226,7 +227,9 @@ class _LossKey:
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled(loss: _LossKey, treedef: Any, shapes: tuple[tuple[int, ...], ...]) -> Callable[..., tuple[jax.Array, ...]]:
+def _compiled(
+    loss: _LossKey, treedef: Any, shapes: tuple[tuple[int, ...], ...]
+) -> Callable[..., tuple[jax.Array, ...]]:
     sizes = [math.prod(s) for s in shapes]
     offsets = np.cumsum([0, *sizes])
 
@@ -290,7 +293,9 @@ def _judge(
             results.append(ParamResult(name, leaf.shape, "error", message=problems[name], diagnosis=diagnosis))
             continue
         results.append(_judge_param(name, closed[name].astype(np.float64), ad, tol, fd, fd_err, reference))
-    note = () if precision == np.float64 else (f"the closed form returned {precision}; judged at {precision} precision",)
+    note = (
+        () if precision == np.float64 else (f"the closed form returned {precision}; judged at {precision} precision",)
+    )
     return Report(tuple(results), precision=str(precision), notes=note)
 
 

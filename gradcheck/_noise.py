@@ -16,8 +16,8 @@ composes with `jax.jit` and `jax.vmap`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -116,7 +116,8 @@ def uniform(stream: jax.Array, n: int) -> jax.Array:
     x ^= x >> 15
     x *= jnp.uint32(0x846CA68B)
     x ^= x >> 16
-    return (x >> 8).astype(jnp.float64) * 2.0**-23 - 1.0
+    xi: jax.Array = (x >> 8).astype(jnp.float64) * 2.0**-23 - 1.0
+    return xi
 
 
 def _sum_terms(eqn: Any, params: dict[str, Any], invals: list[Any]) -> tuple[int, Any]:
@@ -177,8 +178,8 @@ def _eval(jaxpr: jcore.Jaxpr, consts: Sequence[Any], jitter: _Jitter, args: Sequ
         if sub is not None:
             outvals = _eval(sub[0], sub[1], jitter, invals)
         else:
-            params = eqn.primitive.get_bind_params(eqn.params)
-            result = eqn.primitive.bind(*invals, **params)
+            params = eqn.primitive.get_bind_params(eqn.params)  # type: ignore[no-untyped-call]
+            result = eqn.primitive.bind(*invals, **params)  # type: ignore[no-untyped-call]
             outvals = list(result) if eqn.primitive.multiple_results else [result]
             if name in _REDUCTIONS:
                 # A sum of n terms errs by up to (n - 1) u sum|x_i| (Higham, Thm 4.4),

@@ -119,7 +119,18 @@ class ReferencesDisagree(AssertionError):
         self.report = report
 
 
-_COLUMNS = ("param", "shape", "status", "index", "closed form", "autodiff", "finite diff ± err", "|cf-ad|", "rel", "tol")
+_COLUMNS = (
+    "param",
+    "shape",
+    "status",
+    "index",
+    "closed form",
+    "autodiff",
+    "finite diff ± err",
+    "|cf-ad|",
+    "rel",
+    "tol",
+)
 
 
 def _table(params: tuple[ParamResult, ...]) -> str:

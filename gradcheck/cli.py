@@ -81,9 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--inputs", type=_positive("--inputs"), default=2, help="input features (default 2)")
     parser.add_argument("--hidden", type=_positive("--hidden"), default=3, help="hidden units (default 3)")
     parser.add_argument("--batch", type=_positive("--batch"), default=8, help="samples per problem (default 8)")
-    parser.add_argument(
-        "--examples", type=_positive("--examples"), default=300, help="problems per task (default 300)"
-    )
+    parser.add_argument("--examples", type=_positive("--examples"), default=300, help="problems per task (default 300)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the problem sampler (default 0)")
     parser.add_argument(
         "--problem", type=_non_negative("--problem"), default=None, help="check only problem number K (to reproduce)"
@@ -223,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"gradcheck: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except Exception as exc:  # never a raw traceback; say it is ours
+    except Exception as exc:  # noqa: BLE001 - never a raw traceback; say it is ours
         print(f"gradcheck: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         print("please report it with the command line that caused it", file=sys.stderr)
         return EXIT_INTERNAL

@@ -200,9 +200,7 @@ def validate_problem(params: Any, x: Any, y: Any, *, task: Any) -> tuple[Params,
             raise ValueError(f"`params` is missing {sorted(missing)}; it needs keys {Params._fields}.")
         params = Params(**{k: params[k] for k in Params._fields})
     if not isinstance(params, tuple) or len(params) != 4:
-        raise ValueError(
-            f"`params` must be an `mlp.Params(w1, b1, w2, b2)`, got {type(params).__name__}."
-        )
+        raise ValueError(f"`params` must be an `mlp.Params(w1, b1, w2, b2)`, got {type(params).__name__}.")
     params = Params(*(np.asarray(p) for p in params))
     x, y = np.asarray(x), np.asarray(y)
     hidden, inputs = params.w1.shape[-2:] if params.w1.ndim >= 2 else (None, None)
@@ -213,9 +211,7 @@ def validate_problem(params: Any, x: Any, y: Any, *, task: Any) -> tuple[Params,
         "params.b2": ((1,), params.b2.shape),
     }
     if params.w1.ndim != 2:
-        raise ValueError(
-            f"`params.w1` must have shape (hidden, inputs), got {params.w1.shape}."
-        )
+        raise ValueError(f"`params.w1` must have shape (hidden, inputs), got {params.w1.shape}.")
     for name, (want, got) in expected.items():
         if tuple(got) != want:
             raise ValueError(f"`{name}` has shape {tuple(got)} but expected {want}.")
@@ -227,9 +223,7 @@ def validate_problem(params: Any, x: Any, y: Any, *, task: Any) -> tuple[Params,
     if x.shape[0] < 1:
         raise ValueError("`x` has no samples (shape (0, ...)); pass at least one row.")
     if y.shape != (x.shape[0],):
-        raise ValueError(
-            f"`y` has shape {y.shape} but expected ({x.shape[0]},): one target per row of `x`."
-        )
+        raise ValueError(f"`y` has shape {y.shape} but expected ({x.shape[0]},): one target per row of `x`.")
     for name, value in (*zip(("params." + f for f in Params._fields), params), ("x", x), ("y", y)):
         _check_finite(name, value)
     if task == "classification" and ((y < 0) | (y > 1)).any():

@@ -87,7 +87,7 @@ def make_problem(params: mlp.Params, x: Any, u: Any, *, task: mlp.Task, regime: 
     elif regime == "soft_labels":
         y = u if task == "classification" else y
     elif regime == "large_targets" and task == "regression":
-        y = y * LARGE_TARGET
+        y = y * np.float64(LARGE_TARGET)
     elif regime in ("perfect_fit", "perfect_fit_scaled"):
         if regime == "perfect_fit_scaled":
             p = p._replace(w2=p.w2 * OUTPUT_SCALE)
@@ -96,9 +96,9 @@ def make_problem(params: mlp.Params, x: Any, u: Any, *, task: mlp.Task, regime: 
         a1 = mlp.forward(p, x, task=task).a1
         spread = float(np.abs(a1 @ p.w2.T).max())
         w2 = p.w2 * (5.0 / spread) if spread > 5.0 else p.w2
-        sign = 1.0 if p.b2[0] >= 0 else -1.0
-        p = p._replace(w2=w2, b2=np.array([sign * CONFIDENT]))
-        y = np.full_like(y, 1.0 if sign > 0 else 0.0)
+        side = 1.0 if p.b2[0] >= 0 else -1.0
+        p = p._replace(w2=w2, b2=np.array([side * CONFIDENT]))
+        y = np.full_like(y, 1.0 if side > 0 else 0.0)
     return Problem(p, x, y, task, regime)
 
 

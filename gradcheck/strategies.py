@@ -26,6 +26,10 @@ __all__ = ["inputs", "params", "problems", "targets"]
 
 T = TypeVar("T")
 
+_TASKS = st.sampled_from(mlp.TASKS)
+_SMALL = st.integers(1, 3)
+_BATCH = st.integers(1, 4)
+
 #: Default range of parameter and input entries. Wide enough to reach
 #: moderately saturated units, small enough that "typical" stays typical.
 ELEMENT_BOUND = 3.0
@@ -78,7 +82,10 @@ def params(
 
     def build(shape: tuple[int, int]) -> st.SearchStrategy[mlp.Params]:
         i, h = shape
-        arr = lambda s: hnp.arrays(np.float64, s, elements=entries)  # noqa: E731
+
+        def arr(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
+            return hnp.arrays(np.float64, shape, elements=entries)
+
         return st.builds(mlp.Params, arr((h, i)), arr((h,)), arr((1, h)), arr((1,)))
 
     return sizes.flatmap(build)
@@ -133,11 +140,11 @@ def targets(
 
 def problems(
     *,
-    task: str | st.SearchStrategy[str] = st.sampled_from(mlp.TASKS),
+    task: str | st.SearchStrategy[str] = _TASKS,
     regime: str | st.SearchStrategy[str] = "typical",
-    inputs: int | st.SearchStrategy[int] = st.integers(1, 3),
-    hidden: int | st.SearchStrategy[int] = st.integers(1, 3),
-    batch: int | st.SearchStrategy[int] = st.integers(1, 4),
+    inputs: int | st.SearchStrategy[int] = _SMALL,
+    hidden: int | st.SearchStrategy[int] = _SMALL,
+    batch: int | st.SearchStrategy[int] = _BATCH,
     elements: Any = None,
 ) -> st.SearchStrategy[_problems.Problem]:
     """Whole problems (params, x, y, task) in a numerical regime.
@@ -174,6 +181,6 @@ def problems(
         else:
             x = draw(hnp.arrays(np.float64, (n, i), elements=entries))
             u = draw(hnp.arrays(np.float64, n, elements=st.floats(0.0, 1.0, allow_subnormal=False)))
-        return _problems.make_problem(p, x, u, task=t, regime=r)  # type: ignore[arg-type]
+        return _problems.make_problem(p, x, u, task=t, regime=r)
 
     return build()

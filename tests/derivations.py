@@ -50,7 +50,10 @@ def einsum_form(p: mlp.Params, x: np.ndarray, y: np.ndarray, *, task: mlp.Task) 
     n = len(x)
     d1 = np.einsum("n,oh,nh->nh", d2, p.w2, act.a1 * (1 - act.a1))
     return mlp.Params(
-        np.einsum("nh,ni->hi", d1, x) / n, np.einsum("nh->h", d1) / n, np.einsum("n,nh->h", d2, act.a1)[None] / n, np.array([d2.sum() / n])
+        np.einsum("nh,ni->hi", d1, x) / n,
+        np.einsum("nh->h", d1) / n,
+        np.einsum("n,nh->h", d2, act.a1)[None] / n,
+        np.array([d2.sum() / n]),
     )
 
 
@@ -99,7 +102,9 @@ class Mutant:
     square: bool = False  # needs inputs == hidden for its shapes to fit
 
 
-def _with(p: mlp.Params, x: np.ndarray, y: np.ndarray, task: mlp.Task, *, d2: Any = None, slope: Any = None) -> mlp.Params:
+def _with(
+    p: mlp.Params, x: np.ndarray, y: np.ndarray, task: mlp.Task, *, d2: Any = None, slope: Any = None
+) -> mlp.Params:
     """The standard backward pass with one ingredient replaced."""
     act, delta2 = _parts(p, x, y, task)
     d2 = delta2 if d2 is None else d2

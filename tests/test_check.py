@@ -70,15 +70,20 @@ def test_report_names_parameter_index_and_values() -> None:
     assert (w1.status, w1.index) == ("mismatch", (1, 0))
     assert w1.closed_form == pytest.approx(w1.autodiff * (1 + 1e-8), rel=1e-12)
     assert w1.rel_error == pytest.approx(1e-8, rel=1e-3)
-    assert w1.fd_error > 0 and w1.tolerance > 0
+    assert w1.fd_error > 0
+    assert w1.tolerance > 0
     text = str(report)
-    assert "MISMATCH in 1 of 4" in text and "w1" in text and "(1, 0)" in text
+    assert "MISMATCH in 1 of 4" in text
+    assert "w1" in text
+    assert "(1, 0)" in text
     assert "only 1 of 6 entries wrong" in (w1.diagnosis or "")
 
 
 def test_assert_gradients_raises_readable_mismatch() -> None:
     loss, grads = losses("regression")
-    with pytest.raises(GradientMismatch, match=r"(?s)MISMATCH in 4 of 4.*likely mistake: off by a constant factor 2 \(a missing 1/2") as info:
+    with pytest.raises(
+        GradientMismatch, match=r"(?s)MISMATCH in 4 of 4.*likely mistake: off by a constant factor 2 \(a missing 1/2"
+    ) as info:
         assert_gradients(loss, lambda p, x, y: mlp.Params(*(2 * g for g in grads(p, x, y))), P, X, Y)
     assert isinstance(info.value, AssertionError)
     assert info.value.report.verdict == "mismatch"
@@ -131,7 +136,8 @@ GRAD_FN_FAULTS = [
 @pytest.mark.parametrize(("grad_fn", "param", "message"), GRAD_FN_FAULTS)
 def test_faulty_grad_fn_gives_a_failed_report_not_a_crash(grad_fn, param: str, message: str) -> None:  # type: ignore[no-untyped-def]
     report = check_gradients(partial(mlp.loss, task="regression"), grad_fn, P, X, Y)
-    assert not report.ok and report.verdict == "mismatch"
+    assert not report.ok
+    assert report.verdict == "mismatch"
     result = report[param]
     assert result.status == "error"
     assert result.message is not None
@@ -139,20 +145,50 @@ def test_faulty_grad_fn_gives_a_failed_report_not_a_crash(grad_fn, param: str, m
 
 
 MISUSE = [
-    pytest.param(dict(params=P._replace(w1=np.full((3, 2), np.nan))), ValueError, r"`params.w1` must be finite, got nan at index \(0, 0\)", id="params-nan"),
-    pytest.param(dict(args=(X, np.array([1.0, np.inf, 0.0]))), ValueError, r"`args\[1\]` must be finite, got inf at index \(1,\)", id="args-inf"),
+    pytest.param(
+        dict(params=P._replace(w1=np.full((3, 2), np.nan))),
+        ValueError,
+        r"`params.w1` must be finite, got nan at index \(0, 0\)",
+        id="params-nan",
+    ),
+    pytest.param(
+        dict(args=(X, np.array([1.0, np.inf, 0.0]))),
+        ValueError,
+        r"`args\[1\]` must be finite, got inf at index \(1,\)",
+        id="args-inf",
+    ),
     pytest.param(dict(params=()), ValueError, r"`params` holds no arrays", id="params-empty"),
-    pytest.param(dict(params={"w": np.array(["x"])}), ValueError, r"`params.w` must be a real array, got dtype <U1", id="params-strings"),
+    pytest.param(
+        dict(params={"w": np.array(["x"])}),
+        ValueError,
+        r"`params.w` must be a real array, got dtype <U1",
+        id="params-strings",
+    ),
     pytest.param(dict(loss_fn=3), TypeError, r"`loss_fn` must be a function, got int 3", id="loss-not-callable"),
     pytest.param(dict(grad_fn=None), TypeError, r"`grad_fn` must be a function, got NoneType", id="grad-not-callable"),
-    pytest.param(dict(loss_fn=lambda p, x, y: p.w1.sum(axis=0)), ValueError, r"`loss_fn` must return a scalar, got shape \(2,\)", id="loss-not-scalar"),
-    pytest.param(dict(loss_fn=lambda p, x, y: float(np.sum(p.w1))), ValueError, r"(?s)`loss_fn\(params, \*args\)` failed under JAX tracing.*Write it with jax.numpy", id="loss-not-traceable"),
+    pytest.param(
+        dict(loss_fn=lambda p, x, y: p.w1.sum(axis=0)),
+        ValueError,
+        r"`loss_fn` must return a scalar, got shape \(2,\)",
+        id="loss-not-scalar",
+    ),
+    pytest.param(
+        dict(loss_fn=lambda p, x, y: float(np.sum(p.w1))),
+        ValueError,
+        r"(?s)`loss_fn\(params, \*args\)` failed under JAX tracing.*Write it with jax.numpy",
+        id="loss-not-traceable",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("change", "error", "message"), MISUSE)
 def test_misuse_names_argument_value_and_fix(change: dict, error: type, message: str) -> None:  # type: ignore[type-arg]
-    call = {"loss_fn": partial(mlp.loss, task="regression"), "grad_fn": partial(mlp.closed_form_gradients, task="regression"), "params": P, "args": (X, Y)}
+    call = {
+        "loss_fn": partial(mlp.loss, task="regression"),
+        "grad_fn": partial(mlp.closed_form_gradients, task="regression"),
+        "params": P,
+        "args": (X, Y),
+    }
     call.update(change)
     with pytest.raises(error, match=message):
         check_gradients(call["loss_fn"], call["grad_fn"], call["params"], *call["args"])
@@ -174,7 +210,8 @@ def test_to_dict_is_strict_json() -> None:
     loss, grads = losses("classification")
     report = check_gradients(loss, lambda p, x, y: grads(p, x, y)._replace(b1=np.array([np.nan, 0, 0])), P, X, Y)
     data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
-    assert data["verdict"] == "mismatch" and data["ok"] is False
+    assert data["verdict"] == "mismatch"
+    assert data["ok"] is False
     assert [p["name"] for p in data["params"]] == ["w1", "b1", "w2", "b2"]
     assert data["params"][1]["status"] == "error"
     assert data["params"][0]["shape"] == [3, 2]
@@ -184,8 +221,12 @@ def test_dict_params_and_plain_tuple_results_are_matched() -> None:
     def loss(p, x):  # type: ignore[no-untyped-def]
         return jnp.sum(p["a"] ** 2 * x) + jnp.sum(p["b"])
 
-    report = check_gradients(loss, lambda p, x: {"b": np.ones(2), "a": 2 * p["a"] * x}, {"a": np.ones(3), "b": np.zeros(2)}, np.arange(3.0))
+    report = check_gradients(
+        loss, lambda p, x: {"b": np.ones(2), "a": 2 * p["a"] * x}, {"a": np.ones(3), "b": np.zeros(2)}, np.arange(3.0)
+    )
     assert report.ok, str(report)
     assert [p.name for p in report.params] == ["a", "b"]
-    tuple_report = check_gradients(lambda t: jnp.sum(t[0] ** 3) + t[1][0], lambda t: (3 * t[0] ** 2, np.ones(1)), (np.ones(2), np.zeros(1)))
+    tuple_report = check_gradients(
+        lambda t: jnp.sum(t[0] ** 3) + t[1][0], lambda t: (3 * t[0] ** 2, np.ones(1)), (np.ones(2), np.zeros(1))
+    )
     assert tuple_report.ok, str(tuple_report)

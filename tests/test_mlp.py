@@ -70,7 +70,9 @@ def test_numpy_and_jax_evaluate_the_same_definition(prob) -> None:  # type: igno
     assert isinstance(numpy_loss, np.floating)
     with jax.enable_x64(True):
         params = mlp.Params(*map(jnp.asarray, prob.params))
-        jax_loss = jax.jit(mlp.loss, static_argnames="task")(params, jnp.asarray(prob.x), jnp.asarray(prob.y), task=prob.task)
+        jax_loss = jax.jit(mlp.loss, static_argnames="task")(
+            params, jnp.asarray(prob.x), jnp.asarray(prob.y), task=prob.task
+        )
     assert isinstance(jax_loss, jax.Array)
     np.testing.assert_allclose(float(jax_loss), numpy_loss, rtol=1e-12, atol=1e-300)
 
@@ -95,9 +97,13 @@ def test_autodiff_output_error_is_a2_minus_y(prob) -> None:  # type: ignore[no-u
     """The derivation's key step: dL_n/dz2_n = a2_n - y_n for both tasks."""
     z2 = mlp.forward(prob.params, prob.x, task=prob.task).z2
     with jax.enable_x64(True):
-        autodiff = jax.grad(lambda z: mlp.per_sample_loss(z, jnp.asarray(prob.y), task=prob.task).sum())(jnp.asarray(z2))
+        autodiff = jax.grad(lambda z: mlp.per_sample_loss(z, jnp.asarray(prob.y), task=prob.task).sum())(
+            jnp.asarray(z2)
+        )
     claimed = mlp.output_activation(z2, task=prob.task) - prob.y
-    np.testing.assert_allclose(np.asarray(autodiff), claimed, rtol=0, atol=4 * np.finfo(float).eps * max(1.0, np.abs(prob.y).max()))
+    np.testing.assert_allclose(
+        np.asarray(autodiff), claimed, rtol=0, atol=4 * np.finfo(float).eps * max(1.0, np.abs(prob.y).max())
+    )
 
 
 GOOD = mlp.init_params(0)
@@ -106,12 +112,24 @@ BAD_INPUT = [
     pytest.param({"x": np.ones((4, 3))}, r"`x` has shape \(4, 3\) but expected \(N, 2\)", id="x-wrong-features"),
     pytest.param({"x": np.ones(4)}, r"`x` has shape \(4,\) but expected \(N, 2\)", id="x-1d"),
     pytest.param({"y": np.ones(3)}, r"`y` has shape \(3,\) but expected \(4,\)", id="y-wrong-length"),
-    pytest.param({"y": np.array([0.0, 1.0, np.nan, 0.0])}, r"`y` must be finite, got .*nan.* at index \(2,\)", id="y-nan"),
+    pytest.param(
+        {"y": np.array([0.0, 1.0, np.nan, 0.0])}, r"`y` must be finite, got .*nan.* at index \(2,\)", id="y-nan"
+    ),
     pytest.param({"x": np.full((4, 2), np.inf)}, r"`x` must be finite, got .*inf.* at index \(0, 0\)", id="x-inf"),
-    pytest.param({"params": GOOD._replace(w2=np.array([[np.nan, 0, 0]]))}, r"`params.w2` must be finite", id="params-nan"),
-    pytest.param({"params": GOOD._replace(b1=np.ones(4))}, r"`params.b1` has shape \(4,\) but expected \(3,\)", id="b1-shape"),
-    pytest.param({"params": GOOD._replace(w2=np.ones(3))}, r"`params.w2` has shape \(3,\) but expected \(1, 3\)", id="w2-shape"),
-    pytest.param({"y": np.array([0.0, 1.0, 2.0, 0.0])}, r"`y` must lie in \[0, 1\] .*got 2\.0.*task='regression'", id="y-not-probability"),
+    pytest.param(
+        {"params": GOOD._replace(w2=np.array([[np.nan, 0, 0]]))}, r"`params.w2` must be finite", id="params-nan"
+    ),
+    pytest.param(
+        {"params": GOOD._replace(b1=np.ones(4))}, r"`params.b1` has shape \(4,\) but expected \(3,\)", id="b1-shape"
+    ),
+    pytest.param(
+        {"params": GOOD._replace(w2=np.ones(3))}, r"`params.w2` has shape \(3,\) but expected \(1, 3\)", id="w2-shape"
+    ),
+    pytest.param(
+        {"y": np.array([0.0, 1.0, 2.0, 0.0])},
+        r"`y` must lie in \[0, 1\] .*got 2\.0.*task='regression'",
+        id="y-not-probability",
+    ),
     pytest.param({"params": (1, 2)}, r"`params` must be an `mlp.Params", id="params-not-params"),
     pytest.param({"params": {"w1": GOOD.w1}}, r"`params` is missing \['b1', 'b2', 'w2'\]", id="params-dict-missing"),
 ]

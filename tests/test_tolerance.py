@@ -101,7 +101,9 @@ def test_float32_closed_form_with_a_real_mistake_is_caught(prob: problems.Proble
         return mlp.Params(*(np.float32(2.0) * g for g in CORRECT["float32"](p, x, y, task=prob.task)))
 
     report = check_gradients(partial(mlp.loss, task=prob.task), wrong32, prob.params, prob.x, prob.y)
-    largest = max(float(np.abs(g).max()) for g in mlp.closed_form_gradients(prob.params, prob.x, prob.y, task=prob.task))
+    largest = max(
+        float(np.abs(g).max()) for g in mlp.closed_form_gradients(prob.params, prob.x, prob.y, task=prob.task)
+    )
     if largest > 1e-3:  # a factor of 2 on a gradient below float32 resolution is not a visible mistake
         assert report.verdict == "mismatch", str(report)
 
@@ -119,7 +121,9 @@ def test_no_fixed_tolerance_pair_serves_both_regimes() -> None:
     """
     rng = np.random.default_rng(7)
     small = problems.sample(rng, task="regression", regime="typical")
-    small = small._replace(y=small.y * 1e-5, params=small.params._replace(w2=small.params.w2 * 1e-5, b2=small.params.b2 * 1e-5))
+    small = small._replace(
+        y=small.y * 1e-5, params=small.params._replace(w2=small.params.w2 * 1e-5, b2=small.params.b2 * 1e-5)
+    )
     fit = problems.sample(rng, task="regression", regime="perfect_fit_scaled")
     loss = partial(mlp.loss, task="regression")
     grads = partial(CORRECT["per_sample_loop"], task="regression")
@@ -145,7 +149,9 @@ def test_no_fixed_tolerance_pair_serves_both_regimes() -> None:
 @pytest.mark.parametrize("name", ["factor_two", "relative_1e-6", "residual_sign"])
 def test_tolerance_reports_why_it_failed(name: str) -> None:
     prob = problems.sample(np.random.default_rng(1), task="classification")
-    report = check_gradients(partial(mlp.loss, task="classification"), partial(MUTANTS[name].grad, task="classification"), *prob[:3])
+    report = check_gradients(
+        partial(mlp.loss, task="classification"), partial(MUTANTS[name].grad, task="classification"), *prob[:3]
+    )
     worst = max(report.params, key=lambda p: p.tolerance_used)
     assert worst.tolerance_used > 1.0
     assert worst.abs_error > worst.tolerance
