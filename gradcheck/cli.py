@@ -168,9 +168,9 @@ def render(summaries: list[TaskSummary], args: argparse.Namespace, console: Cons
             soft_wrap=True,
         )
         for i, prob, report in s.failures[:3]:
-            console.print(f"problem {i} ({prob.describe()}):", markup=False)
-            console.print(str(report), markup=False, highlight=False)
-            console.print(f"reproduce: {_reproduce(i, s.task, args)}\n", markup=False)
+            console.print(f"problem {i} ({prob.describe()}):", markup=False, soft_wrap=True)
+            console.print(str(report), markup=False, highlight=False, soft_wrap=True)
+            console.print(f"reproduce: {_reproduce(i, s.task, args)}\n", markup=False, soft_wrap=True)
 
 
 def _reproduce(index: int, task: str, args: argparse.Namespace) -> str:

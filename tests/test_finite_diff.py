@@ -1,0 +1,55 @@
+"""Richardson-extrapolated central differences and their error bounds."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gradcheck import _finite_diff
+
+
+def _fd(f, theta, sigma_f=0.0):  # type: ignore[no-untyped-def]
+    with jax.enable_x64(True):
+        theta = jnp.asarray(theta, jnp.float64)
+        steps = _finite_diff.FD_STEP * jnp.maximum(1.0, jnp.abs(theta))
+        out = jax.jit(lambda t: _finite_diff.directional(f, t, jnp.eye(t.shape[0]), steps, jnp.float64(sigma_f)))(theta)
+        return np.asarray(out.value), np.asarray(out.error)
+
+
+def test_tableau_weights_reproduce_a_linear_function() -> None:
+    # Each estimate must be exact for f(t) = t: sum_k w_k * (2 h0 / ratio^k) / h0 == 1.
+    for row in _finite_diff.WEIGHTS:
+        assert sum(w * 2 / _finite_diff.RATIO**k for k, w in enumerate(row)) == pytest.approx(1.0, abs=1e-15)
+
+
+@given(st.lists(st.floats(-2, 2), min_size=1, max_size=4))
+def test_polynomials_up_to_degree_six_are_exact(coefficients: list[float]) -> None:
+    """Three levels cancel the h^2 and h^4 terms, so the error starts at h^6 f^(7)."""
+
+    def f(t):  # type: ignore[no-untyped-def]
+        return sum(c * t[0] ** (k + 3) for k, c in enumerate(coefficients)) + jnp.sum(t[1:] ** 2)
+
+    theta = np.array([0.7, -0.3])
+    value, error = _fd(f, theta)
+    exact = sum(c * (k + 3) * 0.7 ** (k + 2) for k, c in enumerate(coefficients))
+    assert value[0] == pytest.approx(exact, abs=1e-11)
+    assert value[1] == pytest.approx(-0.6, abs=1e-12)
+    assert np.all(error >= 0)
+
+
+@given(st.floats(-3, 3), st.floats(0.5, 4))
+def test_error_bound_covers_the_actual_error(t: float, k: float) -> None:
+    value, error = _fd(lambda th: jnp.exp(k * th[0]) + jnp.sin(th[0]), np.array([t]), sigma_f=1e-16 * np.exp(k * t))
+    exact = k * np.exp(k * t) + np.cos(t)
+    assert abs(value[0] - exact) <= error[0] + 1e-14 * abs(exact)
+
+
+def test_rounding_part_grows_with_measured_noise() -> None:
+    _, quiet = _fd(lambda th: th[0] ** 2, np.array([1.0]), sigma_f=0.0)
+    _, noisy = _fd(lambda th: th[0] ** 2, np.array([1.0]), sigma_f=1e-10)
+    expected = 2 * np.abs(_finite_diff.WEIGHTS[0]).sum() * 1e-10 / _finite_diff.FD_STEP
+    assert noisy[0] - quiet[0] == pytest.approx(expected, rel=1e-6)
