@@ -11,8 +11,9 @@ Each estimate carries an error bound made of two parts:
 - truncation: the change between the last two columns of the tableau, which
   bounds the error of the less accurate of them;
 - rounding: the estimate is a fixed linear combination ``sum_k w_k (f+_k - f-_k)``
-  of loss values, so an absolute noise ``sigma_f`` in each value moves it by at
-  most ``sum_k 2 |w_k| sigma_f``. ``sigma_f`` is measured (see `_noise`).
+  of loss values, so an absolute noise ``s_k`` in each value moves it by at
+  most ``sum_k 2 |w_k| s_k``. ``s_k`` is the larger of the noise ``sigma_f``
+  measured at the point (see `_noise`) and ``EVAL_ULPS`` ulps of the values.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ FD_STEP = 2.0**-7
 LEVELS = 3
 #: Step ratio between levels.
 RATIO = 2.0
+#: Least rounding error assumed for one loss evaluation, in ulps of its value.
+EVAL_ULPS = 4.0
 
 
 class FiniteDifferences(NamedTuple):
@@ -81,5 +84,9 @@ def directional(
     diffs = (f_plus - f_minus) * (h / h_eff)  # (D, K), as if taken with the nominal step
     weights = jnp.asarray(WEIGHTS, theta.dtype)  # (2, K)
     final, before = (diffs @ weights.T / steps[:, None]).T
-    rounding = 2.0 * jnp.sum(jnp.abs(weights[0])) * sigma_f / steps
+    # Each evaluation errs by the measured noise at theta, and by at least
+    # EVAL_ULPS of its own magnitude (the points theta +- h are not theta).
+    own = EVAL_ULPS * jnp.finfo(theta.dtype).eps * jnp.maximum(jnp.abs(f_plus), jnp.abs(f_minus))  # (D, K)
+    noise = jnp.maximum(sigma_f, own)
+    rounding = 2.0 * jnp.sum(jnp.abs(weights[0]) * noise, axis=-1) / steps
     return FiniteDifferences(final, jnp.abs(final - before) + rounding)
