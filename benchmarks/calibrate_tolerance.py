@@ -39,7 +39,9 @@ def main() -> None:
             rows = {name: np.zeros(4) for name in CORRECT}
             for i in range(args.problems):
                 rng = np.random.default_rng([args.seed, i])
-                prob = problems.sample(rng, task=task, regime=regime, hidden=int(rng.choice([1, 3])), batch=int(rng.choice([1, 8])))
+                prob = problems.sample(
+                    rng, task=task, regime=regime, hidden=int(rng.choice([1, 3])), batch=int(rng.choice([1, 8]))
+                )
                 loss = lambda p, x, y, t=task: mlp.loss(p, x, y, task=t)  # noqa: E731
                 for name, fn in CORRECT.items():
                     grad = fn(prob.params, prob.x, prob.y, task=task)

@@ -206,7 +206,7 @@ MUTANTS: dict[str, Mutant] = {
     "missing_sigmoid_slope": Mutant(missing_sigmoid_slope, ("w1", "b1")),
     "slope_of_z": Mutant(slope_of_z, ("w1", "b1")),
     "sum_not_mean": Mutant(sum_not_mean, ("w1", "b1", "w2", "b2"), "factor"),
-    "bias_mean_wrong_axis": Mutant(bias_mean_wrong_axis, ("b1",), square=True),
+    "bias_mean_wrong_axis": Mutant(bias_mean_wrong_axis, ("b1",), "shape"),
     "typo_w1_for_w2": Mutant(typo_w1_for_w2, ("b1",), square=True),
     "z1_for_a1": Mutant(z1_for_a1, ("w2",)),
     "noncanonical_delta": Mutant(noncanonical_delta, ("w1", "b1", "w2", "b2")),

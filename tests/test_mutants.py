@@ -1,0 +1,121 @@
+"""The mutation suite: wrong derivations people really write, each caught and shrunk.
+
+For every mutant in `tests/derivations.py`:
+- Hypothesis searches typical problems for one where `check_gradients`
+  flags it, and shrinks that to a minimal counterexample, which must be small
+  (N <= 2 samples, H <= 2 hidden units);
+- on generic problems (no zero weights, no coincident sizes) it is always
+  caught, in the parameters the mutation touches;
+- where the mistake has a known kind, the diagnosis names it.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, find, given, note, settings
+from hypothesis import strategies as st
+
+from gradcheck import Report, check_gradients, mlp, problems
+from gradcheck import strategies as gs
+from tests.derivations import MUTANTS, Mutant
+
+# Entries bounded away from zero, so that no product in the derivation vanishes
+# by coincidence and hides a mistake (w2 = 0 makes any sigma' factor invisible).
+AWAY_FROM_ZERO = st.floats(0.2, 2.5) | st.floats(-2.5, -0.2)
+
+
+def decayed_loss(p, x, y, *, task, weight_decay):  # type: ignore[no-untyped-def]
+    """The loss with an L2 penalty on the weights, as in a regularised model."""
+    return mlp.loss(p, x, y, task=task) + 0.5 * weight_decay * (jnp.sum(p.w1**2) + jnp.sum(p.w2**2))
+
+
+def loss_for(m: Mutant, task: mlp.Task):  # type: ignore[no-untyped-def]
+    # Equal partials share one compilation across calls.
+    if not m.weight_decay:
+        return partial(mlp.loss, task=task)
+    return partial(decayed_loss, task=task, weight_decay=m.weight_decay)
+
+
+def check(m: Mutant, prob: problems.Problem) -> Report:
+    return check_gradients(loss_for(m, prob.task), partial(m.grad, task=prob.task), *prob[:3])
+
+
+def _distinct_samples(prob: problems.Problem) -> bool:
+    return len(np.unique(prob.x, axis=0)) == len(prob.x)
+
+
+def strategy(m: Mutant, *, generic: bool) -> st.SearchStrategy[problems.Problem]:
+    """Typical problems; `generic` ones avoid coincidences that hide a mistake.
+
+    Sizes are kept to a few shapes, since JAX compiles the references once per shape.
+    """
+    if generic:
+        k = 3 if m.square else None
+        return gs.problems(inputs=k or 2, hidden=k or 3, batch=st.integers(4, 5), elements=AWAY_FROM_ZERO).filter(
+            _distinct_samples
+        )
+    sizes = st.integers(1, 2) if m.square else None
+    batch = st.integers(1, 3)
+    if sizes is not None:
+        return sizes.flatmap(lambda k: gs.problems(inputs=k, hidden=k, batch=batch))
+    return gs.problems(inputs=2, hidden=st.integers(1, 3), batch=batch)
+
+
+# Generate and shrink only: the explain phase would re-run hundreds of checks
+# to annotate a counterexample that these tests print themselves.
+SHRINK = settings(
+    max_examples=300,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    phases=[Phase.generate, Phase.shrink],
+    suppress_health_check=list(HealthCheck),
+)
+
+
+@pytest.mark.parametrize("name", MUTANTS)
+def test_mutant_is_found_and_shrunk_to_a_small_counterexample(name: str) -> None:
+    m = MUTANTS[name]
+    minimal = find(strategy(m, generic=False), lambda prob: check(m, prob).verdict == "mismatch", settings=SHRINK)
+    hidden, n = minimal.params.w1.shape[0], minimal.x.shape[0]
+    report = check(m, minimal)
+    assert n <= 2, f"{name}: counterexample not small: {minimal.describe()}\n{report}"
+    assert hidden <= 2, f"{name}: counterexample not small: {minimal.describe()}\n{report}"
+    assert report.verdict == "mismatch"
+
+
+@pytest.mark.parametrize("name", MUTANTS)
+def test_mutant_is_always_caught_on_generic_problems(name: str) -> None:
+    m = MUTANTS[name]
+
+    @given(strategy(m, generic=True))
+    def caught(prob: problems.Problem) -> None:
+        note(prob.describe())
+        report = check(m, prob)
+        assert report.verdict == "mismatch", str(report)
+        flagged = {p.name for p in report.params if not p.ok}
+        assert flagged <= set(m.broken), f"flagged {flagged}, the mutation touches only {m.broken}\n{report}"
+
+    caught()
+
+
+@pytest.mark.parametrize("name", [n for n, m in MUTANTS.items() if m.kind])
+@pytest.mark.parametrize("task", mlp.TASKS)
+def test_mutant_kind_is_diagnosed(name: str, task: mlp.Task) -> None:
+    m = MUTANTS[name]
+    k = 3 if m.square else None
+    prob = problems.sample(
+        np.random.default_rng(11), task=task, inputs=k or 2, hidden=k or 3, batch=5, regime="typical"
+    )
+    report = check(m, prob)
+    diagnoses = [p.diagnosis or "" for p in report.params if not p.ok]
+    assert diagnoses, str(report)
+    assert all(m.kind in d for d in diagnoses), f"expected '{m.kind}' in every diagnosis:\n{report}"
+
+
+def test_suite_has_at_least_fifteen_mutants() -> None:
+    assert len(MUTANTS) >= 15
