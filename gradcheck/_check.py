@@ -201,7 +201,7 @@ def _check_loss(loss: _LossKey, treedef: Any, shapes: tuple[tuple[int, ...], ...
     args = [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in arg_types]
     try:
         out = jax.eval_shape(loss.fn, params, *args)
-    except Exception as exc:  # noqa: BLE001 - the user's code: any failure is misuse, told as such
+    except Exception as exc:  # the user's code: any failure is misuse, told as such
         raise ValueError(
             f"`loss_fn(params, *args)` failed under JAX tracing: {type(exc).__name__}: {exc}. "
             "Write it with jax.numpy, and bind non-array options with functools.partial."

@@ -178,8 +178,8 @@ def _eval(jaxpr: jcore.Jaxpr, consts: Sequence[Any], jitter: _Jitter, args: Sequ
         if sub is not None:
             outvals = _eval(sub[0], sub[1], jitter, invals)
         else:
-            params = eqn.primitive.get_bind_params(eqn.params)  # type: ignore[no-untyped-call]
-            result = eqn.primitive.bind(*invals, **params)  # type: ignore[no-untyped-call]
+            params = eqn.primitive.get_bind_params(eqn.params)
+            result = eqn.primitive.bind(*invals, **params)
             outvals = list(result) if eqn.primitive.multiple_results else [result]
             if name in _REDUCTIONS:
                 # A sum of n terms errs by up to (n - 1) u sum|x_i| (Higham, Thm 4.4),
