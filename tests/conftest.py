@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 import jax
+import pytest
 from hypothesis import HealthCheck, settings
 
 _COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
@@ -26,3 +27,27 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 # Make JAX refuse implicit dtype promotion in everything the tests trace, so a
 # silent float32 <-> float64 mix in our code fails loudly (as equinox does).
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+
+# --- the mutation suite's kill rate ------------------------------------------------
+# tests/test_mutants.py has one "always caught" test per mutant: a mutant is
+# killed when its test passes. The rate is printed at the end of the session
+# (also under pytest-xdist, where reports reach the controller).
+
+_KILL_TEST = "test_mutants.py::test_mutant_is_always_caught_on_generic_problems["
+_mutants: dict[str, bool] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if _KILL_TEST in report.nodeid and (report.when == "call" or report.outcome != "passed"):
+        name = report.nodeid.split("[", 1)[1].rstrip("]")
+        _mutants[name] = _mutants.get(name, True) and report.outcome == "passed"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _mutants:
+        return
+    killed = sum(_mutants.values())
+    survivors = sorted(name for name, dead in _mutants.items() if not dead)
+    line = f"mutation suite: {killed}/{len(_mutants)} mutants killed ({100 * killed / len(_mutants):.0f}%)"
+    terminalreporter.write_sep("=", line + (f"; survivors: {', '.join(survivors)}" if survivors else ""))
