@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import traceback
@@ -12,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradcheck import _diagnose, _finite_diff, _noise, _tolerance
+from gradcheck import _diagnose, _finite_diff, _noise, _taylor, _tolerance
 from gradcheck._report import GradientMismatch, ParamResult, ReferencesDisagree, Report
 
 #: Above this many parameters the references are still computed, but the
@@ -84,7 +85,15 @@ def check_gradients(
     eps = float(np.finfo(precision).eps)
     with jax.enable_x64(True):
         refs = _references(loss_fn, leaves, treedef, args, eps / 2, seed)
-    return _judge(names, leaves, closed, problems, refs, precision)
+    report = _judge(names, leaves, closed, problems, refs, precision)
+    if report.verdict == "mismatch" and not problems:
+        cf = np.concatenate([closed[n].astype(np.float64).ravel() for n in names])
+        flat = _flat_loss(_LossKey.of(loss_fn), treedef, tuple(leaf.shape for leaf in leaves))
+        theta = np.concatenate([leaf.ravel() for leaf in leaves])
+        direction = _taylor.along_error(cf, refs.autodiff, np.random.default_rng(seed))
+        observed = _taylor.rate(flat, args, theta, cf, direction)
+        report = dataclasses.replace(report, notes=(*report.notes, _taylor.describe(observed)), taylor_rate=observed)
+    return report
 
 
 def assert_gradients(
@@ -239,10 +248,8 @@ class _LossKey:
         return isinstance(other, _LossKey) and self.key == other.key
 
 
-@functools.lru_cache(maxsize=1024)
-def _compiled(
-    loss: _LossKey, treedef: Any, shapes: tuple[tuple[int, ...], ...]
-) -> Callable[..., tuple[jax.Array, ...]]:
+def _flat_loss(loss: _LossKey, treedef: Any, shapes: tuple[tuple[int, ...], ...]) -> Callable[..., jax.Array]:
+    """``loss(params, *args)`` as a function of one flat float64 vector."""
     sizes = [math.prod(s) for s in shapes]
     offsets = np.cumsum([0, *sizes])
 
@@ -253,6 +260,14 @@ def _compiled(
     def flat_loss(theta: jax.Array, args: tuple[jax.Array, ...]) -> jax.Array:
         return jnp.asarray(loss.fn(unflatten(theta), *args)).reshape(())
 
+    return flat_loss
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(
+    loss: _LossKey, treedef: Any, shapes: tuple[tuple[int, ...], ...]
+) -> Callable[..., tuple[jax.Array, ...]]:
+    flat_loss = _flat_loss(loss, treedef, shapes)
     value_and_grad = jax.value_and_grad(flat_loss)
 
     @functools.partial(jax.jit, compiler_options=COMPILER_OPTIONS)
@@ -289,7 +304,7 @@ def _judge(
 ) -> Report:
     eps = float(np.finfo(precision).eps)
     scale = float(max(np.max(np.abs(refs.autodiff), initial=0.0), np.max(refs.noise, initial=0.0)))
-    tol_flat = _tolerance.tolerance(refs.noise, scale, eps)
+    tol_flat = _tolerance.tolerance(refs.noise, scale, eps, float(np.finfo(precision).tiny))
     offsets = np.cumsum([0, *(leaf.size for leaf in leaves)])
     reference = {
         n: (refs.autodiff[a:b].reshape(leaf.shape), tol_flat[a:b].reshape(leaf.shape))

@@ -58,6 +58,9 @@ class Report:
     params: tuple[ParamResult, ...]
     precision: str = "float64"
     notes: tuple[str, ...] = field(default=())
+    #: Observed rate of the Taylor remainder along the error (about 2 for a
+    #: correct gradient, 1 for a wrong one); computed for mismatches only.
+    taylor_rate: float = math.nan
 
     @property
     def ok(self) -> bool:
@@ -83,6 +86,7 @@ class Report:
             "ok": self.ok,
             "precision": self.precision,
             "notes": list(self.notes),
+            "taylor_rate": _jsonable({"v": self.taylor_rate})["v"],
             "params": [_jsonable(asdict(p)) for p in self.params],
         }
 
@@ -104,10 +108,14 @@ class Report:
 
 
 class GradientMismatch(AssertionError):
-    """A closed-form gradient disagrees with the references; ``str()`` is the report."""
+    """A closed-form gradient disagrees with the references; ``str()`` is the report.
 
-    def __init__(self, report: Report):
-        super().__init__(str(report))
+    `context` (for example the counterexample that was searched for) is
+    printed before the report.
+    """
+
+    def __init__(self, report: Report, context: str = ""):
+        super().__init__(f"{context}\n{report}" if context else str(report))
         self.report = report
 
 

@@ -14,6 +14,8 @@ The rule (``docs/tolerances.md`` gives the reasoning and the measurements)::
   stable algorithm promises better (normwise, not componentwise, accuracy).
 - ``eps`` is the machine epsilon of the closed form's dtype, so a float32
   closed form is judged at float32 precision.
+- an absolute floor of ``sqrt(tiny)`` of that dtype (1.5e-154 in float64)
+  covers gradients that vanish exactly.
 
 A closed form agrees with the finite differences when
 ``|cf_i - fd_i| <= FD_SAFETY * fd_err_i + tol_i``.
@@ -41,9 +43,19 @@ FLOOR_ULPS = 64.0
 FD_SAFETY = 16.0
 
 
-def tolerance(noise: np.ndarray, scale: float, eps: float) -> np.ndarray:
-    """``NOISE_SAFETY * noise + FLOOR_ULPS * eps * scale``, elementwise."""
-    return NOISE_SAFETY * noise + FLOOR_ULPS * eps * scale
+def tolerance(
+    noise: np.ndarray, scale: float, eps: float, tiny: float = float(np.finfo(np.float64).tiny)
+) -> np.ndarray:
+    """``NOISE_SAFETY * noise + FLOOR_ULPS * eps * scale + sqrt(tiny)``, elementwise.
+
+    The last term is an absolute floor: below the square root of the smallest
+    normal number (1.5e-154 in float64, 1.1e-19 in float32) a product of two
+    such values underflows, rounding stops being relative, and a gradient that
+    vanishes exactly (a perfect fit of an underflowed sigmoid) leaves no
+    scale to measure against.
+    """
+    tol: np.ndarray = NOISE_SAFETY * noise + FLOOR_ULPS * eps * scale + np.sqrt(tiny)
+    return tol
 
 
 def precision_of(dtypes: list[np.dtype]) -> np.dtype:

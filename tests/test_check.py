@@ -230,3 +230,21 @@ def test_dict_params_and_plain_tuple_results_are_matched() -> None:
         lambda t: jnp.sum(t[0] ** 3) + t[1][0], lambda t: (3 * t[0] ** 2, np.ones(1)), (np.ones(2), np.zeros(1))
     )
     assert tuple_report.ok, str(tuple_report)
+
+
+@pytest.mark.parametrize("task", mlp.TASKS)
+def test_taylor_rate_separates_right_from_wrong(task: mlp.Task) -> None:
+    from gradcheck import _check, _taylor
+
+    loss, grads = losses(task)
+    _, leaves, treedef = _check._flatten_params(P)
+    flat = _check._flat_loss(_check._LossKey.of(loss), treedef, tuple(leaf.shape for leaf in leaves))
+    theta = np.concatenate([leaf.ravel() for leaf in leaves])
+    right = np.concatenate([g.ravel() for g in grads(P, X, Y)])
+    direction = np.random.default_rng(0).standard_normal(theta.shape)
+    assert _taylor.rate(flat, (X, Y), theta, right, direction) == pytest.approx(2.0, abs=0.15)
+    wrong = right * 1.01
+    assert _taylor.rate(flat, (X, Y), theta, wrong, direction) == pytest.approx(1.0, abs=0.15)
+    report = check_gradients(loss, lambda p, x, y: mlp.Params(*(1.01 * g for g in grads(p, x, y))), P, X, Y)
+    assert report.taylor_rate == pytest.approx(1.0, abs=0.15)
+    assert "Taylor remainder shrinks like h^1" in str(report)

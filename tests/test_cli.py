@@ -99,3 +99,81 @@ def test_python_dash_m_runs_the_same_command() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "verdict PASS" in done.stdout
+
+
+# --- gradcheck check FILE:FUNC -------------------------------------------------------
+
+CORRECT_SUBMISSION = """
+import numpy as np
+
+def grads(params, x, y, *, task):
+    w1, b1, w2, b2 = params
+    a1 = 1 / (1 + np.exp(-np.clip(x @ w1.T + b1, -500, 500)))
+    z2 = a1 @ w2[0] + b2[0]
+    a2 = z2 if task == "regression" else 1 / (1 + np.exp(-np.clip(z2, -500, 500)))
+    d2 = a2 - y
+    d1 = d2[:, None] * w2 * a1 * (1 - a1)
+    n = len(y)
+    return {"w1": d1.T @ x / n, "b1": d1.mean(0), "w2": (d2 @ a1)[None] / n, "b2": np.array([d2.mean()])}
+"""
+SIGN_FLIPPED = CORRECT_SUBMISSION.replace("d2 = a2 - y", "d2 = y - a2")
+RAISES = CORRECT_SUBMISSION.replace("n = len(y)", "n = len(y) // 0")
+
+
+@pytest.fixture
+def class_folder(tmp_path):  # type: ignore[no-untyped-def]
+    (tmp_path / "alice.py").write_text(CORRECT_SUBMISSION)
+    (tmp_path / "bob.py").write_text(SIGN_FLIPPED)
+    (tmp_path / "carol.py").write_text("import not_a_module_anywhere\n")
+    (tmp_path / "dave.py").write_text(RAISES)
+    return tmp_path
+
+
+def test_check_passes_a_correct_submission(class_folder, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    assert cli.main(["check", f"{class_folder}/alice.py:grads", "--examples", "15"]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "alice.py:grads [regression]: PASS on 15 problems" in out
+    assert "alice.py:grads [classification]: PASS on 15 problems" in out
+
+
+def test_check_autogrades_a_folder(class_folder, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    code = cli.main(["check", f"{class_folder}/*.py:grads", "--task", "regression", "--examples", "15"])
+    assert code == cli.EXIT_MISMATCH
+    out = capsys.readouterr().out
+    assert "bob.py:grads [regression]: MISMATCH" in out
+    assert "minimal counterexample" in out
+    assert "sign flipped" in out
+    assert f"reproduce: gradcheck check {class_folder}/bob.py:grads --task regression --examples 15 --seed 0" in out
+    assert "ModuleNotFoundError: No module named 'not_a_module_anywhere'" in out
+    assert "ZeroDivisionError" in out  # dave's own error, reported as his
+    assert "4 submissions" in out
+
+
+def test_check_json_is_versioned_and_clean(class_folder, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    code = cli.main(["check", f"{class_folder}/bob.py:grads", "--task", "classification", "--examples", "10", "--json"])
+    assert code == cli.EXIT_MISMATCH
+    data = json.loads(capsys.readouterr().out)
+    assert data["schema"] == cli.JSON_SCHEMA
+    assert data["kind"] == "check"
+    (sub,) = data["submissions"]
+    task = sub["tasks"]["classification"]
+    assert sub["verdict"] == "mismatch"
+    assert task["counterexample"]["x"]
+    assert "sign flipped" in task["diagnoses"]["b2"]
+    assert task["report"]["verdict"] == "mismatch"
+
+
+LOAD_ERRORS = [
+    pytest.param("nowhere.py:grads", "cannot read `nowhere.py`: no such file", id="missing-file"),
+    pytest.param("{d}/alice.py:gradz", "has no function `gradz`; it defines: grads", id="missing-function"),
+    pytest.param("{d}/alice.py", "must look like path/to/file.py:function_name", id="no-function"),
+    pytest.param("{d}/*.txt:grads", "matches no file", id="empty-glob"),
+]
+
+
+@pytest.mark.parametrize(("spec", "message"), LOAD_ERRORS)
+def test_check_load_errors_exit_2(class_folder, spec: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    assert cli.main(["check", spec.format(d=class_folder), "--examples", "3"]) == cli.EXIT_USAGE
+    captured = capsys.readouterr()
+    assert message in captured.out + captured.err
+    assert "Traceback (most recent call last)" not in captured.err

@@ -1,0 +1,67 @@
+"""The Taylor remainder test: evidence that needs no tolerance and no step size.
+
+For a direction v and steps h,
+
+    r(h) = |L(theta + h v) - L(theta) - h g.v|
+
+shrinks like h^2 when g is the gradient (the remainder is the curvature term)
+and only like h when it is not (the error ``(g - grad L).v`` survives). The
+slope of log r against log h over a range of h is the observed rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+#: Steps h = 2^-k, largest to smallest, relative to max(1, |theta|_inf).
+STEPS = 2.0 ** -np.arange(3, 17)
+#: Remainders below this many ulps of |L| are rounding, not Taylor, and are dropped.
+ROUNDING_ULPS = 1e3
+
+
+def rate(
+    flat_loss: Callable[[jax.Array, tuple[jax.Array, ...]], jax.Array],
+    args: tuple[np.ndarray, ...],
+    theta: np.ndarray,
+    g: np.ndarray,
+    v: np.ndarray,
+) -> float:
+    """Observed convergence rate of the first-order Taylor remainder along `v`.
+
+    ``flat_loss(theta, args)`` is evaluated in float64. Returns NaN when too
+    few steps rise above rounding to fit a slope.
+    """
+    with jax.enable_x64(True):
+        jargs = tuple(jnp.asarray(a) for a in args)
+        scale = max(1.0, float(np.abs(theta).max()))
+        v = v / float(np.linalg.norm(v)) * scale
+        hs = jnp.asarray(STEPS)
+        points = jnp.asarray(theta)[None, :] + hs[:, None] * jnp.asarray(v)[None, :]
+        values = np.asarray(jax.vmap(lambda t: flat_loss(t, jargs))(points))
+        base = float(flat_loss(jnp.asarray(theta), jargs))
+    remainder = np.abs(values - base - STEPS * float(np.dot(g, v)))
+    usable = remainder > ROUNDING_ULPS * np.finfo(float).eps * max(abs(base), np.abs(values).max())
+    if usable.sum() < 3:
+        return float("nan")
+    slope, _ = np.polyfit(np.log(STEPS[usable]), np.log(remainder[usable]), 1)
+    return float(slope)
+
+
+def describe(observed: float) -> str:
+    """One line for a report."""
+    if np.isnan(observed):
+        return "Taylor remainder: below rounding at every step (no rate)"
+    verdict = "as for a correct gradient" if observed > 1.5 else "as for a wrong gradient"
+    return f"Taylor remainder shrinks like h^{observed:.2f} ({verdict}: 2 if right, 1 if wrong)"
+
+
+def along_error(cf: np.ndarray, ad: np.ndarray, rng: Any) -> np.ndarray:
+    """The direction that shows a wrong gradient best: its error, else a random one."""
+    error: np.ndarray = cf - ad
+    norm = float(np.linalg.norm(error))
+    return error / norm if np.isfinite(norm) and norm > 0 else np.asarray(rng.standard_normal(cf.shape))
