@@ -263,7 +263,13 @@ def _flat_loss(loss: _LossKey, treedef: Any, shapes: tuple[tuple[int, ...], ...]
     return flat_loss
 
 
-@functools.lru_cache(maxsize=1024)
+#: Compiled references kept (one per loss and shape). Each holds an XLA
+#: executable; a bound keeps memory flat when a caller passes a fresh lambda
+#: (which can never be reused) on every call.
+COMPILED_CACHE_SIZE = 128
+
+
+@functools.lru_cache(maxsize=COMPILED_CACHE_SIZE)
 def _compiled(
     loss: _LossKey, treedef: Any, shapes: tuple[tuple[int, ...], ...]
 ) -> Callable[..., tuple[jax.Array, ...]]:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
@@ -40,20 +42,31 @@ class SearchResult:
     #: coincidences (a batch of 2 makes "sum for mean" look like "factor 2").
     generic: Report | None = None
 
-    def diagnoses(self) -> dict[str, str]:
-        """The likely mistake for each failing parameter, preferring the generic problem."""
-        found: dict[str, str] = {}
-        for report in (self.report, self.generic):
-            for p in report.params if report else ():
-                if p.diagnosis and not p.diagnosis.startswith("unclassified"):
-                    found[p.name] = p.diagnosis
-                elif p.diagnosis:
-                    found.setdefault(p.name, p.diagnosis)
-        return found
+    #: Parameters whose closed form is right once multiplied by sigma'(z1).
+    missing_slope: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         return self.counterexample is None
+
+    def diagnoses(self) -> dict[str, str]:
+        """The likely mistake for each failing parameter.
+
+        The generic problem's diagnoses win when it fails too: a minimal
+        example invites coincidences (with w2 = 1, a missing sigma' makes the
+        b1 gradient equal the b2 gradient, which looks like a swap).
+        """
+        found: dict[str, str] = {}
+        for source in (self.generic, self.report):
+            found = {p.name: p.diagnosis for p in (source.params if source else ()) if p.diagnosis}
+            if found:
+                break
+        for name in self.missing_slope:
+            found[name] = MISSING_SLOPE
+        return found
+
+
+MISSING_SLOPE = "missing sigma' factor: multiplied by a1 (1 - a1) elementwise it is right (sigma'(z1) = a1 (1 - a1))"
 
 
 def search(
@@ -99,7 +112,13 @@ def search(
         prob, report = failing[-1]  # Hypothesis replays the shrunk example last
         generic = generic_problem(task, random_seed)
         generic_report = check_gradients(loss, grad_fn, *generic[:3])
-        return SearchResult(tried, prob, report, generic_report if generic_report.verdict == "mismatch" else None)
+        return SearchResult(
+            tried,
+            prob,
+            report,
+            generic_report if generic_report.verdict == "mismatch" else None,
+            _missing_slope(grad_fn, task, random_seed),
+        )
     return SearchResult(tried)
 
 
@@ -110,3 +129,33 @@ def generic_problem(task: mlp.Task, random_seed: int = 0) -> Problem:
 
 class _Failed(Exception):
     """Raised inside the search to tell Hypothesis that an example fails."""
+
+
+def _missing_slope(grad_fn: Callable[..., Any], task: mlp.Task, random_seed: int) -> tuple[str, ...]:
+    """Which of w1, b1 are right once multiplied by sigma'(z1), on a one-sample problem.
+
+    With one sample the hidden-layer gradients are ``delta2 w2 sigma'(z1)``
+    (times x for w1), so a forgotten sigma' shows as an elementwise ratio
+    of exactly a1 (1 - a1). The fix is applied and compared with autodiff.
+    """
+    prob = sample(np.random.default_rng([random_seed, 11]), task=task, inputs=2, hidden=3, batch=1)
+    try:
+        returned = grad_fn(*prob[:3])
+        cf = returned._asdict() if hasattr(returned, "_asdict") else dict(returned)
+    except Exception:  # noqa: BLE001 - the user's code; the main check already reported it
+        return ()
+    with jax.enable_x64(True):
+        params = mlp.Params(*(jnp.asarray(a) for a in prob.params))
+        ad = jax.grad(partial(mlp.loss, task=task))(params, jnp.asarray(prob.x), jnp.asarray(prob.y))
+    a1 = mlp.forward(prob.params, prob.x, task=task).a1[0]
+    slope = {"b1": a1 * (1 - a1), "w1": (a1 * (1 - a1))[:, None]}
+    found = []
+    for name, factor in slope.items():
+        c, a = np.asarray(cf.get(name, np.nan), dtype=np.float64), np.asarray(getattr(ad, name))
+        if c.shape != a.shape or not np.all(np.isfinite(c)):
+            continue
+        scale = float(np.abs(a).max()) or 1.0
+        fixed = np.allclose(c * factor, a, rtol=1e-10, atol=1e-12 * scale)
+        if fixed and not np.allclose(c, a, rtol=1e-10, atol=1e-12 * scale):
+            found.append(name)
+    return tuple(found)

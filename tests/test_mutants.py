@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from gradcheck import Report, check_gradients, mlp, problems
 from gradcheck import strategies as gs
+from gradcheck._search import search
 from tests.derivations import MUTANTS, Mutant
 
 # Entries bounded away from zero, so that no product in the derivation vanishes
@@ -119,3 +120,20 @@ def test_mutant_kind_is_diagnosed(name: str, task: mlp.Task) -> None:
 
 def test_suite_has_at_least_fifteen_mutants() -> None:
     assert len(MUTANTS) >= 15
+
+
+# What `gradcheck check` and the pytest plugin say: the search's diagnoses
+# (confirmed on a generic problem, plus the sigma' test on one sample).
+SEARCH_KINDS = {
+    **{name: m.kind for name, m in MUTANTS.items() if m.kind},
+    "missing_sigmoid_slope": "missing sigma' factor",
+    "sum_not_mean": "a sum where a mean belongs",
+}
+
+
+@pytest.mark.parametrize("name", SEARCH_KINDS)
+def test_search_names_the_mistake(name: str) -> None:
+    result = search(partial(MUTANTS[name].grad, task="classification"), task="classification", examples=60)
+    assert not result.ok
+    diagnoses = result.diagnoses()
+    assert any(SEARCH_KINDS[name] in d for d in diagnoses.values()), diagnoses
