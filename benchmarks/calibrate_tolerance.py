@@ -35,6 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{'task':<15}{'regime':<20}{'variant':<25}{'err/noise':>10}{'used':>10}{'fd used':>10}{'ref gap':>10}")
     worst = {"err/noise": 0.0, "used": 0.0, "fd used": 0.0, "ref gap": 0.0}
+    per_regime = {r: np.zeros(4) for r in problems.REGIMES}
     for task in mlp.TASKS:
         for regime in problems.REGIMES:
             rows = {name: np.zeros(4) for name in CORRECT}
@@ -72,7 +73,11 @@ def main() -> None:
                 print(f"{task:<15}{regime:<20}{name:<25}" + "".join(f"{v:>10.3g}" for v in r))
                 for k, v in zip(worst, r):
                     worst[k] = max(worst[k], float(v))
+                per_regime[regime] = np.maximum(per_regime[regime], r)
     print("worst over all:", {k: f"{v:.3g}" for k, v in worst.items()})
+    print("\n| regime | err/noise | used | fd used | ref gap |\n|---|---|---|---|---|")
+    for regime, r in per_regime.items():
+        print(f"| {regime} | " + " | ".join(f"{v:.3g}" for v in r) + " |")
 
 
 if __name__ == "__main__":

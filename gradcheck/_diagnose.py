@@ -80,7 +80,10 @@ def _format_factor(c: float) -> str:
 def _factor_cause(c: float) -> str:
     near = round(c)
     if abs(c - 2.0) < 1e-9 * 2:
-        return " (a missing 1/2: the derivative of 1/2 (y - a2)^2 is (a2 - y), not 2 (a2 - y))"
+        return (
+            " (a missing 1/2: the derivative of 1/2 (y - a2)^2 is (a2 - y), not 2 (a2 - y);"
+            " or a sum where a mean belongs, if your batch has 2 samples)"
+        )
     if abs(c - 0.5) < 1e-9:
         return " (an extra 1/2)"
     if near >= 3 and abs(c - near) < 1e-9 * near:

@@ -328,6 +328,9 @@ def check_main(argv: list[str]) -> int:
     return EXIT_USAGE if any(s.verdict == "error" for s in done) else EXIT_OK
 
 
+_DIAGNOSIS_PROBLEM = "a generic problem (inputs 2, hidden 3, batch 5) where it fails too, else on the counterexample"
+
+
 def _call_with_task(func: Any, params: Any, x: Any, y: Any, *, task: mlp.Task) -> Any:
     return func(params, x, y, task=task)
 
@@ -368,8 +371,9 @@ def render_check(done: list[Submission], args: argparse.Namespace, console: Cons
             for name, value in arrays.items():
                 console.print(f"  {name} = {np.array2string(np.asarray(value), separator=', ')}", markup=False)
             console.print(str(result.report), markup=False, soft_wrap=True)
+            console.print(f"diagnosis, confirmed on {_DIAGNOSIS_PROBLEM}:", markup=False, soft_wrap=True)
             for name, diagnosis in result.diagnoses().items():
-                console.print(f"  diagnosis for {name}: {diagnosis}", markup=False, soft_wrap=True)
+                console.print(f"  {name}: {diagnosis}", markup=False, soft_wrap=True)
             console.print(f"reproduce: {_reproduce_check(sub.spec, task, args)}\n", markup=False, soft_wrap=True)
     if len(done) > 1:
         table = Table(title=f"{len(done)} submissions")

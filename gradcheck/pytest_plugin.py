@@ -45,7 +45,8 @@ def check_property(
         lines = [f"minimal counterexample after {result.examples} problems ({prob.describe()}):"]
         for name, value in {**prob.params._asdict(), "x": prob.x, "y": prob.y}.items():
             lines.append(f"  {name} = {np.array2string(np.asarray(value), separator=', ')}")
-        lines += [f"  diagnosis for {n}: {d}" for n, d in result.diagnoses().items()]
+        lines.append("diagnosis, confirmed on a generic problem (inputs 2, hidden 3, batch 5) where it fails too:")
+        lines += [f"  {n}: {d}" for n, d in result.diagnoses().items()]
         raise GradientMismatch(result.report, context="\n".join(lines))
 
 

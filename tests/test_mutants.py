@@ -90,18 +90,15 @@ def test_mutant_is_found_and_shrunk_to_a_small_counterexample(name: str) -> None
 
 
 @pytest.mark.parametrize("name", MUTANTS)
-def test_mutant_is_always_caught_on_generic_problems(name: str) -> None:
+@given(data=st.data())
+def test_mutant_is_always_caught_on_generic_problems(name: str, data: st.DataObject) -> None:
     m = MUTANTS[name]
-
-    @given(strategy(m, generic=True))
-    def caught(prob: problems.Problem) -> None:
-        note(prob.describe())
-        report = check(m, prob)
-        assert report.verdict == "mismatch", str(report)
-        flagged = {p.name for p in report.params if not p.ok}
-        assert flagged <= set(m.broken), f"flagged {flagged}, the mutation touches only {m.broken}\n{report}"
-
-    caught()
+    prob = data.draw(strategy(m, generic=True), label="problem")
+    note(prob.describe())
+    report = check(m, prob)
+    assert report.verdict == "mismatch", str(report)
+    flagged = {p.name for p in report.params if not p.ok}
+    assert flagged <= set(m.broken), f"flagged {flagged}, the mutation touches only {m.broken}\n{report}"
 
 
 @pytest.mark.parametrize("name", [n for n, m in MUTANTS.items() if m.kind])

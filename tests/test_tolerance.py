@@ -7,6 +7,7 @@ from functools import partial
 import numpy as np
 import pytest
 from hypothesis import assume, given, note
+from hypothesis import strategies as st
 
 from gradcheck import check_gradients, mlp, problems
 from gradcheck import strategies as gs
@@ -20,18 +21,15 @@ RESOLVED = tuple(r for r in problems.REGIMES if r not in ("perfect_fit", "perfec
 
 
 @pytest.mark.parametrize("regime", problems.REGIMES)
-def test_correct_gradients_never_flagged(regime: str) -> None:
+@given(data=st.data())
+def test_correct_gradients_never_flagged(regime: str, data: st.DataObject) -> None:
     """Every correct reformulation passes, in every regime, for both tasks."""
-
-    @given(gs.problems(regime=regime))
-    def check(prob: problems.Problem) -> None:
-        note(prob.describe())
-        loss = partial(mlp.loss, task=prob.task)
-        for name, grad in CORRECT.items():
-            report = check_gradients(loss, partial(grad, task=prob.task), prob.params, prob.x, prob.y)
-            assert report.ok, f"{name} flagged in regime {regime}:\n{report}"
-
-    check()
+    prob = data.draw(gs.problems(regime=regime), label="problem")
+    note(prob.describe())
+    loss = partial(mlp.loss, task=prob.task)
+    for name, grad in CORRECT.items():
+        report = check_gradients(loss, partial(grad, task=prob.task), prob.params, prob.x, prob.y)
+        assert report.ok, f"{name} flagged in regime {regime}:\n{report}"
 
 
 def _largest_entry(grads: mlp.Params) -> tuple[int, tuple[int, ...]]:
@@ -40,7 +38,8 @@ def _largest_entry(grads: mlp.Params) -> tuple[int, tuple[int, ...]]:
 
 
 @pytest.mark.parametrize("regime", RESOLVED)
-def test_relative_error_of_1e8_in_largest_entry_is_caught(regime: str) -> None:
+@given(data=st.data())
+def test_relative_error_of_1e8_in_largest_entry_is_caught(regime: str, data: st.DataObject) -> None:
     """Wherever the gradient is resolved to better than 1e-8, a 1e-8 error in it is flagged.
 
     "Resolved" is the measured tolerance of the correct gradient at that entry.
@@ -49,27 +48,23 @@ def test_relative_error_of_1e8_in_largest_entry_is_caught(regime: str) -> None:
     fails the test if that filter rejects most examples, and
     `test_typical_problems_are_resolved_to_1e8` shows it rarely does.
     """
+    prob = data.draw(gs.problems(regime=regime), label="problem")
+    note(prob.describe())
+    loss = partial(mlp.loss, task=prob.task)
+    grads = mlp.closed_form_gradients(prob.params, prob.x, prob.y, task=prob.task)
+    leaf, index = _largest_entry(grads)
+    correct = check_gradients(loss, partial(mlp.closed_form_gradients, task=prob.task), *prob[:3])
+    assume(correct.params[leaf].tolerance < 1e-8 * abs(grads[leaf][index]))
 
-    @given(gs.problems(regime=regime))
-    def check(prob: problems.Problem) -> None:
-        note(prob.describe())
-        loss = partial(mlp.loss, task=prob.task)
-        grads = mlp.closed_form_gradients(prob.params, prob.x, prob.y, task=prob.task)
-        leaf, index = _largest_entry(grads)
-        correct = check_gradients(loss, partial(mlp.closed_form_gradients, task=prob.task), *prob[:3])
-        assume(correct.params[leaf].tolerance < 1e-8 * abs(grads[leaf][index]))
+    def nudged(p, x, y):  # type: ignore[no-untyped-def]
+        g = [a.copy() for a in mlp.closed_form_gradients(p, x, y, task=prob.task)]
+        g[leaf][index] *= 1 + 1e-8
+        return mlp.Params(*g)
 
-        def nudged(p, x, y):  # type: ignore[no-untyped-def]
-            g = [a.copy() for a in mlp.closed_form_gradients(p, x, y, task=prob.task)]
-            g[leaf][index] *= 1 + 1e-8
-            return mlp.Params(*g)
-
-        report = check_gradients(loss, nudged, *prob[:3])
-        assert report.verdict == "mismatch", str(report)
-        assert report.params[leaf].status == "mismatch"
-        assert report.params[leaf].index == index
-
-    check()
+    report = check_gradients(loss, nudged, *prob[:3])
+    assert report.verdict == "mismatch", str(report)
+    assert report.params[leaf].status == "mismatch"
+    assert report.params[leaf].index == index
 
 
 @pytest.mark.parametrize("task", mlp.TASKS)

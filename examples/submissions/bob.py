@@ -1,0 +1,14 @@
+"""A common mistake: gradients summed over the batch where the loss takes the mean."""
+
+import numpy as np
+
+
+def grads(params, x, y, *, task):
+    w1, b1, w2, b2 = params
+    z1 = x @ w1.T + b1
+    a1 = 1 / (1 + np.exp(-np.clip(z1, -500, 500)))
+    z2 = a1 @ w2[0] + b2[0]
+    a2 = z2 if task == "regression" else 1 / (1 + np.exp(-np.clip(z2, -500, 500)))
+    d2 = a2 - y
+    d1 = d2[:, None] * w2 * a1 * (1 - a1)
+    return {"w1": d1.T @ x, "b1": d1.sum(0), "w2": (d2 @ a1)[None], "b2": np.array([d2.sum()])}
