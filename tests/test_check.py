@@ -248,3 +248,13 @@ def test_taylor_rate_separates_right_from_wrong(task: mlp.Task) -> None:
     report = check_gradients(loss, lambda p, x, y: mlp.Params(*(1.01 * g for g in grads(p, x, y))), P, X, Y)
     assert report.taylor_rate == pytest.approx(1.0, abs=0.15)
     assert "Taylor remainder shrinks like h^1" in str(report)
+
+
+def test_swapped_parameters_are_diagnosed() -> None:
+    def loss(p):  # type: ignore[no-untyped-def]
+        return jnp.sum(p["a"] ** 2) + jnp.sum(jnp.sin(p["b"]))
+
+    params = {"a": np.array([0.5, -1.0, 2.0]), "b": np.array([0.1, 0.2, 0.3])}
+    report = check_gradients(loss, lambda p: {"a": np.cos(p["b"]), "b": 2 * p["a"]}, params)
+    assert report["a"].diagnosis == "swapped: these values are the gradient of `b`"
+    assert report["b"].diagnosis == "swapped: these values are the gradient of `a`"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -177,3 +179,39 @@ def test_check_load_errors_exit_2(class_folder, spec: str, message: str, capsys:
     captured = capsys.readouterr()
     assert message in captured.out + captured.err
     assert "Traceback (most recent call last)" not in captured.err
+
+
+def test_console_script_grades_a_folder(class_folder) -> None:  # type: ignore[no-untyped-def]
+    """Through the installed `gradcheck` script: correct, wrong, unimportable and raising files."""
+    script = Path(sys.executable).with_name("gradcheck")
+    assert script.exists(), f"the console script is not installed next to {sys.executable}"
+    done = subprocess.run(
+        [str(script), "check", f"{class_folder}/*.py:grads", "--task", "classification", "--examples", "10"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == cli.EXIT_MISMATCH, done.stderr
+    assert re.search(r"alice\.py:grads \[classification\]: PASS", done.stdout)
+    assert re.search(r"bob\.py:grads \[classification\]: MISMATCH", done.stdout)
+    assert "sign flipped" in done.stdout
+    assert "No module named 'not_a_module_anywhere'" in done.stdout
+    assert "ZeroDivisionError" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [("alice", cli.EXIT_OK), ("bob", cli.EXIT_MISMATCH), ("carol", cli.EXIT_USAGE)],
+)
+def test_console_script_exit_codes(class_folder, name: str, code: int) -> None:  # type: ignore[no-untyped-def]
+    script = Path(sys.executable).with_name("gradcheck")
+    done = subprocess.run(
+        [str(script), "check", f"{class_folder}/{name}.py:grads", "--task", "regression", "--examples", "5", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == code, done.stderr
+    data = json.loads(done.stdout)
+    assert data["submissions"][0]["verdict"] == {0: "pass", 1: "mismatch", 2: "error"}[code]
