@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradcheck import _diagnose, _finite_diff, _noise, _taylor, _tolerance
+from gradcheck import _diagnose, _finite_diff, _noise, _taylor, _tolerance, _validate
 from gradcheck._report import GradientMismatch, ParamResult, ReferencesDisagree, Report
 
 #: Above this many parameters the references are still computed, but the
@@ -74,7 +74,7 @@ def check_gradients(
         if not callable(fn):
             raise TypeError(f"`{label}` must be a function, got {type(fn).__name__} {fn!r}.")
     names, leaves, treedef = _flatten_params(params)
-    args = tuple(_as_float64("args", i, a) for i, a in enumerate(args))
+    args = tuple(_validate.real_finite(f"args[{i}]", a).astype(np.float64) for i, a in enumerate(args))
     try:
         returned = grad_fn(params, *args)
     except Exception as exc:  # noqa: BLE001 - the user's code: any failure is reported, not raised
@@ -123,22 +123,10 @@ def _flatten_params(params: Any) -> tuple[list[str], list[np.ndarray], Any]:
     if not with_path:
         raise ValueError(f"`params` holds no arrays (got {params!r}); pass a NamedTuple, dict or tuple of arrays.")
     names = [jax.tree_util.keystr(path, simple=True, separator=".") or "params" for path, _ in with_path]
-    leaves = [_as_float64("params", name, leaf) for name, (_, leaf) in zip(names, with_path)]
+    leaves = [
+        _validate.real_finite(f"params.{name}", leaf).astype(np.float64) for name, (_, leaf) in zip(names, with_path)
+    ]
     return names, leaves, treedef
-
-
-def _as_float64(what: str, where: object, value: Any) -> np.ndarray:
-    label = f"`{what}.{where}`" if what == "params" else f"`{what}[{where}]`"
-    array = np.asarray(value)
-    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-        raise ValueError(f"{label} must be a real array, got dtype {array.dtype} ({type(value).__name__}).")
-    finite = np.isfinite(array)
-    if not finite.all():
-        index = tuple(int(i) for i in np.argwhere(~finite)[0])
-        raise ValueError(
-            f"{label} must be finite, got {array[index].item()!r} at index {index}; replace it before checking."
-        )
-    return array.astype(np.float64)
 
 
 def _match_structure(
@@ -163,13 +151,12 @@ def _match_structure(
             problems[name] = f"`grad_fn` {structure_error}"
             continue
         value = np.asarray(got[name])
-        if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
+        if not _validate.is_real(value):
             problems[name] = f"`grad_fn` returned dtype {value.dtype} for `{name}`; expected real numbers"
             continue
         if value.shape != leaf.shape:
             problems[name] = f"`grad_fn` returned shape {value.shape} for `{name}`, expected {leaf.shape}"
-        elif not np.isfinite(value).all():
-            index = tuple(int(i) for i in np.argwhere(~np.isfinite(value))[0])
+        elif (index := _validate.first_non_finite(value)) is not None:
             problems[name] = f"`grad_fn` returned {value[index].item()!r} for `{name}` at index {index}"
         closed[name] = value  # kept even when wrong: the diagnosis may explain it
     return closed, problems

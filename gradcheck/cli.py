@@ -90,37 +90,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--examples", type=_positive("--examples"), default=300, help="problems per task (default 300)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the problem sampler (default 0)")
     parser.add_argument(
-        "--problem", type=_non_negative("--problem"), default=None, help="check only problem number K (to reproduce)"
+        "--problem", type=_integer("--problem", 0), default=None, help="check only problem number K (to reproduce)"
     )
     parser.add_argument("--json", action="store_true", help="print a machine-readable JSON report only")
     parser.add_argument("--version", action="version", version=f"gradcheck {gradcheck.__version__}")
     return parser
 
 
+def _integer(flag: str, minimum: int) -> Any:
+    """An argparse type: a whole number of at least `minimum`, with a message naming `flag`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{flag} must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def _positive(flag: str) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be a whole number, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{flag} must be at least 1, got {value}")
-        return value
-
-    return parse
-
-
-def _non_negative(flag: str) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be a whole number, got {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{flag} must be 0 or more, got {value}")
-        return value
-
-    return parse
+    return _integer(flag, 1)
 
 
 def problem_for(index: int, *, seed: int, task: mlp.Task, inputs: int, hidden: int, batch: int) -> problems.Problem:

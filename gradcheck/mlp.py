@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradcheck import _validate
+
 __all__ = [
     "TASKS",
     "Activations",
@@ -225,7 +227,7 @@ def validate_problem(params: Any, x: Any, y: Any, *, task: Any) -> tuple[Params,
     if y.shape != (x.shape[0],):
         raise ValueError(f"`y` has shape {y.shape} but expected ({x.shape[0]},): one target per row of `x`.")
     for name, value in (*zip(("params." + f for f in Params._fields), params), ("x", x), ("y", y)):
-        _check_finite(name, value)
+        _validate.real_finite(name, value)
     if task == "classification" and ((y < 0) | (y > 1)).any():
         bad = y[(y < 0) | (y > 1)][0].item()
         raise ValueError(
@@ -233,18 +235,6 @@ def validate_problem(params: Any, x: Any, y: Any, *, task: Any) -> tuple[Params,
             f"got {bad!r}; use task='regression' for unbounded targets."
         )
     return params, x, y
-
-
-def _check_finite(name: str, value: np.ndarray) -> None:
-    if not np.issubdtype(value.dtype, np.number) or np.issubdtype(value.dtype, np.complexfloating):
-        raise ValueError(f"`{name}` must hold real numbers, got dtype {value.dtype}.")
-    finite = np.isfinite(value)
-    if not finite.all():
-        index = tuple(int(i) for i in np.argwhere(~finite)[0])
-        raise ValueError(
-            f"`{name}` must be finite, got {value[index].item()!r} at index {index}; "
-            f"replace non-finite entries before checking."
-        )
 
 
 def _mT(a: Any) -> Any:

@@ -64,7 +64,7 @@ BAD_ARGS = [
     pytest.param(["--hidden", "two"], "--hidden must be a whole number, got 'two'", id="hidden-text"),
     pytest.param(["--batch", "-3"], "--batch must be at least 1, got -3", id="batch-negative"),
     pytest.param(["--task", "ranking"], "invalid choice: 'ranking'", id="task-unknown"),
-    pytest.param(["--problem", "-1"], "--problem must be 0 or more, got -1", id="problem-negative"),
+    pytest.param(["--problem", "-1"], "--problem must be at least 0, got -1", id="problem-negative"),
     pytest.param(["--frobnicate"], "unrecognized arguments: --frobnicate", id="unknown-flag"),
 ]
 
