@@ -2,7 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from gradcheck import mlp
+from gradcheck import mlp, problems, strategies
 from gradcheck._check import assert_gradients, check_gradients
 from gradcheck._report import GradientMismatch, ParamResult, ReferencesDisagree, Report
 
@@ -20,4 +20,6 @@ __all__ = [
     "assert_gradients",
     "check_gradients",
     "mlp",
+    "problems",
+    "strategies",
 ]
