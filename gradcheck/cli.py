@@ -73,6 +73,11 @@ _WORST_FIELDS = (
 _HEADERS = ("param", "|cf-ad|", "rel vs ad", "|cf-fd|", "rel vs fd", "tol used")
 
 
+#: Verdict colours on a terminal; rich drops them when stdout is not a
+#: terminal or NO_COLOR is set.
+_VERDICT_COLOURS = {"pass": "green", "mismatch": "red", "inconclusive": "yellow"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gradcheck",
@@ -155,7 +160,10 @@ def _output_error(z2: dict[str, Any], y: Any, *, task: mlp.Task) -> dict[str, An
 
 def render(summaries: list[TaskSummary], args: argparse.Namespace, console: Console) -> None:
     for s in summaries:
-        table = Table(title=f"{s.task}: {s.examples} problems, seed {args.seed}, verdict {s.verdict.upper()}")
+        colour = _VERDICT_COLOURS[s.verdict]
+        table = Table(
+            title=f"{s.task}: {s.examples} problems, seed {args.seed}, verdict [{colour}]{s.verdict.upper()}[/]"
+        )
         for column in _HEADERS:
             table.add_column(column, justify="left" if column == "param" else "right")
         for name, worst in s.worst.items():

@@ -21,6 +21,24 @@ def test_main_job_passes_and_prints_tables(capsys: pytest.CaptureFixture[str]) -
         assert f"identity dL/dz2 = a2 - y ({task}): holds" in out
     for column in ("|cf-ad|", "rel vs ad", "|cf-fd|", "rel vs fd", "tol used"):
         assert column in out
+    assert "\x1b[" not in out  # not a terminal: plain text, no colour codes
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_colour_only_on_a_terminal_without_no_color(
+    no_color: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich: treat the captured stream as a terminal
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    else:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    assert cli.main(["--task", "regression", "--examples", "2"]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "PASS" in out
+    coloured = re.search(r"\x1b\[[0-9;]*3[0-9]m", out) is not None  # a foreground colour code
+    assert coloured is not no_color
 
 
 def test_json_report_is_clean_and_versioned(capsys: pytest.CaptureFixture[str]) -> None:
