@@ -51,8 +51,8 @@ def main() -> None:
         loss = partial(mlp.loss, task=task)
         grads = partial(mlp.closed_form_gradients, task=task)
         prob = problems.sample(np.random.default_rng(0), task=task)
-        _check._compiled.cache_clear()
-        _check._check_loss.cache_clear()
+        _check._COMPILED.clear()
+        _check._PURE_TRACES.clear()
         t0 = time.perf_counter()
         check_gradients(loss, grads, *prob[:3])
         cold = time.perf_counter() - t0

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
+import hashlib
 import math
 import traceback
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
 import jax
+import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
-from gradcheck import _diagnose, _finite_diff, _noise, _taylor, _tolerance, _validate
+from gradcheck import _diagnose, _finite_diff, _noise, _taylor, _tolerance, _validate, mlp
 from gradcheck._report import GradientMismatch, ParamResult, ReferencesDisagree, Report
 
 #: Above this many parameters the references are still computed, but the
@@ -73,25 +76,32 @@ def check_gradients(
     for label, fn in (("loss_fn", loss_fn), ("grad_fn", grad_fn)):
         if not callable(fn):
             raise TypeError(f"`{label}` must be a function, got {type(fn).__name__} {fn!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ValueError(f"`seed` must be an integer in [0, 2**32), got {seed!r}.")
     names, leaves, treedef = _flatten_params(params)
-    args = tuple(_validate.real_finite(f"args[{i}]", a).astype(np.float64) for i, a in enumerate(args))
+    ref_args = tuple(_validate.data_argument(f"args[{i}]", a) for i, a in enumerate(args))
     try:
-        returned = grad_fn(params, *args)
-    except Exception as exc:  # noqa: BLE001 - the user's code: any failure is reported, not raised
+        # The user's function gets its own copies: it may not move the data
+        # that the references are computed from.
+        returned = grad_fn(params, *(np.array(a, copy=True) for a in args))
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the user's code (even sys.exit): reported, not raised
         message = f"`grad_fn` raised {_describe(exc)}"
         return Report(tuple(ParamResult(n, leaf.shape, "error", message=message) for n, leaf in zip(names, leaves)))
-    closed, problems = _match_structure(names, leaves, returned)
+    positional = isinstance(params, (tuple, list)) and isinstance(returned, (tuple, list))
+    closed, problems = _match_structure(names, leaves, returned, positional=positional)
     precision = _tolerance.precision_of([c.dtype for c in closed.values()])
     eps = float(np.finfo(precision).eps)
+    traced = _trace_loss(loss_fn, treedef, tuple(leaf.shape for leaf in leaves), ref_args)
     with jax.enable_x64(True):
-        refs = _references(loss_fn, leaves, treedef, args, eps / 2, seed)
+        refs = _references(traced, leaves, ref_args, eps / 2, seed)
     report = _judge(names, leaves, closed, problems, refs, precision)
     if report.verdict == "mismatch" and not problems:
         cf = np.concatenate([closed[n].astype(np.float64).ravel() for n in names])
-        flat = _flat_loss(_LossKey.of(loss_fn), treedef, tuple(leaf.shape for leaf in leaves))
         theta = np.concatenate([leaf.ravel() for leaf in leaves])
         direction = _taylor.along_error(cf, refs.autodiff, np.random.default_rng(seed))
-        observed = _taylor.rate(flat, args, theta, cf, direction)
+        observed = _taylor.rate(_flat_loss(traced), ref_args, theta, cf, direction)
         report = dataclasses.replace(report, notes=(*report.notes, _taylor.describe(observed)), taylor_rate=observed)
     return report
 
@@ -126,13 +136,23 @@ def _flatten_params(params: Any) -> tuple[list[str], list[np.ndarray], Any]:
     leaves = [
         _validate.real_finite(f"params.{name}", leaf).astype(np.float64) for name, (_, leaf) in zip(names, with_path)
     ]
+    for name, leaf in zip(names, leaves):
+        if leaf.size == 0:
+            raise ValueError(
+                f"`params.{name}` is empty (shape {leaf.shape}); every parameter needs at least one entry."
+            )
     return names, leaves, treedef
 
 
 def _match_structure(
-    names: list[str], leaves: list[np.ndarray], returned: Any
+    names: list[str], leaves: list[np.ndarray], returned: Any, *, positional: bool = False
 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Pair the returned gradient with the parameters by name; collect problems."""
+    """Pair the returned gradient with the parameters by name; collect problems.
+
+    With `positional` (params and the result are both tuples or lists) entries
+    are paired by position when the names differ, e.g. a tuple of four arrays
+    for `mlp.Params`.
+    """
     try:
         with_path, _ = jax.tree_util.tree_flatten_with_path(returned)
     except Exception as exc:  # noqa: BLE001 - any odd object is a user error here
@@ -141,9 +161,13 @@ def _match_structure(
     else:
         structure_error = f"returned {type(returned).__name__} with no entry for this parameter"
     got = {jax.tree_util.keystr(path, simple=True, separator=".") or "params": leaf for path, leaf in with_path}
-    if len(names) == len(with_path) and set(got) != set(names):
-        # Same number of leaves, other names (e.g. a plain tuple): pair by position.
-        got = dict(zip(names, (leaf for _, leaf in with_path)))
+    if set(got) != set(names):
+        if positional and len(names) == len(with_path):
+            got = dict(zip(names, (leaf for _, leaf in with_path)))
+        elif got and not set(got) <= set(names):
+            structure_error = f"returned entries {sorted(got)}, which do not match the parameters {sorted(names)}"
+        elif got:
+            structure_error = f"returned only {sorted(got)}, with no entry for this parameter"
     closed: dict[str, np.ndarray] = {}
     problems: dict[str, str] = {}
     for name, leaf in zip(names, leaves):
@@ -166,9 +190,8 @@ def _match_structure(
 
 
 def _references(
-    loss_fn: Callable[..., Any],
+    traced: _TracedLoss,
     leaves: list[np.ndarray],
-    treedef: Any,
     args: tuple[np.ndarray, ...],
     unit_roundoff: float,
     seed: int,
@@ -179,88 +202,123 @@ def _references(
             f"`params` has {theta.size} entries; coordinate-wise finite differences are limited to "
             f"{MAX_COORDINATES}. Check a smaller model."
         )
-    shapes = tuple(leaf.shape for leaf in leaves)
-    key = _LossKey.of(loss_fn)
-    _check_loss(key, treedef, shapes, tuple((a.shape, a.dtype) for a in args))
-    compiled = _compiled(key, treedef, shapes)
-    out = compiled(jnp.asarray(theta), tuple(jnp.asarray(a) for a in args), jnp.uint32(seed), unit_roundoff)
+    out = _compiled(traced)(jnp.asarray(theta), tuple(jnp.asarray(a) for a in args), jnp.uint32(seed), unit_roundoff)
     return References(*(np.asarray(o) for o in out))
 
 
-@functools.lru_cache(maxsize=1024)
-def _check_loss(loss: _LossKey, treedef: Any, shapes: tuple[tuple[int, ...], ...], arg_types: tuple[Any, ...]) -> None:
-    """Misuse of `loss_fn` is a `ValueError` naming it, not an error deep inside JAX.
+class _TracedLoss(NamedTuple):
+    """The loss traced for one set of shapes, and a key that identifies it exactly."""
 
-    Cached: a loss that traced cleanly for these shapes will again.
+    closed: Any  # jax ClosedJaxpr, inputs: the params' leaves, then the args
+    shapes: tuple[tuple[int, ...], ...]
+    key: Hashable  # the jaxpr's text and a digest of its constants
+
+
+#: Losses known to read nothing but their arguments (gradcheck's own models):
+#: their traces are cached by identity instead of being redone on every call.
+PURE_LOSSES: frozenset[Callable[..., Any]] = frozenset({mlp.loss})
+_PURE_TRACES: dict[Hashable, _TracedLoss] = {}
+
+
+def _pure_key(loss_fn: Callable[..., Any]) -> Hashable | None:
+    """An identity key for a `PURE_LOSSES` function or a partial of one with hashable arguments."""
+    func, bound = (
+        (loss_fn.func, (loss_fn.args, tuple(sorted(loss_fn.keywords.items()))))
+        if isinstance(loss_fn, functools.partial)
+        else (loss_fn, ())
+    )
+    if func not in PURE_LOSSES:
+        return None
+    try:
+        hash(bound)
+    except TypeError:
+        return None
+    return (func, bound)
+
+
+def _trace_loss(
+    loss_fn: Callable[..., Any], treedef: Any, shapes: tuple[tuple[int, ...], ...], args: tuple[np.ndarray, ...]
+) -> _TracedLoss:
+    pure = _pure_key(loss_fn)
+    if pure is None:
+        return _trace_fresh(loss_fn, treedef, shapes, args)
+    key = (pure, treedef, shapes, tuple((a.shape, str(a.dtype)) for a in args))
+    if key not in _PURE_TRACES:
+        if len(_PURE_TRACES) >= COMPILED_CACHE_SIZE:
+            _PURE_TRACES.clear()
+        _PURE_TRACES[key] = _trace_fresh(loss_fn, treedef, shapes, args)
+    return _PURE_TRACES[key]
+
+
+def _trace_fresh(
+    loss_fn: Callable[..., Any], treedef: Any, shapes: tuple[tuple[int, ...], ...], args: tuple[np.ndarray, ...]
+) -> _TracedLoss:
+    """Trace `loss_fn` now (a few ms), so that nothing is ever stale.
+
+    Caching by the function's identity would freeze any global or attribute
+    the loss reads at its first trace, and then pass a gradient that is wrong
+    for today's value. The jaxpr and its constants say exactly what is
+    computed, so they key the compiled references. Misuse is a `ValueError`
+    naming `loss_fn`, not an error deep inside JAX.
     """
     params = jax.tree_util.tree_unflatten(treedef, [jax.ShapeDtypeStruct(s, np.float64) for s in shapes])
-    args = [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in arg_types]
+    structs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in args]
     try:
-        out = jax.eval_shape(loss.fn, params, *args)
-    except Exception as exc:  # the user's code: any failure is misuse, told as such
+        with jax.enable_x64(True):
+            # A fresh wrapper each time: JAX caches traces by function identity.
+            closed = jax.make_jaxpr(lambda *a: loss_fn(*a))(params, *structs)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
         raise ValueError(
             f"`loss_fn(params, *args)` failed under JAX tracing: {type(exc).__name__}: {exc}. "
             "Write it with jax.numpy, and bind non-array options with functools.partial."
         ) from exc
-    shape = getattr(out, "shape", None)
+    outs = closed.out_avals
+    shape = getattr(outs[0], "shape", None) if len(outs) == 1 else None
     if shape is None or math.prod(shape) != 1:
-        got = f"shape {shape}" if shape is not None else repr(out)
+        got = f"shape {shape}" if shape is not None else f"{len(outs)} outputs"
         raise ValueError(f"`loss_fn` must return a scalar, got {got}; reduce it with a sum or mean.")
+    consts = tuple(
+        (np.shape(c), str(np.asarray(c).dtype), hashlib.blake2b(np.asarray(c).tobytes(), digest_size=16).digest())
+        for c in closed.consts
+    )
+    return _TracedLoss(closed, shapes, (str(closed.jaxpr), consts))
 
 
-class _LossKey:
-    """Hashable identity of a loss function, so that equal partials share a compilation."""
-
-    def __init__(self, fn: Callable[..., Any], key: Hashable):
-        self.fn, self.key = fn, key
-
-    @classmethod
-    def of(cls, fn: Callable[..., Any]) -> _LossKey:
-        key: Hashable = id(fn)
-        if isinstance(fn, functools.partial):
-            candidate = (fn.func, fn.args, tuple(sorted(fn.keywords.items())))
-            try:
-                hash(candidate)
-                key = candidate
-            except TypeError:
-                pass
-        else:
-            key = fn
-        return cls(fn, key)
-
-    def __hash__(self) -> int:
-        return hash(self.key)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _LossKey) and self.key == other.key
-
-
-def _flat_loss(loss: _LossKey, treedef: Any, shapes: tuple[tuple[int, ...], ...]) -> Callable[..., jax.Array]:
-    """``loss(params, *args)`` as a function of one flat float64 vector."""
-    sizes = [math.prod(s) for s in shapes]
-    offsets = np.cumsum([0, *sizes])
-
-    def unflatten(theta: jax.Array) -> Any:
-        parts = [theta[a:b].reshape(s) for a, b, s in zip(offsets[:-1], offsets[1:], shapes)]
-        return jax.tree_util.tree_unflatten(treedef, parts)
+def _flat_loss(traced: _TracedLoss) -> Callable[..., jax.Array]:
+    """The traced loss as a function of one flat float64 vector and the args."""
+    shapes = traced.shapes
+    offsets = np.cumsum([0, *(math.prod(s) for s in shapes)])
+    evaluate = jcore.jaxpr_as_fun(traced.closed)
 
     def flat_loss(theta: jax.Array, args: tuple[jax.Array, ...]) -> jax.Array:
-        return jnp.asarray(loss.fn(unflatten(theta), *args)).reshape(())
+        parts = [theta[a:b].reshape(s) for a, b, s in zip(offsets[:-1], offsets[1:], shapes)]
+        return jnp.asarray(evaluate(*parts, *args)[0]).reshape(())
 
     return flat_loss
 
 
-#: Compiled references kept (one per loss and shape). Each holds an XLA
-#: executable; a bound keeps memory flat when a caller passes a fresh lambda
-#: (which can never be reused) on every call.
+#: Compiled references kept (one per traced loss). Each holds an XLA
+#: executable; the bound keeps memory flat when losses keep changing.
 COMPILED_CACHE_SIZE = 128
+_COMPILED: collections.OrderedDict[Hashable, Callable[..., tuple[jax.Array, ...]]] = collections.OrderedDict()
 
 
-@functools.lru_cache(maxsize=COMPILED_CACHE_SIZE)
-def _compiled(
-    loss: _LossKey, treedef: Any, shapes: tuple[tuple[int, ...], ...]
-) -> Callable[..., tuple[jax.Array, ...]]:
-    flat_loss = _flat_loss(loss, treedef, shapes)
+def _compiled(traced: _TracedLoss) -> Callable[..., tuple[jax.Array, ...]]:
+    """The jitted references for `traced`, from a least-recently-used cache."""
+    if traced.key in _COMPILED:
+        _COMPILED.move_to_end(traced.key)
+        return _COMPILED[traced.key]
+    fn = _build_references(traced)
+    _COMPILED[traced.key] = fn
+    if len(_COMPILED) > COMPILED_CACHE_SIZE:
+        _COMPILED.popitem(last=False)
+    return fn
+
+
+def _build_references(traced: _TracedLoss) -> Callable[..., tuple[jax.Array, ...]]:
+    flat_loss = _flat_loss(traced)
     value_and_grad = jax.value_and_grad(flat_loss)
 
     @functools.partial(jax.jit, compiler_options=COMPILER_OPTIONS)
@@ -297,7 +355,7 @@ def _judge(
 ) -> Report:
     eps = float(np.finfo(precision).eps)
     scale = float(max(np.max(np.abs(refs.autodiff), initial=0.0), np.max(refs.noise, initial=0.0)))
-    tol_flat = _tolerance.tolerance(refs.noise, scale, eps, float(np.finfo(precision).tiny))
+    tol_flat = _tolerance.tolerance(refs.noise, scale, eps)
     offsets = np.cumsum([0, *(leaf.size for leaf in leaves)])
     reference = {
         n: (refs.autodiff[a:b].reshape(leaf.shape), tol_flat[a:b].reshape(leaf.shape))
@@ -308,7 +366,7 @@ def _judge(
         section = slice(a, b)
         ad, tol = reference[name]
         fd = refs.finite_diff[section].reshape(leaf.shape)
-        fd_err = _tolerance.FD_SAFETY * refs.fd_error[section].reshape(leaf.shape)
+        fd_err = refs.fd_error[section].reshape(leaf.shape)
         if name in problems:
             diagnosis = _diagnose.diagnose(name, closed.get(name), ad, tol, reference)
             results.append(ParamResult(name, leaf.shape, "error", message=problems[name], diagnosis=diagnosis))
@@ -333,9 +391,10 @@ def _judge_param(
     err_fd = np.abs(cf - fd)
     refs_gap = np.abs(ad - fd)
     ratio_ad = err_ad / np.maximum(tol, np.finfo(float).tiny)
-    ratio_fd = err_fd / np.maximum(fd_err + tol, np.finfo(float).tiny)
+    allowed = _tolerance.FD_SAFETY * fd_err + tol  # how far a finite difference may be
+    ratio_fd = err_fd / np.maximum(allowed, np.finfo(float).tiny)
     bad_ad, bad_fd = ratio_ad > 1.0, ratio_fd > 1.0
-    doubt = refs_gap > fd_err + tol
+    doubt = refs_gap > allowed
     if (bad_ad & ~doubt).any() or (bad_fd & ~doubt).any():
         status = "mismatch"
     elif doubt.any():
@@ -368,7 +427,7 @@ def _judge_param(
         max_abs_err_autodiff=float(err_ad.max(initial=0.0)),
         max_rel_err_autodiff=_resolved_relative(err_ad, ad, tol),
         max_abs_err_fd=float(err_fd.max(initial=0.0)),
-        max_rel_err_fd=_resolved_relative(err_fd, fd, fd_err + tol),
+        max_rel_err_fd=_resolved_relative(err_fd, fd, allowed),
         tolerance_used=float(np.maximum(ratio_ad, ratio_fd).max(initial=0.0)),
         message=message,
         diagnosis=diagnosis,

@@ -23,7 +23,9 @@ class ParamResult:
     errors over the elements whose reference exceeds its tolerance (below it,
     the reference is rounding noise and a relative error means nothing).
     ``tolerance_used`` is the largest ratio of error to tolerance, against
-    either reference: at most 1 for a pass. ``message`` explains an ``error`` or ``doubt`` status;
+    either reference: at most 1 for a pass. ``fd_error`` is the finite
+    differences' own error bound; a closed form may differ from them by
+    ``FD_SAFETY * fd_error + tolerance``. ``message`` explains an ``error`` or ``doubt`` status;
     ``diagnosis`` names the likely mistake of a ``mismatch``.
     """
 
@@ -91,10 +93,10 @@ class Report:
         }
 
     def __str__(self) -> str:
-        failed = [p for p in self.params if not p.ok]
+        blamed = [p for p in self.params if p.status in ("mismatch", "error")]
         head = {
             "pass": f"gradcheck: PASS, {len(self.params)} parameters",
-            "mismatch": f"gradcheck: MISMATCH in {len(failed)} of {len(self.params)} parameters",
+            "mismatch": f"gradcheck: MISMATCH in {len(blamed)} of {len(self.params)} parameters",
             "inconclusive": "gradcheck: INCONCLUSIVE, the references disagree with each other",
         }[self.verdict]
         lines = [f"{head} (closed form judged at {self.precision} precision)", _table(self.params)]

@@ -14,7 +14,7 @@ The rule (``docs/tolerances.md`` gives the reasoning and the measurements)::
   stable algorithm promises better (normwise, not componentwise, accuracy).
 - ``eps`` is the machine epsilon of the closed form's dtype, so a float32
   closed form is judged at float32 precision.
-- an absolute floor of ``sqrt(tiny)`` of that dtype (1.5e-154 in float64)
+- an absolute floor ``ABSOLUTE_FLOOR = sqrt(float64 tiny)`` (1.5e-154)
   covers gradients that vanish exactly.
 
 A closed form agrees with the finite differences when
@@ -29,8 +29,8 @@ import numpy as np
 #: samples of a symmetric spread lands near its 90th percentile.
 NOISE_SAMPLES = 8
 #: Multiplier on the measured noise. The largest ratio |closed form - autodiff|
-#: / noise seen by ``benchmarks/calibrate_tolerance.py`` over every regime is
-#: about 1 (see docs/tolerances.md); 16 leaves an order of magnitude to spare.
+#: / noise seen by ``benchmarks/calibrate_tolerance.py`` where the noise decides
+#: is 2.2 (see docs/tolerances.md); 16 leaves a factor of 7 to spare.
 NOISE_SAFETY = 16.0
 #: Absolute floor, in ulps of the gradient's own scale. Covers closed forms
 #: that lose accuracy where autodiff does not, e.g. a1 (1 - a1) = 0 for a

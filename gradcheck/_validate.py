@@ -29,3 +29,12 @@ def real_finite(label: str, value: Any) -> np.ndarray:
             "replace non-finite entries before checking."
         )
     return array
+
+
+def data_argument(label: str, value: Any) -> np.ndarray:
+    """A data argument for the references: floats checked finite and made float64;
+    integers and booleans (labels, masks) kept as they are."""
+    array = np.asarray(value)
+    if array.dtype == np.bool_ or np.issubdtype(array.dtype, np.integer):
+        return array
+    return real_finite(label, array).astype(np.float64)

@@ -13,6 +13,7 @@ gradcheck.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hidden", type=_positive("--hidden"), default=3, help="hidden units (default 3)")
     parser.add_argument("--batch", type=_positive("--batch"), default=8, help="samples per problem (default 8)")
     parser.add_argument("--examples", type=_positive("--examples"), default=300, help="problems per task (default 300)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the problem sampler (default 0)")
+    parser.add_argument("--seed", type=_integer("--seed", 0), default=0, help="seed of the problem sampler (default 0)")
     parser.add_argument(
         "--problem", type=_integer("--problem", 0), default=None, help="check only problem number K (to reproduce)"
     )
@@ -218,27 +219,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["check"]:
-        return _guarded(check_main, argv[1:])
-    return _guarded(main_job, argv)
+        return _guarded(build_check_parser(), check_main, argv[1:])
+    return _guarded(build_parser(), main_job, argv)
 
 
-def _guarded(command: Any, argv: list[str]) -> int:
-    """Run a subcommand; argparse errors exit 2, and no traceback ever escapes."""
+def _guarded(parser: argparse.ArgumentParser, command: Any, argv: list[str]) -> int:
+    """Parse, then run; usage errors exit 2, and no traceback ever escapes."""
     try:
-        return int(command(argv))
-    except SystemExit as exc:  # argparse printed usage or --help
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse printed the usage error, or --help
         return EXIT_OK if exc.code in (0, None) else EXIT_USAGE
+    try:
+        return int(command(args))
     except ValueError as exc:
         print(f"gradcheck: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except Exception as exc:  # noqa: BLE001 - never a raw traceback; say it is ours
+    except KeyboardInterrupt:
+        print("gradcheck: interrupted", file=sys.stderr)
+        return 130
+    except BaseException as exc:  # noqa: BLE001 - never a raw traceback, and never a silent exit
         print(f"gradcheck: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         print("please report it with the command line that caused it", file=sys.stderr)
         return EXIT_INTERNAL
 
 
-def main_job(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+def main_job(args: argparse.Namespace) -> int:
     tasks: list[mlp.Task] = list(mlp.TASKS) if args.task == "both" else [args.task]
     summaries = [run_task(task, args) for task in tasks]
     if args.json:
@@ -265,7 +270,7 @@ def build_check_parser() -> argparse.ArgumentParser:
     parser.add_argument("submissions", nargs="+", metavar="FILE:FUNC", help="e.g. hw2/alice.py:grads (globs allowed)")
     parser.add_argument("--task", choices=(*mlp.TASKS, "both"), default="both", help="which task to check")
     parser.add_argument("--examples", type=_positive("--examples"), default=100, help="problems per task (default 100)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
+    parser.add_argument("--seed", type=_integer("--seed", 0), default=0, help="seed of the search (default 0)")
     parser.add_argument("--json", action="store_true", help="print a machine-readable JSON report only")
     return parser
 
@@ -295,8 +300,7 @@ class Submission:
         return f"{task}: {name}: {diagnosis}"
 
 
-def check_main(argv: list[str]) -> int:
-    args = build_check_parser().parse_args(argv)
+def check_main(args: argparse.Namespace) -> int:
     try:
         specs = _submissions.expand(args.submissions)
     except _submissions.LoadError as exc:
@@ -305,7 +309,9 @@ def check_main(argv: list[str]) -> int:
     tasks: list[mlp.Task] = list(mlp.TASKS) if args.task == "both" else [args.task]
     console = Console(highlight=False, stderr=args.json)
     done: list[Submission] = []
-    with Progress(console=console, transient=True, disable=args.json or not console.is_terminal) as progress:
+    # With --json, whatever the submissions print goes to stderr: stdout is the JSON alone.
+    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    with quiet, Progress(console=console, transient=True, disable=args.json or not console.is_terminal) as progress:
         bar = progress.add_task("checking", total=len(specs) * len(tasks))
         for spec in specs:
             sub = Submission(spec)
@@ -329,6 +335,7 @@ def check_main(argv: list[str]) -> int:
     return EXIT_USAGE if any(s.verdict == "error" for s in done) else EXIT_OK
 
 
+_FLAKY = "note: the same problem passed once and failed once: the function is not deterministic"
 _DIAGNOSIS_PROBLEM = "a generic problem (inputs 2, hidden 3, batch 5) where it fails too, else on the counterexample"
 
 
@@ -363,7 +370,7 @@ def render_check(done: list[Submission], args: argparse.Namespace, console: Cons
             assert result.report is not None
             prob = result.counterexample
             console.print(
-                f"{sub.spec} [{task}]: MISMATCH after {result.examples} problems; minimal counterexample "
+                f"{sub.spec} [{task}]: MISMATCH, first at problem {result.examples}; minimal counterexample "
                 f"({prob.describe()}):",
                 markup=False,
                 soft_wrap=True,
@@ -372,6 +379,8 @@ def render_check(done: list[Submission], args: argparse.Namespace, console: Cons
             for name, value in arrays.items():
                 console.print(f"  {name} = {np.array2string(np.asarray(value), separator=', ')}", markup=False)
             console.print(str(result.report), markup=False, soft_wrap=True)
+            if result.flaky:
+                console.print(_FLAKY, markup=False, soft_wrap=True)
             console.print(f"diagnosis, confirmed on {_DIAGNOSIS_PROBLEM}:", markup=False, soft_wrap=True)
             for name, diagnosis in result.diagnoses().items():
                 console.print(f"  {name}: {diagnosis}", markup=False, soft_wrap=True)
@@ -401,6 +410,7 @@ def check_to_json(done: list[Submission], args: argparse.Namespace) -> dict[str,
                     task: {
                         "verdict": "pass" if r.ok else "mismatch",
                         "examples": r.examples,
+                        "flaky": r.flaky,
                         "diagnoses": r.diagnoses(),
                         "counterexample": _counterexample(r.counterexample) if r.counterexample else None,
                         "report": r.report.to_dict() if r.report else None,

@@ -42,7 +42,9 @@ def check_property(
         assert result.counterexample is not None
         assert result.report is not None
         prob = result.counterexample
-        lines = [f"minimal counterexample after {result.examples} problems ({prob.describe()}):"]
+        lines = [f"first failure at problem {result.examples}; minimal counterexample ({prob.describe()}):"]
+        if result.flaky:
+            lines.append("note: the same problem passed once and failed once: the function is not deterministic")
         for name, value in {**prob.params._asdict(), "x": prob.x, "y": prob.y}.items():
             lines.append(f"  {name} = {np.array2string(np.asarray(value), separator=', ')}")
         lines.append("diagnosis, confirmed on a generic problem (inputs 2, hidden 3, batch 5) where it fails too:")

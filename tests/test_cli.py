@@ -233,3 +233,17 @@ def test_console_script_exit_codes(class_folder, name: str, code: int) -> None: 
     assert done.returncode == code, done.stderr
     data = json.loads(done.stdout)
     assert data["submissions"][0]["verdict"] == {0: "pass", 1: "mismatch", 2: "error"}[code]
+
+
+def test_check_survives_exit_and_print_in_submissions(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "quitter.py").write_text("import sys\n\ndef grads(params, x, y, *, task):\n    sys.exit(0)\n")
+    (tmp_path / "chatty.py").write_text(
+        'print("importing!")\n' + CORRECT_SUBMISSION.replace("    n = len(y)", '    print("computing")\n    n = len(y)')
+    )
+    code = cli.main(["check", f"{tmp_path}/*.py:grads", "--task", "regression", "--examples", "5", "--json"])
+    assert code == cli.EXIT_MISMATCH  # sys.exit(0) inside a submission is a failed check, not a pass
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)  # the submissions' prints went to stderr
+    verdicts = {Path(s["submission"].split(":")[0]).stem: s["verdict"] for s in data["submissions"]}
+    assert verdicts == {"chatty": "pass", "quitter": "mismatch"}
+    assert "computing" in captured.err

@@ -59,8 +59,8 @@ def strategy(m: Mutant, *, generic: bool) -> st.SearchStrategy[problems.Problem]
         return gs.problems(inputs=k or 2, hidden=k or 3, batch=st.integers(4, 5), elements=AWAY_FROM_ZERO).filter(
             _distinct_samples
         )
-    sizes = st.integers(1, 2) if m.square else None
-    batch = st.integers(1, 3)
+    sizes = st.integers(1, 3) if m.square else None
+    batch = st.integers(1, 5)
     if sizes is not None:
         return sizes.flatmap(lambda k: gs.problems(inputs=k, hidden=k, batch=batch))
     return gs.problems(inputs=2, hidden=st.integers(1, 3), batch=batch)

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
+from hypothesis.extra import numpy as hnp
 
 from gradcheck import mlp, problems
 from gradcheck import strategies as gs
@@ -68,14 +69,26 @@ def test_large_batch(prob: problems.Problem) -> None:
     assert prob.x.shape[0] == problems.LARGE_BATCH
 
 
-@given(gs.problems(task="classification", regime="soft_labels"))
-def test_soft_labels_are_probabilities(prob: problems.Problem) -> None:
-    assert np.all((prob.y >= 0) & (prob.y <= 1))
+BASE = st.tuples(
+    gs.params(inputs=2, hidden=2),
+    gs.inputs(batch=3, features=2),
+    hnp.arrays(np.float64, 3, elements=st.floats(0.0, 1.0)),
+)
 
 
-@given(gs.problems(task="regression", regime="large_targets"))
-def test_large_targets(prob: problems.Problem) -> None:
-    assert np.all(np.abs(prob.y) <= 2 * problems.LARGE_TARGET)
+@given(BASE)
+def test_soft_labels_are_the_drawn_probabilities(base) -> None:  # type: ignore[no-untyped-def]
+    typical = problems.make_problem(*base, task="classification", regime="typical")
+    soft = problems.make_problem(*base, task="classification", regime="soft_labels")
+    np.testing.assert_array_equal(soft.y, base[2])  # not rounded to labels
+    np.testing.assert_array_equal(typical.y, (base[2] > 0.5).astype(float))
+
+
+@given(BASE)
+def test_large_targets_scale_the_typical_targets(base) -> None:  # type: ignore[no-untyped-def]
+    typical = problems.make_problem(*base, task="regression", regime="typical")
+    large = problems.make_problem(*base, task="regression", regime="large_targets")
+    np.testing.assert_array_equal(large.y, typical.y * problems.LARGE_TARGET)
 
 
 @given(gs.problems(regime="duplicated"))
