@@ -9,7 +9,7 @@ import hashlib
 import math
 import traceback
 from collections.abc import Callable, Hashable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import jax
 import jax.extend.core as jcore
@@ -38,6 +38,7 @@ class References(NamedTuple):
     noise: np.ndarray  # (P,)  MCA spread of the autodiff gradient
     finite_diff: np.ndarray  # (P,)  Richardson-extrapolated central differences
     fd_error: np.ndarray  # (P,)  their error bound
+    kink: np.ndarray  # (P,)  bool: a non-differentiable point along this coordinate
 
 
 def check_gradients(
@@ -216,8 +217,16 @@ class _TracedLoss(NamedTuple):
 
 #: Losses known to read nothing but their arguments (gradcheck's own models):
 #: their traces are cached by identity instead of being redone on every call.
-PURE_LOSSES: frozenset[Callable[..., Any]] = frozenset({mlp.loss})
+PURE_LOSSES: set[Callable[..., Any]] = {mlp.loss}
 _PURE_TRACES: dict[Hashable, _TracedLoss] = {}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def pure_loss(fn: F) -> F:
+    """Mark one of gradcheck's own losses as reading nothing but its arguments."""
+    PURE_LOSSES.add(fn)
+    return fn
 
 
 def _pure_key(loss_fn: Callable[..., Any]) -> Hashable | None:
@@ -335,9 +344,9 @@ def _build_references(traced: _TracedLoss) -> Callable[..., tuple[jax.Array, ...
         sigma_f = jnp.max(jnp.abs(f_samples - f0)) * (2.0**-53 / unit_roundoff)
         steps = _finite_diff.FD_STEP * jnp.maximum(1.0, jnp.abs(theta))
         fd = _finite_diff.directional(
-            lambda t: flat_loss(t, args), theta, jnp.eye(theta.shape[0], dtype=theta.dtype), steps, sigma_f
+            lambda t: flat_loss(t, args), theta, jnp.eye(theta.shape[0], dtype=theta.dtype), steps, sigma_f, f0
         )
-        return g, _noise.spread(g_samples, g), fd.value, fd.error
+        return g, _noise.spread(g_samples, g), fd.value, fd.error, fd.kink
 
     return references
 
@@ -367,11 +376,12 @@ def _judge(
         ad, tol = reference[name]
         fd = refs.finite_diff[section].reshape(leaf.shape)
         fd_err = refs.fd_error[section].reshape(leaf.shape)
+        kink = refs.kink[section].reshape(leaf.shape)
         if name in problems:
             diagnosis = _diagnose.diagnose(name, closed.get(name), ad, tol, reference)
             results.append(ParamResult(name, leaf.shape, "error", message=problems[name], diagnosis=diagnosis))
             continue
-        results.append(_judge_param(name, closed[name].astype(np.float64), ad, tol, fd, fd_err, reference))
+        results.append(_judge_param(name, closed[name].astype(np.float64), ad, tol, fd, fd_err, kink, reference))
     note = (
         () if precision == np.float64 else (f"the closed form returned {precision}; judged at {precision} precision",)
     )
@@ -385,6 +395,7 @@ def _judge_param(
     tol: np.ndarray,
     fd: np.ndarray,
     fd_err: np.ndarray,
+    kink: np.ndarray,
     reference: dict[str, tuple[np.ndarray, np.ndarray]],
 ) -> ParamResult:
     err_ad = np.abs(cf - ad)
@@ -394,7 +405,7 @@ def _judge_param(
     allowed = _tolerance.FD_SAFETY * fd_err + tol  # how far a finite difference may be
     ratio_fd = err_fd / np.maximum(allowed, np.finfo(float).tiny)
     bad_ad, bad_fd = ratio_ad > 1.0, ratio_fd > 1.0
-    doubt = refs_gap > allowed
+    doubt = (refs_gap > allowed) | kink
     if (bad_ad & ~doubt).any() or (bad_fd & ~doubt).any():
         status = "mismatch"
     elif doubt.any():
@@ -406,11 +417,17 @@ def _judge_param(
     message = None
     if status == "doubt":
         where = tuple(int(i) for i in np.argwhere(doubt)[0])
-        message = (
-            f"autodiff ({ad[where]:.6e}) and finite differences ({fd[where]:.6e} ± {fd_err[where]:.1e}) "
-            f"disagree at index {where}: the reference is in doubt (a non-differentiable point?), "
-            f"so the closed form is not blamed"
-        )
+        if kink[where]:
+            message = (
+                f"a non-differentiable point at index {where}: the one-sided slopes differ by a jump that "
+                f"does not shrink with the step, so the reference is in doubt and the closed form is not blamed"
+            )
+        else:
+            message = (
+                f"autodiff ({ad[where]:.6e}) and finite differences ({fd[where]:.6e} ± {fd_err[where]:.1e}) "
+                f"disagree at index {where}: the reference is in doubt (a non-differentiable point?), "
+                f"so the closed form is not blamed"
+            )
     diagnosis = _diagnose.diagnose(name, cf, ad, tol, reference) if status == "mismatch" else None
     return ParamResult(
         name,

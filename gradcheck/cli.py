@@ -28,7 +28,7 @@ from rich.table import Table
 
 import gradcheck
 from gradcheck import _search, _submissions, mlp, problems
-from gradcheck._check import check_gradients
+from gradcheck._check import check_gradients, pure_loss
 from gradcheck._report import Report
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_INTERNAL = 0, 1, 2, 3, 4
@@ -136,19 +136,22 @@ def run_task(task: mlp.Task, args: argparse.Namespace) -> TaskSummary:
     identity_loss = partial(_summed_output_loss, task=task)
     identity_grad = partial(_output_error, task=task)
     indices = [args.problem] if args.problem is not None else range(args.examples)
-    for i in indices:
-        prob = problem_for(i, seed=args.seed, task=task, inputs=args.inputs, hidden=args.hidden, batch=args.batch)
-        report = check_gradients(loss, grads, prob.params, prob.x, prob.y, seed=i)
-        summary.add(report)
-        if not report.ok:
-            summary.failures.append((i, prob, report))
-        z2 = {"z2": np.asarray(mlp.forward(prob.params, prob.x, task=task).z2)}
-        identity = check_gradients(identity_loss, identity_grad, z2, prob.y, seed=i)
-        summary.identity_worst_abs = max(summary.identity_worst_abs, identity["z2"].max_abs_err_autodiff)
-        summary.identity_failures += not identity.ok
+    console = Console(stderr=True)  # the bar never mixes with the report on stdout
+    with Progress(console=console, transient=True, disable=args.json or not console.is_terminal) as progress:
+        for i in progress.track(indices, description=f"checking {task}"):
+            prob = problem_for(i, seed=args.seed, task=task, inputs=args.inputs, hidden=args.hidden, batch=args.batch)
+            report = check_gradients(loss, grads, prob.params, prob.x, prob.y, seed=i)
+            summary.add(report)
+            if not report.ok:
+                summary.failures.append((i, prob, report))
+            z2 = {"z2": np.asarray(mlp.forward(prob.params, prob.x, task=task).z2)}
+            identity = check_gradients(identity_loss, identity_grad, z2, prob.y, seed=i)
+            summary.identity_worst_abs = max(summary.identity_worst_abs, identity["z2"].max_abs_err_autodiff)
+            summary.identity_failures += not identity.ok
     return summary
 
 
+@pure_loss
 def _summed_output_loss(z2: dict[str, Any], y: Any, *, task: mlp.Task) -> Any:
     """Sum over samples of the per-sample loss, as a function of the logits z2."""
     return mlp.per_sample_loss(z2["z2"], y, task=task).sum()

@@ -92,6 +92,31 @@ def test_assert_gradients_raises_readable_mismatch() -> None:
     assert assert_gradients(loss, grads, P, X, Y).ok
 
 
+@pytest.mark.parametrize(
+    ("kinked", "claims"),
+    [
+        # kink at index 0 (autodiff and the central difference both say 1/2 there); slope 1 at index 1
+        pytest.param(lambda t: jnp.sum(jnp.maximum(t, 0.0)), [[0.0, 1.0], [1.0, 1.0]], id="maximum"),
+        # slope -1 at index 0; kink at index 1
+        pytest.param(lambda t: jnp.sum(jnp.abs(t - 1.0)), [[-1.0, 0.0], [-1.0, 1.0]], id="abs"),
+    ],
+)
+def test_a_kink_is_inconclusive_even_when_the_references_agree(kinked, claims) -> None:  # type: ignore[no-untyped-def]
+    theta = np.array([0.0, 1.0])
+    for claimed in map(np.array, claims):  # either one-sided slope is a defensible closed form
+        report = check_gradients(kinked, lambda t, c=claimed: c, theta)
+        assert report.verdict == "inconclusive", str(report)
+        assert "non-differentiable point" in (report.params[0].message or "")
+
+
+def test_smooth_losses_near_a_kink_are_judged() -> None:
+    """Just beside the kink (farther than the steps reach) the loss is smooth: a verdict is given."""
+    loss = lambda t: jnp.sum(jnp.maximum(t, 0.0) ** 2)  # noqa: E731
+    theta = np.array([0.5, -0.5])
+    assert check_gradients(loss, lambda t: 2 * np.maximum(t, 0.0), theta).ok
+    assert check_gradients(loss, lambda t: 3 * np.maximum(t, 0.0), theta).verdict == "mismatch"
+
+
 def test_references_in_doubt_do_not_blame_the_closed_form() -> None:
     """At a kink autodiff says 0 and the central difference says 1/2."""
 

@@ -16,7 +16,10 @@ def _fd(f, theta, sigma_f=0.0):  # type: ignore[no-untyped-def]
     with jax.enable_x64(True):
         theta = jnp.asarray(theta, jnp.float64)
         steps = _finite_diff.FD_STEP * jnp.maximum(1.0, jnp.abs(theta))
-        out = jax.jit(lambda t: _finite_diff.directional(f, t, jnp.eye(t.shape[0]), steps, jnp.float64(sigma_f)))(theta)
+        out = jax.jit(lambda t: _finite_diff.directional(f, t, jnp.eye(t.shape[0]), steps, jnp.float64(sigma_f), f(t)))(
+            theta
+        )
+        assert not np.asarray(out.kink).any()  # every function here is smooth
         return np.asarray(out.value), np.asarray(out.error)
 
 
