@@ -52,8 +52,10 @@ def main() -> None:
                     precision = _tolerance.precision_of([np.asarray(g).dtype for g in grad])
                     eps = float(np.finfo(precision).eps)
                     _, leaves, treedef = _check._flatten_params(prob.params)
+                    theta = np.concatenate([leaf.ravel() for leaf in leaves])
+                    traced = _check._trace_loss(loss, treedef, tuple(leaf.shape for leaf in leaves), (prob.x, prob.y))
                     with jax.enable_x64(True):
-                        refs = _check._references(loss, leaves, treedef, (prob.x, prob.y), eps / 2, seed=i)
+                        refs = _check._references(traced, theta, (prob.x, prob.y), eps / 2, seed=i)
                     scale = max(np.abs(refs.autodiff).max(), refs.noise.max())
                     tol = _tolerance.tolerance(refs.noise, scale, eps)
                     fd_tol = _tolerance.FD_SAFETY * refs.fd_error + tol

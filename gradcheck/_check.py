@@ -94,13 +94,13 @@ def check_gradients(
     closed, problems = _match_structure(names, leaves, returned, positional=positional)
     precision = _tolerance.precision_of([c.dtype for c in closed.values()])
     eps = float(np.finfo(precision).eps)
+    theta = np.concatenate([leaf.ravel() for leaf in leaves])
     traced = _trace_loss(loss_fn, treedef, tuple(leaf.shape for leaf in leaves), ref_args)
     with jax.enable_x64(True):
-        refs = _references(traced, leaves, ref_args, eps / 2, seed)
+        refs = _references(traced, theta, ref_args, eps / 2, seed)
     report = _judge(names, leaves, closed, problems, refs, precision)
     if report.verdict == "mismatch" and not problems:
         cf = np.concatenate([closed[n].astype(np.float64).ravel() for n in names])
-        theta = np.concatenate([leaf.ravel() for leaf in leaves])
         direction = _taylor.along_error(cf, refs.autodiff, np.random.default_rng(seed))
         observed = _taylor.rate(_flat_loss(traced), ref_args, theta, cf, direction)
         report = dataclasses.replace(report, notes=(*report.notes, _taylor.describe(observed)), taylor_rate=observed)
@@ -192,12 +192,12 @@ def _match_structure(
 
 def _references(
     traced: _TracedLoss,
-    leaves: list[np.ndarray],
+    theta: np.ndarray,
     args: tuple[np.ndarray, ...],
     unit_roundoff: float,
     seed: int,
 ) -> References:
-    theta = np.concatenate([leaf.ravel() for leaf in leaves])
+    """Autodiff, its measured noise and the finite differences at the flat point `theta`."""
     if theta.size > MAX_COORDINATES:
         raise ValueError(
             f"`params` has {theta.size} entries; coordinate-wise finite differences are limited to "

@@ -192,7 +192,6 @@ def validate_problem(params: Any, x: Any, y: Any, *, task: Any) -> tuple[Params,
     """Check a problem for the seed network; raise ``ValueError`` naming the fault.
 
     Returns the params as `Params` of NumPy arrays and x, y as NumPy arrays.
-    Values are checked only on concrete arrays (not under a JAX trace).
     """
     if task not in TASKS:
         raise ValueError(f"`task` must be one of {TASKS}, got {task!r}.")
@@ -205,18 +204,13 @@ def validate_problem(params: Any, x: Any, y: Any, *, task: Any) -> tuple[Params,
         raise ValueError(f"`params` must be an `mlp.Params(w1, b1, w2, b2)`, got {type(params).__name__}.")
     params = Params(*(np.asarray(p) for p in params))
     x, y = np.asarray(x), np.asarray(y)
-    hidden, inputs = params.w1.shape[-2:] if params.w1.ndim >= 2 else (None, None)
-    expected = {
-        "params.w1": ((hidden, inputs), params.w1.shape),
-        "params.b1": ((hidden,), params.b1.shape),
-        "params.w2": ((1, hidden), params.w2.shape),
-        "params.b2": ((1,), params.b2.shape),
-    }
     if params.w1.ndim != 2:
         raise ValueError(f"`params.w1` must have shape (hidden, inputs), got {params.w1.shape}.")
-    for name, (want, got) in expected.items():
-        if tuple(got) != want:
-            raise ValueError(f"`{name}` has shape {tuple(got)} but expected {want}.")
+    hidden, inputs = params.w1.shape
+    for name, want in (("b1", (hidden,)), ("w2", (1, hidden)), ("b2", (1,))):
+        got = getattr(params, name).shape
+        if got != want:
+            raise ValueError(f"`params.{name}` has shape {got} but expected {want}.")
     if x.ndim != 2 or x.shape[1] != inputs:
         raise ValueError(
             f"`x` has shape {x.shape} but expected (N, {inputs}): one row per sample, "
