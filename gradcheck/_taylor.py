@@ -12,7 +12,7 @@ slope of log r against log h over a range of h is the observed rate.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +22,47 @@ import numpy as np
 STEPS = 2.0 ** -np.arange(3, 17)
 #: Remainders below this many ulps of |L| are rounding, not Taylor, and are dropped.
 ROUNDING_ULPS = 1e3
+
+
+class Remainders(NamedTuple):
+    """The remainders r(h) at each step of `STEPS`, and which of them rise above rounding."""
+
+    steps: np.ndarray  # (K,)  h, relative to max(1, |theta|_inf)
+    remainder: np.ndarray  # (K,)  |L(theta + h v) - L(theta) - h g.v|
+    usable: np.ndarray  # (K,)  bool: above ROUNDING_ULPS ulps of |L|, so fitted
+
+
+def remainders(
+    flat_loss: Callable[[jax.Array, tuple[jax.Array, ...]], jax.Array],
+    args: tuple[np.ndarray, ...],
+    theta: np.ndarray,
+    g: np.ndarray,
+    v: np.ndarray,
+) -> Remainders:
+    """The first-order Taylor remainder along `v` at every step of `STEPS`.
+
+    ``flat_loss(theta, args)`` is evaluated in float64; `v` is rescaled to the
+    length ``max(1, |theta|_inf)``.
+    """
+    with jax.enable_x64(True):
+        jargs = tuple(jnp.asarray(a) for a in args)
+        scale = max(1.0, float(np.abs(theta).max()))
+        v = v / float(np.linalg.norm(v)) * scale
+        hs = jnp.asarray(STEPS)
+        points = jnp.asarray(theta)[None, :] + hs[:, None] * jnp.asarray(v)[None, :]
+        values = np.asarray(jax.vmap(lambda t: flat_loss(t, jargs))(points))
+        base = float(flat_loss(jnp.asarray(theta), jargs))
+    remainder = np.abs(values - base - STEPS * float(np.dot(g, v)))
+    usable = remainder > ROUNDING_ULPS * np.finfo(float).eps * max(abs(base), np.abs(values).max())
+    return Remainders(STEPS, remainder, usable)
+
+
+def slope(r: Remainders) -> float:
+    """Least-squares slope of log r against log h over the usable steps; NaN if fewer than 3."""
+    if r.usable.sum() < 3:
+        return float("nan")
+    fitted, _ = np.polyfit(np.log(r.steps[r.usable]), np.log(r.remainder[r.usable]), 1)
+    return float(fitted)
 
 
 def rate(
@@ -36,20 +77,7 @@ def rate(
     ``flat_loss(theta, args)`` is evaluated in float64. Returns NaN when too
     few steps rise above rounding to fit a slope.
     """
-    with jax.enable_x64(True):
-        jargs = tuple(jnp.asarray(a) for a in args)
-        scale = max(1.0, float(np.abs(theta).max()))
-        v = v / float(np.linalg.norm(v)) * scale
-        hs = jnp.asarray(STEPS)
-        points = jnp.asarray(theta)[None, :] + hs[:, None] * jnp.asarray(v)[None, :]
-        values = np.asarray(jax.vmap(lambda t: flat_loss(t, jargs))(points))
-        base = float(flat_loss(jnp.asarray(theta), jargs))
-    remainder = np.abs(values - base - STEPS * float(np.dot(g, v)))
-    usable = remainder > ROUNDING_ULPS * np.finfo(float).eps * max(abs(base), np.abs(values).max())
-    if usable.sum() < 3:
-        return float("nan")
-    slope, _ = np.polyfit(np.log(STEPS[usable]), np.log(remainder[usable]), 1)
-    return float(slope)
+    return slope(remainders(flat_loss, args, theta, g, v))
 
 
 def describe(observed: float) -> str:

@@ -2,7 +2,8 @@
 
 - ``gradcheck``: the main job, the seed network's closed form on many problems;
 - ``gradcheck check FILE:FUNC ...``: a user's gradient function (autograder,
-  CI gate), searched by Hypothesis for a minimal failing problem.
+  CI gate), searched by Hypothesis for a minimal failing problem;
+- ``gradcheck plot --out DIR``: the docs' figures (`gradcheck.plot`).
 
 Exit codes: 0 every check passed; 1 a closed form disagrees with the
 references; 2 usage, input or load error; 3 inconclusive (the references
@@ -85,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Check the seed network's closed-form gradients (docs/derivation.md) against float64 JAX "
             "autodiff and Richardson finite differences on many seeded random problems in every "
-            "numerical regime. To check your own gradient functions: gradcheck check --help."
+            "numerical regime. To check your own gradient functions: gradcheck check --help. "
+            "To draw the docs' figures: gradcheck plot --help."
         ),
         epilog="Exit codes: 0 pass, 1 mismatch, 2 usage or input error, 3 inconclusive, 4 internal error.",
     )
@@ -223,6 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["check"]:
         return _guarded(build_check_parser(), check_main, argv[1:])
+    if argv[:1] == ["plot"]:
+        from gradcheck import plot  # imported on demand: the main job never needs it
+
+        return _guarded(plot.build_parser(), plot.run, argv[1:])
     return _guarded(build_parser(), main_job, argv)
 
 
