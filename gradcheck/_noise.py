@@ -38,6 +38,14 @@ _EXACT = frozenset(
         "abs",
         "max",
         "min",
+        # Selections too: a max is one of its inputs, and its gradient finds
+        # it again by equality (a perturbed max would match no input and
+        # divide by a count of zero).
+        "reduce_max",
+        "reduce_min",
+        "argmax",
+        "argmin",
+        "sort",
         "pad",
         "reshape",
         "rev",

@@ -35,6 +35,19 @@ def test_exact_operations_add_no_noise_beyond_the_inputs() -> None:
     assert np.abs(rounded / np.exp(x) - 1).max() > U  # whereas exp adds its own
 
 
+def test_a_max_is_exact_so_its_gradient_finds_it_again() -> None:
+    # The gradient of max compares the inputs with the max (eq) and divides by
+    # the number of ties; a perturbed max matched nothing and gave NaN noise,
+    # hence a NaN tolerance (found with examples/custom_loss.py's stable softmax).
+    x = np.array([[0.3, -1.2, 0.8], [2.0, 0.1, -0.5]])
+    g = jax.grad(lambda z: jnp.exp(z - z.max(axis=1, keepdims=True)).sum())
+    s = _samples(g, x)
+    assert np.isfinite(s).all()
+    with jax.enable_x64(True):
+        plain = np.asarray(g(jnp.asarray(x)))
+    assert np.abs(s - plain).max() <= 1e3 * U * np.abs(plain).max()
+
+
 def test_noise_is_relative_and_of_unit_roundoff_size() -> None:
     x = np.array([3.0])
     s = _samples(lambda v: jnp.exp(v)[0], x, n=64)
