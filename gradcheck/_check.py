@@ -16,7 +16,7 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
-from gradcheck import _diagnose, _finite_diff, _noise, _taylor, _tolerance, _validate, mlp
+from gradcheck import _diagnose, _finite_diff, _noise, _taylor, _tolerance, _validate, mlp, network
 from gradcheck._report import GradientMismatch, ParamResult, ReferencesDisagree, Report
 
 #: Above this many parameters the references are still computed, but the
@@ -217,7 +217,7 @@ class _TracedLoss(NamedTuple):
 
 #: Losses known to read nothing but their arguments (gradcheck's own models):
 #: their traces are cached by identity instead of being redone on every call.
-PURE_LOSSES: set[Callable[..., Any]] = {mlp.loss}
+PURE_LOSSES: set[Callable[..., Any]] = {mlp.loss, network.loss}
 _PURE_TRACES: dict[Hashable, _TracedLoss] = {}
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -20,13 +20,13 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any, Literal, NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from gradcheck import _validate
+from gradcheck import _validate, activations, heads, network
+from gradcheck.activations import sigmoid, softplus
 
 __all__ = [
+    "HEAD_OF_TASK",
     "TASKS",
     "Activations",
     "Params",
@@ -36,6 +36,7 @@ __all__ = [
     "forward",
     "init_params",
     "loss",
+    "network_for",
     "output_activation",
     "per_sample_loss",
     "sigmoid",
@@ -65,36 +66,22 @@ class Activations(NamedTuple):
     a2: Any  # (..., N)     output activation: z2 (regression) or sigma(z2)
 
 
+#: The seed network's head for each task (``gradcheck.heads``).
+HEAD_OF_TASK: dict[Task, str] = {"regression": "identity", "classification": "sigmoid"}
+
+
 def _xp(*arrays: Any) -> ModuleType:
-    """The array namespace of the arguments: JAX if any is a JAX array."""
-    if any(isinstance(a, jax.Array) for a in jax.tree_util.tree_leaves(arrays)):
-        return jnp
-    return np
+    return activations.xp(*arrays)
 
 
-def sigmoid(z: Any) -> Any:
-    """Logistic function, accurate for every finite `z` in NumPy and JAX.
-
-    Both branches use ``e = exp(-|z|) <= 1``, so nothing overflows, and the
-    branch for ``z >= 0`` is written with ``where`` rather than ``abs`` so that
-    autodiff gets the right slope (1/4) at exactly ``z = 0``.
-    """
-    xp = _xp(z)
-    positive = z >= 0
-    e = xp.exp(xp.where(positive, -z, z))  # exp(-|z|), in (0, 1]
-    return xp.where(positive, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
-def softplus(z: Any) -> Any:
-    """``log(1 + exp(z))`` without overflow: ``max(z, 0) + log1p(exp(-|z|))``."""
-    xp = _xp(z)
-    positive = z >= 0
-    return xp.where(positive, z, 0.0) + xp.log1p(xp.exp(xp.where(positive, -z, z)))
+def network_for(task: Task, *, inputs: int = 2, hidden: int = 3) -> network.Network:
+    """The seed network as a general `network.Network`: sigmoid hidden layer, one output."""
+    return network.Network((inputs, hidden, 1), activation="sigmoid", head=HEAD_OF_TASK[task])
 
 
 def output_activation(z2: Any, *, task: Task) -> Any:
     """a2 = z2 for regression (linear output), sigma(z2) for classification."""
-    return z2 if task == "regression" else sigmoid(z2)
+    return heads.HEADS[HEAD_OF_TASK[task]].activation(z2)
 
 
 def per_sample_loss(z2: Any, y: Any, *, task: Task) -> Any:
@@ -104,20 +91,21 @@ def per_sample_loss(z2: Any, y: Any, *, task: Task) -> Any:
     - classification: ``-[y log a2 + (1 - y) log(1 - a2)]`` with
       ``a2 = sigma(z2)``, computed as ``softplus(z2) - y z2``, which is the same
       function but never takes the log of a rounded-to-zero probability.
+
+    Both are the general heads' losses (``gradcheck.heads``) with one output.
     """
-    if task == "regression":
-        return 0.5 * (y - z2) ** 2
-    return softplus(z2) - y * z2
+    return heads.HEADS[HEAD_OF_TASK[task]].per_sample_loss(z2[..., None], y[..., None])
 
 
 def forward(params: Params, x: Any, *, task: Task) -> Activations:
-    """The forward pass, batched over N samples (and any leading axes)."""
+    """The forward pass, batched over N samples (and any leading axes).
+
+    It is `network.forward` for layers (I, H, 1), with the output axis dropped.
+    """
     w1, b1, w2, b2 = params
-    z1 = x @ _mT(w1) + b1[..., None, :]  # (N, I) @ (I, H) + (H,) -> (N, H)
-    a1 = sigmoid(z1)  # (N, H)
-    z2 = (a1 @ _mT(w2))[..., 0] + b2  # (N, H) @ (H, 1) -> (N,), + (1,)
-    a2 = output_activation(z2, task=task)  # (N,)
-    return Activations(z1, a1, z2, a2)
+    net = network_for(task, inputs=w1.shape[-1], hidden=w1.shape[-2])
+    hidden, output = network.forward({"w1": w1, "b1": b1, "w2": w2, "b2": b2}, x, net=net)
+    return Activations(hidden.z, hidden.a, output.z[..., 0], output.a[..., 0])
 
 
 def loss(params: Params, x: Any, y: Any, *, task: Task) -> Any:

@@ -12,7 +12,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from gradcheck import mlp
+from gradcheck import mlp, network
 
 Regime = Literal[
     "typical",
@@ -123,3 +123,117 @@ def sample(
         b2=rng.normal(0.0, 0.5, (1,)),
     )
     return make_problem(params, rng.normal(size=(n, inputs)), rng.random(n), task=task, regime=regime)
+
+
+# --- the general network ------------------------------------------------------
+
+NetRegime = Literal[
+    "typical",
+    "saturated",
+    "tiny",
+    "zero_inputs",
+    "duplicated",
+    "soft_labels",
+    "large_targets",
+    "perfect_fit",
+    "confident",
+    "kink",
+]
+NET_REGIMES: tuple[NetRegime, ...] = NetRegime.__args__  # type: ignore[attr-defined]
+
+#: Heads whose targets are class labels (one per output) or one-hot rows.
+_LABEL_HEADS = ("sigmoid", "sigmoid-mse")
+_ONE_HOT_HEADS = ("softmax", "softmax-mse")
+#: Largest count drawn for the Poisson head.
+MAX_COUNT = 5
+
+
+class NetProblem(NamedTuple):
+    """One point at which to check a general network's gradient."""
+
+    net: network.Network
+    params: dict[str, np.ndarray]
+    x: np.ndarray  # (N, K0)
+    y: np.ndarray  # (N, KL)
+    regime: NetRegime = "typical"
+
+    def describe(self) -> str:
+        return f"{self.net.describe()} regime={self.regime} batch={self.x.shape[0]}"
+
+
+def _targets(head: str, u: np.ndarray, *, soft: bool) -> np.ndarray:
+    """Targets from uniform draws `u` (N, K) in [0, 1], in the form `head` expects."""
+    if head in _LABEL_HEADS:
+        return u.copy() if soft else (u > 0.5).astype(np.float64)
+    if head in _ONE_HOT_HEADS:
+        if soft:
+            return u / u.sum(axis=-1, keepdims=True) if (u.sum(axis=-1) > 0).all() else np.full_like(u, 1 / u.shape[-1])
+        return np.eye(u.shape[-1])[np.argmax(u, axis=-1)]
+    if head == "poisson":
+        return MAX_COUNT * u if soft else np.floor(MAX_COUNT * u)
+    return 4.0 * (u - 0.5)
+
+
+def make_net_problem(net: network.Network, params: dict[str, Any], x: Any, u: Any, *, regime: NetRegime) -> NetProblem:
+    """Build a general network's problem from base draws, as `make_problem` does for the seed.
+
+    `u` (N, KL) in [0, 1] becomes the targets in the head's form: labels,
+    one-hot rows, counts or reals. Regimes that do not apply to a network
+    (``confident`` for a head that is not a classifier, ``kink`` without ReLU)
+    leave the problem typical.
+    """
+    if regime not in NET_REGIMES:
+        raise ValueError(f"`regime` must be one of {NET_REGIMES}, got {regime!r}.")
+    p = {k: np.array(params[k], dtype=np.float64) for k in net.param_names}
+    x = np.array(x, dtype=np.float64)
+    u = np.array(u, dtype=np.float64)
+    y = _targets(net.head, u, soft=regime == "soft_labels")
+    hidden_biases = [f"b{layer}" for layer in range(1, net.depth)]
+
+    if regime == "saturated":
+        for b in hidden_biases:  # every hidden unit at +-40: flat sigmoid and tanh, dead or linear ReLU
+            p[b] = np.where(p[b] < 0, -1.0, 1.0) * SATURATION
+    elif regime == "tiny":
+        p = {k: v * TINY for k, v in p.items()}
+    elif regime == "zero_inputs":
+        x = np.zeros_like(x)
+    elif regime == "duplicated":
+        x, y = np.broadcast_to(x[:1], x.shape).copy(), np.broadcast_to(y[:1], y.shape).copy()
+    elif regime == "large_targets" and net.head in ("identity", "poisson"):
+        y = y * LARGE_TARGET
+    elif regime == "perfect_fit":
+        y = np.asarray(network.forward(p, x, net=net)[-1].a, dtype=np.float64)
+    elif regime == "confident" and net.head in (*_LABEL_HEADS, *_ONE_HOT_HEADS):
+        # Output logits near +-35 (one class far ahead), and targets that agree.
+        last = f"w{net.depth}"
+        a_prev = network.forward(p, x, net=net)[-2].a if net.depth > 1 else x
+        spread = float(np.abs(a_prev @ p[last].T).max())
+        p[last] = p[last] * (5.0 / spread) if spread > 5.0 else p[last]
+        winner = int(np.argmax(u[0]))
+        k = net.layers[-1]
+        if net.head in _ONE_HOT_HEADS:
+            p[f"b{net.depth}"] = np.where(np.arange(k) == winner, CONFIDENT, 0.0)
+            y = np.broadcast_to(np.eye(k)[winner], y.shape).copy()
+        else:
+            p[f"b{net.depth}"] = np.full(k, CONFIDENT)
+            y = np.ones_like(y)
+    elif regime == "kink" and net.activation == "relu" and hidden_biases:
+        # Sample 0 has zero inputs, and unit 0 a zero bias: z1[0, 0] = 0 exactly, on the kink.
+        x[0] = 0.0
+        p["b1"][0] = 0.0
+    return NetProblem(net, p, x, y, regime)
+
+
+def sample_net(
+    rng: np.random.Generator, net: network.Network, *, regime: NetRegime = "typical", batch: int = 8
+) -> NetProblem:
+    """Draw one problem for `net` with a NumPy generator (the CLI's sampler).
+
+    Weights are N(0, 1/fan_in), biases N(0, 1/4), inputs N(0, 1).
+    """
+    params = {
+        name: rng.normal(0.0, 1.0 / np.sqrt(shape[1]) if name.startswith("w") else 0.5, shape)
+        for name, shape in net.shapes.items()
+    }
+    x = rng.normal(size=(batch, net.layers[0]))
+    return make_net_problem(net, params, x, rng.random((batch, net.layers[-1])), regime=regime)

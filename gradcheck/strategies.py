@@ -19,16 +19,18 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from hypothesis.extra import numpy as hnp
 
-from gradcheck import mlp
+from gradcheck import activations, heads, mlp, network
 from gradcheck import problems as _problems
 
-__all__ = ["inputs", "params", "problems", "targets"]
+__all__ = ["inputs", "network_problems", "networks", "params", "problems", "targets"]
 
 T = TypeVar("T")
 
 _TASKS = st.sampled_from(mlp.TASKS)
 _SMALL = st.integers(1, 3)
 _BATCH = st.integers(1, 4)
+_ACTIVATIONS = st.sampled_from(tuple(activations.ACTIVATIONS))
+_CANONICAL_HEADS = st.sampled_from(heads.CANONICAL)
 
 #: Default range of parameter and input entries. Wide enough to reach
 #: moderately saturated units, small enough that "typical" stays typical.
@@ -182,5 +184,82 @@ def problems(
             x = draw(hnp.arrays(np.float64, (n, i), elements=entries))
             u = draw(hnp.arrays(np.float64, n, elements=st.floats(0.0, 1.0, allow_subnormal=False)))
         return _problems.make_problem(p, x, u, task=t, regime=r)
+
+    return build()
+
+
+# --- the general network ------------------------------------------------------
+
+
+def networks(
+    *,
+    activation: str | st.SearchStrategy[str] = _ACTIVATIONS,
+    head: str | st.SearchStrategy[str] = _CANONICAL_HEADS,
+    max_depth: int = 3,
+    max_width: int = 3,
+) -> st.SearchStrategy[network.Network]:
+    """Architectures: 1 to `max_depth` weight layers of 1 to `max_width` units.
+
+    - `activation`: a hidden activation name, or a strategy (default any).
+    - `head`: an output head name, or a strategy (default any canonical head).
+    - `max_depth`, `max_width`: upper bounds (positive ints). Shrinks towards
+      one layer of one unit.
+
+    Examples:
+        >>> networks(head="softmax").example().head
+        'softmax'
+    """
+    act_st = _strategy(
+        "activation",
+        activation,
+        lambda a: None if a in activations.ACTIVATIONS else f"must be one of {tuple(activations.ACTIVATIONS)}",
+    )
+    head_st = _strategy("head", head, lambda h: None if h in heads.HEADS else f"must be one of {tuple(heads.HEADS)}")
+    for name, value in (("max_depth", max_depth), ("max_width", max_width)):
+        if _size(value):
+            raise InvalidArgument(f"`{name}` must be a positive integer, got {value!r}.")
+    layers = st.integers(1, max_depth).flatmap(
+        lambda d: st.lists(st.integers(1, max_width), min_size=d + 1, max_size=d + 1)
+    )
+    return st.builds(lambda ls, a, h: network.Network(tuple(ls), activation=a, head=h), layers, act_st, head_st)
+
+
+def network_problems(
+    *,
+    net: network.Network | st.SearchStrategy[network.Network] | None = None,
+    regime: str | st.SearchStrategy[str] = "typical",
+    batch: int | st.SearchStrategy[int] = _BATCH,
+    elements: Any = None,
+) -> st.SearchStrategy[_problems.NetProblem]:
+    """Whole problems for a general network, in a regime of `problems.NET_REGIMES`.
+
+    - `net`: a `network.Network`, or a strategy for one (default `networks()`).
+    - `regime`: one of `gradcheck.problems.NET_REGIMES`, "any", or a strategy.
+    - `batch`: number of samples N (positive int, or a strategy).
+    - `elements`: strategy for parameter and input entries.
+
+    Examples:
+        >>> prob = network_problems(net=network.Network((2, 3, 3), head="softmax")).example()
+        >>> bool((prob.y.sum(axis=-1) == 1).all())
+        True
+    """
+    if net is None:
+        net = networks()
+    net_st = _strategy(
+        "net", net, lambda n: None if isinstance(n, network.Network) else "must be a network.Network or a strategy"
+    )
+    valid = (*_problems.NET_REGIMES, "any")
+    regime_st = _strategy("regime", regime, lambda r: None if r in valid else f"must be one of {valid}")
+    regime_st = regime_st.flatmap(lambda r: st.sampled_from(_problems.NET_REGIMES) if r == "any" else st.just(r))
+    n_st = _strategy("batch", batch, _size)
+    entries = _elements(elements)
+
+    @st.composite
+    def build(draw: st.DrawFn) -> _problems.NetProblem:
+        n_, r, n = draw(net_st), draw(regime_st), draw(n_st)
+        p = {k: draw(hnp.arrays(np.float64, shape, elements=entries)) for k, shape in n_.shapes.items()}
+        x = draw(hnp.arrays(np.float64, (n, n_.layers[0]), elements=entries))
+        u = draw(hnp.arrays(np.float64, (n, n_.layers[-1]), elements=st.floats(0.0, 1.0, allow_subnormal=False)))
+        return _problems.make_net_problem(n_, p, x, u, regime=r)
 
     return build()
