@@ -17,7 +17,7 @@ import argparse
 import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -28,7 +28,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 import gradcheck
-from gradcheck import _search, _submissions, mlp, problems
+from gradcheck import _search, _submissions, activations, heads, mlp, network, problems
 from gradcheck._check import check_gradients, pure_loss
 from gradcheck._report import Report
 
@@ -39,14 +39,15 @@ JSON_SCHEMA = 1
 
 @dataclass
 class TaskSummary:
-    """What the main job found for one task."""
+    """What the main job found for one task (a seed task, or a general network)."""
 
-    task: mlp.Task
+    task: str
     examples: int = 0
     worst: dict[str, dict[str, float]] = field(default_factory=dict)
+    identity: str = "dL/dz2 = a2 - y"
     identity_worst_abs: float = 0.0
     identity_failures: int = 0
-    failures: list[tuple[int, problems.Problem, Report]] = field(default_factory=list)
+    failures: list[tuple[int, str, Report]] = field(default_factory=list)
 
     def add(self, report: Report) -> None:
         self.examples += 1
@@ -63,6 +64,21 @@ class TaskSummary:
         if "mismatch" in verdicts or self.identity_failures:
             return "mismatch"
         return "inconclusive" if verdicts else "pass"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One model for the main job: its loss and closed form, its problems, and its output-error identity."""
+
+    label: str
+    loss: Callable[..., Any]
+    grads: Callable[..., Any]
+    problem: Callable[[int], tuple[Any, np.ndarray, np.ndarray, str]]  # index -> params, x, y, description
+    logits: Callable[[Any, np.ndarray], dict[str, np.ndarray]]  # (params, x) -> {name: output logits}
+    output_loss: Callable[..., Any]  # ({name: z}, y) -> summed loss
+    output_error: Callable[..., Any]  # ({name: z}, y) -> {name: claimed dL/dz}
+    identity: str
+    reproduce: Callable[[int], str]
 
 
 _WORST_FIELDS = (
@@ -91,10 +107,28 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="Exit codes: 0 pass, 1 mismatch, 2 usage or input error, 3 inconclusive, 4 internal error.",
     )
-    parser.add_argument("--task", choices=(*mlp.TASKS, "both"), default="both", help="which task to check")
+    parser.add_argument(
+        "--task", choices=(*mlp.TASKS, "both"), default=None, help="which seed task to check (default both)"
+    )
     parser.add_argument("--inputs", type=_positive("--inputs"), default=2, help="input features (default 2)")
     parser.add_argument("--hidden", type=_positive("--hidden"), default=3, help="hidden units (default 3)")
     parser.add_argument("--batch", type=_positive("--batch"), default=8, help="samples per problem (default 8)")
+    general = parser.add_argument_group(
+        "a general network (gradcheck.network) instead of the seed; any of these selects it",
+    )
+    general.add_argument(
+        "--layers",
+        type=_layers,
+        default=None,
+        metavar="I,H1,...,K",
+        help="layer sizes, inputs first and outputs last (default INPUTS,HIDDEN,1; 3 outputs for softmax heads)",
+    )
+    general.add_argument(
+        "--activation", choices=tuple(activations.ACTIVATIONS), default=None, help="hidden activation (default sigmoid)"
+    )
+    general.add_argument(
+        "--head", choices=tuple(heads.HEADS), default=None, help="output head and loss (default identity)"
+    )
     parser.add_argument("--examples", type=_positive("--examples"), default=300, help="problems per task (default 300)")
     parser.add_argument("--seed", type=_integer("--seed", 0), default=0, help="seed of the problem sampler (default 0)")
     parser.add_argument(
@@ -124,6 +158,33 @@ def _positive(flag: str) -> Any:
     return _integer(flag, 1)
 
 
+def _layers(text: str) -> tuple[int, ...]:
+    """An argparse type for --layers: comma-separated positive sizes, at least two."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) < 2 or not all(p.isdigit() and int(p) >= 1 for p in parts):
+        raise argparse.ArgumentTypeError(
+            f"--layers must be at least two comma-separated positive integers (inputs,...,outputs), got {text!r}; "
+            "for example 4,16,16,3"
+        )
+    return tuple(int(p) for p in parts)
+
+
+def _jobs(args: argparse.Namespace) -> list[Job]:
+    """The seed tasks, or the general network that --layers/--activation/--head describe."""
+    if args.layers is None and args.activation is None and args.head is None:
+        tasks: list[mlp.Task] = list(mlp.TASKS) if args.task in (None, "both") else [args.task]
+        return [seed_job(task, args) for task in tasks]
+    if args.task is not None:
+        raise ValueError(
+            f"--task {args.task} chooses a seed task, but --layers/--activation/--head choose a general network; "
+            "drop one of them."
+        )
+    head = args.head or "identity"
+    outputs = 3 if head.startswith("softmax") else 1
+    net = network.Network(args.layers or (args.inputs, args.hidden, outputs), args.activation or "sigmoid", head)
+    return [network_job(net, args)]
+
+
 def problem_for(index: int, *, seed: int, task: mlp.Task, inputs: int, hidden: int, batch: int) -> problems.Problem:
     """Problem number `index` of the main job: its regime cycles, its draws are seeded by (seed, index)."""
     rng = np.random.default_rng([seed, index])
@@ -131,24 +192,73 @@ def problem_for(index: int, *, seed: int, task: mlp.Task, inputs: int, hidden: i
     return problems.sample(rng, task=task, regime=regime, inputs=inputs, hidden=hidden, batch=batch)
 
 
-def run_task(task: mlp.Task, args: argparse.Namespace) -> TaskSummary:
-    summary = TaskSummary(task)
-    loss = partial(mlp.loss, task=task)
-    grads = partial(mlp.closed_form_gradients, task=task)
-    identity_loss = partial(_summed_output_loss, task=task)
-    identity_grad = partial(_output_error, task=task)
+def net_problem_for(index: int, *, seed: int, net: network.Network, batch: int) -> problems.NetProblem:
+    """Problem number `index` for a general network, as `problem_for` does for the seed."""
+    rng = np.random.default_rng([seed, index])
+    return problems.sample_net(rng, net, regime=problems.NET_REGIMES[index % len(problems.NET_REGIMES)], batch=batch)
+
+
+def seed_job(task: mlp.Task, args: argparse.Namespace) -> Job:
+    """The seed network's derivation (gradcheck.mlp) for one task."""
+
+    def problem(i: int) -> tuple[Any, np.ndarray, np.ndarray, str]:
+        prob = problem_for(i, seed=args.seed, task=task, inputs=args.inputs, hidden=args.hidden, batch=args.batch)
+        return prob.params, prob.x, prob.y, prob.describe()
+
+    return Job(
+        label=task,
+        loss=partial(mlp.loss, task=task),
+        grads=partial(mlp.closed_form_gradients, task=task),
+        problem=problem,
+        logits=lambda p, x: {"z2": np.asarray(mlp.forward(p, x, task=task).z2)},
+        output_loss=partial(_summed_output_loss, task=task),
+        output_error=partial(_output_error, task=task),
+        identity="dL/dz2 = a2 - y",
+        reproduce=lambda i: (
+            f"gradcheck --task {task} --inputs {args.inputs} --hidden {args.hidden} --batch {args.batch} "
+            f"--seed {args.seed} --problem {i}"
+        ),
+    )
+
+
+def network_job(net: network.Network, args: argparse.Namespace) -> Job:
+    """The general network's closed form (gradcheck.network) for `net`."""
+    head = heads.HEADS[net.head]
+
+    def problem(i: int) -> tuple[Any, np.ndarray, np.ndarray, str]:
+        prob = net_problem_for(i, seed=args.seed, net=net, batch=args.batch)
+        return prob.params, prob.x, prob.y, prob.describe()
+
+    return Job(
+        label=net.describe(),
+        loss=partial(network.loss, net=net),
+        grads=partial(network.closed_form_gradients, net=net),
+        problem=problem,
+        logits=lambda p, x: {"z": np.asarray(network.forward(p, x, net=net)[-1].z)},
+        output_loss=partial(_summed_head_loss, head=net.head),
+        output_error=partial(_head_output_error, head=net.head),
+        identity=f"dL/dz = {head.formulas[2].removeprefix('δ = ')}" + ("" if head.canonical else " (not canonical)"),
+        reproduce=lambda i: (
+            f"gradcheck --layers {','.join(map(str, net.layers))} --activation {net.activation} --head {net.head} "
+            f"--batch {args.batch} --seed {args.seed} --problem {i}"
+        ),
+    )
+
+
+def run_task(job: Job, args: argparse.Namespace) -> TaskSummary:
+    summary = TaskSummary(job.label, identity=job.identity)
     indices = [args.problem] if args.problem is not None else range(args.examples)
     console = Console(stderr=True)  # the bar never mixes with the report on stdout
     with Progress(console=console, transient=True, disable=args.json or not console.is_terminal) as progress:
-        for i in progress.track(indices, description=f"checking {task}"):
-            prob = problem_for(i, seed=args.seed, task=task, inputs=args.inputs, hidden=args.hidden, batch=args.batch)
-            report = check_gradients(loss, grads, prob.params, prob.x, prob.y, seed=i)
+        for i in progress.track(indices, description=f"checking {job.label}"):
+            params, x, y, description = job.problem(i)
+            report = check_gradients(job.loss, job.grads, params, x, y, seed=i)
             summary.add(report)
             if not report.ok:
-                summary.failures.append((i, prob, report))
-            z2 = {"z2": np.asarray(mlp.forward(prob.params, prob.x, task=task).z2)}
-            identity = check_gradients(identity_loss, identity_grad, z2, prob.y, seed=i)
-            summary.identity_worst_abs = max(summary.identity_worst_abs, identity["z2"].max_abs_err_autodiff)
+                summary.failures.append((i, description, report))
+            z = job.logits(params, x)
+            identity = check_gradients(job.output_loss, job.output_error, z, y, seed=i)
+            summary.identity_worst_abs = max(summary.identity_worst_abs, identity.params[0].max_abs_err_autodiff)
             summary.identity_failures += not identity.ok
     return summary
 
@@ -164,7 +274,19 @@ def _output_error(z2: dict[str, Any], y: Any, *, task: mlp.Task) -> dict[str, An
     return {"z2": mlp.output_activation(z2["z2"], task=task) - y}
 
 
-def render(summaries: list[TaskSummary], args: argparse.Namespace, console: Console) -> None:
+@pure_loss
+def _summed_head_loss(z: dict[str, Any], y: Any, *, head: str) -> Any:
+    """Sum over samples of a head's loss, as a function of the output logits z."""
+    return heads.HEADS[head].per_sample_loss(z["z"], y).sum()
+
+
+def _head_output_error(z: dict[str, Any], y: Any, *, head: str) -> dict[str, Any]:
+    """The head's closed-form output error: a - y for every canonical head."""
+    h = heads.HEADS[head]
+    return {"z": h.output_error(z["z"], h.activation(z["z"]), y)}
+
+
+def render(summaries: list[TaskSummary], jobs: dict[str, Job], args: argparse.Namespace, console: Console) -> None:
     for s in summaries:
         colour = _VERDICT_COLOURS[s.verdict]
         table = Table(
@@ -177,23 +299,16 @@ def render(summaries: list[TaskSummary], args: argparse.Namespace, console: Cons
         console.print(table)
         mark = "holds" if not s.identity_failures else f"FAILS on {s.identity_failures} problems"
         console.print(
-            f"identity dL/dz2 = a2 - y ({s.task}): {mark}; max |autodiff - (a2 - y)| = {s.identity_worst_abs:.2e}\n",
+            f"identity {s.identity} ({s.task}): {mark}; max |autodiff - claim| = {s.identity_worst_abs:.2e}\n",
             soft_wrap=True,
         )
-        for i, prob, report in s.failures[:3]:
-            console.print(f"problem {i} ({prob.describe()}):", markup=False, soft_wrap=True)
+        for i, description, report in s.failures[:3]:
+            console.print(f"problem {i} ({description}):", markup=False, soft_wrap=True)
             console.print(str(report), markup=False, highlight=False, soft_wrap=True)
-            console.print(f"reproduce: {_reproduce(i, s.task, args)}\n", markup=False, soft_wrap=True)
+            console.print(f"reproduce: {jobs[s.task].reproduce(i)}\n", markup=False, soft_wrap=True)
 
 
-def _reproduce(index: int, task: str, args: argparse.Namespace) -> str:
-    return (
-        f"gradcheck --task {task} --inputs {args.inputs} --hidden {args.hidden} --batch {args.batch} "
-        f"--seed {args.seed} --problem {index}"
-    )
-
-
-def to_json(summaries: list[TaskSummary], args: argparse.Namespace) -> dict[str, Any]:
+def to_json(summaries: list[TaskSummary], jobs: dict[str, Job], args: argparse.Namespace) -> dict[str, Any]:
     return {
         "schema": JSON_SCHEMA,
         "gradcheck": gradcheck.__version__,
@@ -204,10 +319,20 @@ def to_json(summaries: list[TaskSummary], args: argparse.Namespace) -> dict[str,
                 "verdict": s.verdict,
                 "examples": s.examples,
                 "params": s.worst,
-                "identity": {"holds": not s.identity_failures, "max_abs_err": s.identity_worst_abs},
+                "identity": {
+                    "claim": s.identity,
+                    "holds": not s.identity_failures,
+                    "max_abs_err": s.identity_worst_abs,
+                },
                 "failures": [
-                    {"problem": i, "regime": prob.regime, "reproduce": _reproduce(i, s.task, args), **r.to_dict()}
-                    for i, prob, r in s.failures
+                    {
+                        "problem": i,
+                        "regime": description.rsplit("regime=", 1)[1].split()[0],
+                        "description": description,
+                        "reproduce": jobs[s.task].reproduce(i),
+                        **r.to_dict(),
+                    }
+                    for i, description, r in s.failures
                 ],
             }
             for s in summaries
@@ -253,12 +378,12 @@ def _guarded(parser: argparse.ArgumentParser, command: Any, argv: list[str]) -> 
 
 
 def main_job(args: argparse.Namespace) -> int:
-    tasks: list[mlp.Task] = list(mlp.TASKS) if args.task == "both" else [args.task]
-    summaries = [run_task(task, args) for task in tasks]
+    jobs = {job.label: job for job in _jobs(args)}
+    summaries = [run_task(job, args) for job in jobs.values()]
     if args.json:
-        print(json.dumps(to_json(summaries, args), indent=2))
+        print(json.dumps(to_json(summaries, jobs, args), indent=2))
     else:
-        render(summaries, args, Console(highlight=False))
+        render(summaries, jobs, args, Console(highlight=False))
     return {"pass": EXIT_OK, "mismatch": EXIT_MISMATCH, "inconclusive": EXIT_INCONCLUSIVE}[_overall(summaries)]
 
 

@@ -166,9 +166,11 @@ def _targets(head: str, u: np.ndarray, *, soft: bool) -> np.ndarray:
     if head in _LABEL_HEADS:
         return u.copy() if soft else (u > 0.5).astype(np.float64)
     if head in _ONE_HOT_HEADS:
-        if soft:
-            return u / u.sum(axis=-1, keepdims=True) if (u.sum(axis=-1) > 0).all() else np.full_like(u, 1 / u.shape[-1])
-        return np.eye(u.shape[-1])[np.argmax(u, axis=-1)]
+        if soft:  # probability rows; an all-zero draw becomes the uniform distribution
+            total = u.sum(axis=-1, keepdims=True)
+            return np.where(total > 0, u / np.where(total > 0, total, 1.0), 1.0 / u.shape[-1])
+        one_hot: np.ndarray = np.eye(u.shape[-1])[np.argmax(u, axis=-1)]
+        return one_hot
     if head == "poisson":
         return MAX_COUNT * u if soft else np.floor(MAX_COUNT * u)
     return 4.0 * (u - 0.5)

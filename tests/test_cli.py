@@ -247,3 +247,50 @@ def test_check_survives_exit_and_print_in_submissions(tmp_path, capsys: pytest.C
     verdicts = {Path(s["submission"].split(":")[0]).stem: s["verdict"] for s in data["submissions"]}
     assert verdicts == {"chatty": "pass", "quitter": "mismatch"}
     assert "computing" in captured.err
+
+
+# --- the general network --------------------------------------------------------------
+
+
+def test_general_network_runs_every_regime_and_its_identity(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--layers", "3,4,3", "--activation", "tanh", "--head", "softmax", "--examples", "10", "--json"]
+    assert cli.main(argv) == cli.EXIT_OK
+    data = json.loads(capsys.readouterr().out)
+    (label, task), *_ = data["tasks"].items()
+    assert label == "layers=3,4,3 activation=tanh head=softmax"
+    assert task["examples"] == 10
+    assert set(task["params"]) == {"w1", "b1", "w2", "b2"}
+    assert task["identity"] == {"claim": "dL/dz = a − y", "holds": True, "max_abs_err": task["identity"]["max_abs_err"]}
+
+
+def test_general_network_mismatch_names_the_reproduce_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The trap: a - y for a sigmoid output with squared error.
+    monkeypatch.setitem(
+        cli.heads.HEADS, "sigmoid-mse", cli.heads.HEADS["sigmoid-mse"]._replace(output_error=cli.heads.canonical_error)
+    )
+    assert cli.main(["--head", "sigmoid-mse", "--examples", "2"]) == cli.EXIT_MISMATCH
+    out = capsys.readouterr().out
+    assert "identity dL/dz = (a − y) a (1 − a) (not canonical)" in out
+    assert "FAILS on 2 problems" in out
+    assert (
+        "reproduce: gradcheck --layers 2,3,1 --activation sigmoid --head sigmoid-mse --batch 8 --seed 0 --problem 0"
+        in out
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--layers", "4"], "--layers must be at least two comma-separated positive integers"),
+        (["--layers", "4,0,1"], "got '4,0,1'"),
+        (["--head", "hinge"], "invalid choice: 'hinge'"),
+        (["--activation", "gelu"], "invalid choice: 'gelu'"),
+        (["--task", "regression", "--head", "softmax"], "--task regression chooses a seed task"),
+    ],
+    ids=["layers-one", "layers-zero", "head-unknown", "activation-unknown", "task-and-head"],
+)
+def test_general_network_usage_errors_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(argv) == cli.EXIT_USAGE
+    assert message in capsys.readouterr().err
