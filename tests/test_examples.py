@@ -1,0 +1,66 @@
+"""The scripts in examples/ run, exit as documented, and print what they are for."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    # -W error: an example that warns is as broken as one that fails.
+    return subprocess.run([sys.executable, "-W", "error", *argv], cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def test_student_correct_and_wrong_reports_pass_then_mismatch() -> None:
+    done = _run(str(EXAMPLES / "student_correct_and_wrong.py"))
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "== correct derivation: verdict pass\ngradcheck: PASS, 4 parameters" in out
+    assert "== wrong derivation: verdict mismatch\ngradcheck: MISMATCH in 2 of 4 parameters" in out
+    # sigma' is missing from the hidden error only: w1 and b1 are blamed, w2 and b2 pass.
+    wrong = out.split("== wrong derivation")[1]
+    for line, status in (("  w1 ", "MISMATCH"), ("  b1 ", "MISMATCH"), ("  w2 ", "pass"), ("  b2 ", "pass")):
+        assert any(row.startswith(line) and status in row for row in wrong.splitlines()), (line, status)
+    assert "as for a wrong gradient" in wrong
+
+
+def test_custom_loss_passes_and_catches_a_forgotten_weight_decay() -> None:
+    done = _run(str(EXAMPLES / "custom_loss.py"))
+    assert done.returncode == 0, done.stderr
+    right, wrong = done.stdout.split("== the same without the weight decay term")
+    assert "gradcheck: PASS, 2 parameters" in right
+    assert "gradcheck: MISMATCH in 1 of 2 parameters" in wrong
+    assert any(row.startswith("  W ") and "MISMATCH" in row for row in wrong.splitlines())
+    assert "assert_gradients raised GradientMismatch, as a test would" in wrong
+
+
+def test_autograde_grades_both_submissions() -> None:
+    done = _run(str(EXAMPLES / "autograde.py"), "--examples", "5", "--task", "regression")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "alice    PASS      1/1 points" in out
+    assert "bob      MISMATCH  0/1 points" in out
+    assert "regression: w1: off by a constant factor 5 (a sum where a mean belongs" in out
+    assert "reproduce: gradcheck check examples/submissions/bob.py:grads --task regression --examples 5" in out
+
+
+def test_autograde_hands_on_gradcheck_s_usage_errors() -> None:
+    done = _run(str(EXAMPLES / "autograde.py"), "--examples", "0")
+    assert done.returncode == 2
+    assert "--examples must be at least 1" in done.stderr
+
+
+def test_plugin_example_passes_under_pytest() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "examples/test_with_plugin.py", "-p", "no:cacheprovider", "-q"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout
