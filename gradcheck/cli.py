@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -28,7 +29,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 import gradcheck
-from gradcheck import _search, _submissions, activations, heads, mlp, network, problems
+from gradcheck import _prove, _search, _submissions, activations, heads, mlp, network, problems
 from gradcheck._check import check_gradients, pure_loss
 from gradcheck._report import Report
 
@@ -350,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["check"]:
         return _guarded(build_check_parser(), check_main, argv[1:])
+    if argv[:1] == ["prove"]:
+        return _guarded(build_prove_parser(), prove_main, argv[1:])
     if argv[:1] == ["plot"]:
         from gradcheck import plot  # imported on demand: the main job never needs it
 
@@ -556,3 +559,52 @@ def check_to_json(done: list[Submission], args: argparse.Namespace) -> dict[str,
             for sub in done
         ],
     }
+
+
+# --- gradcheck prove ----------------------------------------------------------------------
+
+
+def build_prove_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gradcheck prove",
+        description=(
+            "Prove symbolically, with SymPy: dL/dz = a - y for every canonical head (and refute it for the "
+            "non-canonical ones); the seed network's four closed-form gradients and the general network's "
+            "backward pass on scalar networks; and refute the source text's dL/db1, which uses w1 where w2 "
+            f"belongs. Needs the symbolic extra: {_prove.INSTALL_HINT}"
+        ),
+        epilog="Exit codes: 0 every claim as expected, 1 a claim failed, 2 SymPy missing or usage error.",
+    )
+    parser.add_argument("--json", action="store_true", help="print a machine-readable JSON report only")
+    return parser
+
+
+def prove_main(args: argparse.Namespace) -> int:
+    try:
+        _prove.sympy()
+    except ModuleNotFoundError as exc:
+        print(f"gradcheck prove: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    proofs = _prove.prove_all()
+    ok = all(p.ok for p in proofs)
+    if args.json:
+        rows = [{**dataclasses.asdict(p), "outcome": p.outcome, "ok": p.ok} for p in proofs]
+        print(json.dumps({"schema": JSON_SCHEMA, "sympy": _prove.version(), "ok": ok, "proofs": rows}, indent=2))
+        return EXIT_OK if ok else EXIT_MISMATCH
+    console = Console(highlight=False)
+    table = Table(title=f"gradcheck prove (SymPy {_prove.version()}): simplify(derivative - closed form) == 0")
+    for column in ("subject", "claim", "outcome", "as expected", "difference"):
+        table.add_column(column, overflow="fold")
+    for p in proofs:
+        colour = "green" if p.ok else "red"
+        difference = p.difference if p.holds else f"{p.difference}" + (f"; = {p.witness}" if p.witness else "")
+        table.add_row(p.subject, p.claim, p.outcome, f"[{colour}]{'yes' if p.ok else 'NO'}[/]", difference)
+    console.print(table)
+    refuted = sum(not p.holds for p in proofs)
+    console.print(
+        f"{len(proofs) - refuted} claims proved, {refuted} refuted as expected"
+        if ok
+        else f"[red]{sum(not p.ok for p in proofs)} claims not as expected[/]",
+        soft_wrap=True,
+    )
+    return EXIT_OK if ok else EXIT_MISMATCH
