@@ -210,3 +210,17 @@ def test_wrong_hidden_derivatives_are_caught(activation: str, derivative: Any, m
         assert report.verdict == "mismatch"
         # The output layer's gradient does not use f', and must still pass.
         assert report["w3"].status == report["b3"].status == "pass"
+
+
+def test_the_noncanonical_trap_example_shrinks_to_one_logit() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "noncanonical_trap.py"
+    done = subprocess.run([sys.executable, "-W", "error", str(script)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "minimal counterexample: z = [[0.0]]  y = [[0.0]]"
+    assert lines[1].startswith("gradcheck: MISMATCH in 1 of 1 parameters")
+    assert lines[-1] == "with δ = (a − y) a (1 − a): pass"
