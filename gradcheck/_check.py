@@ -327,10 +327,14 @@ def _compiled(traced: _TracedLoss) -> Callable[..., tuple[jax.Array, ...]]:
 
 
 def _build_references(traced: _TracedLoss) -> Callable[..., tuple[jax.Array, ...]]:
+    return functools.partial(jax.jit, compiler_options=COMPILER_OPTIONS)(reference_function(traced))
+
+
+def reference_function(traced: _TracedLoss) -> Callable[..., tuple[jax.Array, ...]]:
+    """``(theta, args, seed, unit_roundoff) -> References`` for one problem, traceable (jit it, vmap it)."""
     flat_loss = _flat_loss(traced)
     value_and_grad = jax.value_and_grad(flat_loss)
 
-    @functools.partial(jax.jit, compiler_options=COMPILER_OPTIONS)
     def references(
         theta: jax.Array, args: tuple[jax.Array, ...], seed: jax.Array, unit_roundoff: jax.Array
     ) -> tuple[jax.Array, ...]:
@@ -362,9 +366,7 @@ def _judge(
     refs: References,
     precision: np.dtype,
 ) -> Report:
-    eps = float(np.finfo(precision).eps)
-    scale = float(max(np.max(np.abs(refs.autodiff), initial=0.0), np.max(refs.noise, initial=0.0)))
-    tol_flat = _tolerance.tolerance(refs.noise, scale, eps)
+    tol_flat = tolerances(refs.autodiff, refs.noise, precision)
     offsets = np.cumsum([0, *(leaf.size for leaf in leaves)])
     reference = {
         n: (refs.autodiff[a:b].reshape(leaf.shape), tol_flat[a:b].reshape(leaf.shape))
@@ -398,15 +400,9 @@ def _judge_param(
     kink: np.ndarray,
     reference: dict[str, tuple[np.ndarray, np.ndarray]],
 ) -> ParamResult:
-    err_ad = np.abs(cf - ad)
-    err_fd = np.abs(cf - fd)
-    refs_gap = np.abs(ad - fd)
-    ratio_ad = err_ad / np.maximum(tol, np.finfo(float).tiny)
-    allowed = _tolerance.FD_SAFETY * fd_err + tol  # how far a finite difference may be
-    ratio_fd = err_fd / np.maximum(allowed, np.finfo(float).tiny)
-    bad_ad, bad_fd = ratio_ad > 1.0, ratio_fd > 1.0
-    doubt = (refs_gap > allowed) | kink
-    if (bad_ad & ~doubt).any() or (bad_fd & ~doubt).any():
+    c = compare(cf, ad, tol, fd, fd_err, kink)
+    err_ad, err_fd, ratio_ad, ratio_fd, allowed, doubt = c.err_ad, c.err_fd, c.ratio_ad, c.ratio_fd, c.allowed, c.doubt
+    if c.blamed.any():
         status = "mismatch"
     elif doubt.any():
         status = "doubt"
@@ -449,6 +445,38 @@ def _judge_param(
         message=message,
         diagnosis=diagnosis,
     )
+
+
+def tolerances(autodiff: np.ndarray, noise: np.ndarray, precision: np.dtype) -> np.ndarray:
+    """The tolerance of every element of flat gradients (..., P): the scale is each problem's own."""
+    scale = np.maximum(np.abs(autodiff).max(axis=-1, keepdims=True), noise.max(axis=-1, keepdims=True))
+    return _tolerance.tolerance(noise, scale, float(np.finfo(precision).eps))
+
+
+class Comparison(NamedTuple):
+    """The closed form against both references, elementwise (any shape, e.g. (P,) or (B, P))."""
+
+    err_ad: np.ndarray  # |cf - ad|
+    err_fd: np.ndarray  # |cf - fd|
+    ratio_ad: np.ndarray  # err_ad / tol: above 1 breaks the tolerance
+    ratio_fd: np.ndarray  # err_fd / allowed
+    allowed: np.ndarray  # FD_SAFETY * fd_err + tol: how far a finite difference may be
+    doubt: np.ndarray  # the references disagree with each other, or a kink: nothing is blamed
+    blamed: np.ndarray  # the closed form breaks a tolerance where the references agree
+
+
+def compare(
+    cf: np.ndarray, ad: np.ndarray, tol: np.ndarray, fd: np.ndarray, fd_err: np.ndarray, kink: np.ndarray
+) -> Comparison:
+    """The verdict's arithmetic, shared by `check_gradients` and `check_batch`."""
+    err_ad = np.abs(cf - ad)
+    err_fd = np.abs(cf - fd)
+    ratio_ad = err_ad / np.maximum(tol, np.finfo(float).tiny)
+    allowed = _tolerance.FD_SAFETY * fd_err + tol
+    ratio_fd = err_fd / np.maximum(allowed, np.finfo(float).tiny)
+    doubt = (np.abs(ad - fd) > allowed) | kink
+    blamed = ((ratio_ad > 1.0) | (ratio_fd > 1.0)) & ~doubt
+    return Comparison(err_ad, err_fd, ratio_ad, ratio_fd, allowed, doubt, blamed)
 
 
 def _resolved_relative(error: np.ndarray, reference: np.ndarray, tol: np.ndarray) -> float:

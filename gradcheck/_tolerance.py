@@ -44,7 +44,7 @@ FD_SAFETY = 16.0
 
 
 def tolerance(
-    noise: np.ndarray, scale: float, eps: float, tiny: float = float(np.finfo(np.float64).tiny)
+    noise: np.ndarray, scale: np.ndarray | float, eps: float, tiny: float = float(np.finfo(np.float64).tiny)
 ) -> np.ndarray:
     """``NOISE_SAFETY * noise + FLOOR_ULPS * eps * scale + sqrt(tiny)``, elementwise.
 

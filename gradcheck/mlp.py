@@ -192,22 +192,24 @@ def validate_problem(params: Any, x: Any, y: Any, *, task: Any) -> tuple[Params,
         raise ValueError(f"`params` must be an `mlp.Params(w1, b1, w2, b2)`, got {type(params).__name__}.")
     params = Params(*(np.asarray(p) for p in params))
     x, y = np.asarray(x), np.asarray(y)
-    if params.w1.ndim != 2:
+    if params.w1.ndim < 2:
         raise ValueError(f"`params.w1` must have shape (hidden, inputs), got {params.w1.shape}.")
-    hidden, inputs = params.w1.shape
+    # Leading axes, if any, stack independent problems (as in `check_batch`).
+    *lead, hidden, inputs = params.w1.shape
+    batch = "".join(f"{k}, " for k in lead)
     for name, want in (("b1", (hidden,)), ("w2", (1, hidden)), ("b2", (1,))):
         got = getattr(params, name).shape
-        if got != want:
-            raise ValueError(f"`params.{name}` has shape {got} but expected {want}.")
-    if x.ndim != 2 or x.shape[1] != inputs:
+        if got != (*lead, *want):
+            raise ValueError(f"`params.{name}` has shape {got} but expected {(*lead, *want)}.")
+    if x.ndim != len(lead) + 2 or x.shape[:-2] != tuple(lead) or x.shape[-1] != inputs:
         raise ValueError(
-            f"`x` has shape {x.shape} but expected (N, {inputs}): one row per sample, "
+            f"`x` has shape {x.shape} but expected ({batch}N, {inputs}): one row per sample, "
             f"one column per input of `params.w1`."
         )
-    if x.shape[0] < 1:
+    if x.shape[-2] < 1:
         raise ValueError("`x` has no samples (shape (0, ...)); pass at least one row.")
-    if y.shape != (x.shape[0],):
-        raise ValueError(f"`y` has shape {y.shape} but expected ({x.shape[0]},): one target per row of `x`.")
+    if y.shape != x.shape[:-1]:
+        raise ValueError(f"`y` has shape {y.shape} but expected ({batch}{x.shape[-2]},): one target per row of `x`.")
     for name, value in (*zip(("params." + f for f in Params._fields), params), ("x", x), ("y", y)):
         _validate.real_finite(name, value)
     if task == "classification" and ((y < 0) | (y > 1)).any():

@@ -1,0 +1,279 @@
+"""`check_batch`: many problems of one shape, checked in one compiled call.
+
+The references of `check_gradients` (float64 autodiff, its Monte Carlo
+rounding noise, Richardson finite differences with error bounds) are one
+traceable function of one problem; here it is `jax.vmap`-ed over a leading
+problem axis, compiled once per shape with XLA's full optimisation, and
+sharded over every JAX device. The verdict's arithmetic is the same function
+(`_check.compare`), run over ``(B, P)`` arrays. Problems that do not pass
+are re-checked one by one by `check_gradients`, so that every failure comes
+with the full report (values, diagnosis, Taylor rate) of the careful path,
+and its verdict.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from gradcheck import _check, _tolerance, _validate
+from gradcheck._report import Report
+
+__all__ = ["BatchReport", "check_batch"]
+
+#: The per-parameter extremes a batch reports, as in `ParamResult`.
+WORST_FIELDS = ("max_abs_err_autodiff", "max_rel_err_autodiff", "max_abs_err_fd", "max_rel_err_fd", "tolerance_used")
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchReport:
+    """What `check_batch` found for B problems.
+
+    - ``verdicts[b]``: "pass", "mismatch" or "inconclusive" for problem b;
+    - ``failures``: the full `Report` of every problem that did not pass,
+      from `check_gradients`, by problem index;
+    - ``worst[name][field]``: the largest of each `ParamResult` error field
+      over the batch, per parameter (fields in ``WORST_FIELDS``).
+    """
+
+    verdicts: tuple[str, ...]
+    failures: dict[int, Report]
+    worst: dict[str, dict[str, float]]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def verdict(self) -> str:
+        found = set(self.verdicts)
+        return "mismatch" if "mismatch" in found else ("inconclusive" if "inconclusive" in found else "pass")
+
+    def __len__(self) -> int:
+        return len(self.verdicts)
+
+
+def check_batch(
+    loss_fn: Callable[..., Any],
+    grad_fn: Callable[..., Any],
+    params: Any,
+    *args: Any,
+    seeds: Any = None,
+    batched: bool = True,
+) -> BatchReport:
+    """Check B problems at once: `check_gradients` over a leading problem axis.
+
+    Args:
+        loss_fn: ``loss_fn(params, *args)`` for ONE problem (no problem axis),
+            as for `check_gradients`.
+        grad_fn: the closed form. With ``batched=True`` it is called once on
+            the whole stack and must return gradients with the leading axis B
+            (NumPy code written with ``...`` axes does, e.g.
+            `mlp.closed_form_gradients`); with ``batched=False`` it is called
+            once per problem, a Python loop that costs its own time per problem.
+        params: a pytree whose every leaf has the leading axis B.
+        *args: data arrays, each with the leading axis B.
+        seeds: one Monte Carlo seed per problem (default ``0 .. B-1``); problem
+            b gets the same references as ``check_gradients(..., seed=seeds[b])``.
+        batched: whether `grad_fn` handles the problem axis itself.
+
+    Returns:
+        A `BatchReport`.
+
+    Examples:
+        >>> from functools import partial
+        >>> import numpy as np
+        >>> from gradcheck import check_batch, mlp
+        >>> rng = np.random.default_rng(0)
+        >>> p = mlp.Params(*(rng.normal(size=(5, *s)) for s in [(3, 2), (3,), (1, 3), (1,)]))
+        >>> x, y = rng.normal(size=(5, 4, 2)), rng.normal(size=(5, 4))
+        >>> report = check_batch(
+        ...     partial(mlp.loss, task="regression"), partial(mlp.closed_form_gradients, task="regression"), p, x, y
+        ... )
+        >>> report.verdicts
+        ('pass', 'pass', 'pass', 'pass', 'pass')
+    """
+    names, leaves, treedef = _stacked_params(params)
+    b = leaves[0].shape[0]
+    data = tuple(_validate.data_argument(f"args[{i}]", a) for i, a in enumerate(args))
+    for i, a in enumerate(data):
+        if a.ndim == 0 or a.shape[0] != b:
+            raise ValueError(f"`args[{i}]` has shape {a.shape}, but every argument needs the leading problem axis {b}.")
+    seeds = np.arange(b, dtype=np.uint32) if seeds is None else _seeds(seeds, b)
+
+    def problem(k: int) -> tuple[Any, tuple[np.ndarray, ...]]:
+        return jax.tree_util.tree_unflatten(treedef, [leaf[k] for leaf in leaves]), tuple(a[k] for a in data)
+
+    def careful(k: int) -> Report:
+        p, a = problem(k)
+        return _check.check_gradients(loss_fn, grad_fn, p, *a, seed=int(seeds[k]))
+
+    closed = _closed_forms(grad_fn, params, data, names, leaves, problem, batched=batched)
+    if closed is None:  # the closed form does not stack cleanly: every problem the careful way
+        reports = {k: careful(k) for k in range(b)}
+        return _summarise(names, reports, {k: r for k, r in reports.items() if not r.ok})
+    precision = _tolerance.precision_of([c.dtype for c in closed])
+    eps = float(np.finfo(precision).eps)
+    theta = np.concatenate([leaf.reshape(b, -1) for leaf in leaves], axis=1)  # (B, P)
+    cf = np.concatenate([c.reshape(b, -1).astype(np.float64) for c in closed], axis=1)
+    shapes = tuple(leaf.shape[1:] for leaf in leaves)
+    first = problem(0)
+    traced = _check._trace_loss(loss_fn, treedef, shapes, first[1])
+    with jax.enable_x64(True):
+        refs = _check.References(*_references(traced, theta, data, seeds, eps / 2))
+    tol = _check.tolerances(refs.autodiff, refs.noise, precision)
+    c = _check.compare(cf, refs.autodiff, tol, refs.finite_diff, refs.fd_error, refs.kink)
+    blamed, doubt = c.blamed.any(axis=1), c.doubt.any(axis=1)
+    unfinished = sorted(int(k) for k in np.flatnonzero(blamed | doubt | ~np.isfinite(cf).all(axis=1)))
+    failures = {k: careful(k) for k in unfinished}
+    failures = {k: r for k, r in failures.items() if not r.ok}
+    worst = _worst(names, leaves, cf, refs, tol, c)
+    verdicts = ["pass"] * b
+    for k, r in failures.items():
+        verdicts[k] = r.verdict
+    for name in names:  # the careful reports' extremes count too
+        for r in failures.values():
+            for f in WORST_FIELDS:
+                worst[name][f] = _max(worst[name][f], getattr(r[name], f))
+    return BatchReport(tuple(verdicts), failures, worst)
+
+
+def _stacked_params(params: Any) -> tuple[list[str], list[np.ndarray], Any]:
+    with_path, treedef = jax.tree_util.tree_flatten_with_path(params)
+    if not with_path:
+        raise ValueError(f"`params` holds no arrays (got {params!r}); pass a NamedTuple, dict or tuple of arrays.")
+    names = [jax.tree_util.keystr(path, simple=True, separator=".") or "params" for path, _ in with_path]
+    leaves = [
+        _validate.real_finite(f"params.{name}", leaf).astype(np.float64) for name, (_, leaf) in zip(names, with_path)
+    ]
+    sizes = {leaf.shape[0] if leaf.ndim else None for leaf in leaves}
+    if len(sizes) != 1 or None in sizes or 0 in sizes:
+        got = {name: leaf.shape for name, leaf in zip(names, leaves)}
+        raise ValueError(
+            f"every leaf of `params` needs the same leading problem axis B >= 1, got shapes {got}; "
+            "stack the problems with np.stack."
+        )
+    return names, leaves, treedef
+
+
+def _seeds(seeds: Any, b: int) -> np.ndarray:
+    array = np.asarray(seeds)
+    if array.shape != (b,) or not np.issubdtype(array.dtype, np.integer) or (array < 0).any() or (array >= 2**32).any():
+        raise ValueError(f"`seeds` must be {b} integers in [0, 2**32), one per problem, got {seeds!r}.")
+    return array.astype(np.uint32)
+
+
+def _closed_forms(
+    grad_fn: Callable[..., Any],
+    params: Any,
+    data: tuple[np.ndarray, ...],
+    names: list[str],
+    leaves: list[np.ndarray],
+    problem: Callable[[int], tuple[Any, tuple[np.ndarray, ...]]],
+    *,
+    batched: bool,
+) -> list[np.ndarray] | None:
+    """The closed form of every problem, stacked per parameter; None if it does not stack as the params do."""
+    b = leaves[0].shape[0]
+    try:
+        if batched:
+            returned = [grad_fn(params, *(a.copy() for a in data))]
+        else:
+            returned = [grad_fn(p, *(a.copy() for a in args)) for p, args in map(problem, range(b))]
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001 - the careful path reports the user's error, problem by problem
+        return None
+    stacked = []
+    for r in returned:
+        closed, problems = _check._match_structure(
+            names, [leaf if batched else leaf[0] for leaf in leaves], r, positional=isinstance(params, (tuple, list))
+        )
+        if problems and not all("returned" in m and "at index" in m for m in problems.values()):
+            return None  # wrong shapes or structure: each problem's report says so
+        stacked.append([closed[n] for n in names])
+    if batched:
+        return stacked[0]
+    return [np.stack([s[i] for s in stacked]) for i in range(len(names))]
+
+
+#: Compiled batched references, keyed by the traced loss (an XLA executable each).
+_COMPILED: collections.OrderedDict[Hashable, Callable[..., tuple[jax.Array, ...]]] = collections.OrderedDict()
+
+
+def _references(
+    traced: Any, theta: np.ndarray, data: tuple[np.ndarray, ...], seeds: np.ndarray, unit_roundoff: float
+) -> tuple[np.ndarray, ...]:
+    if theta.shape[1] > _check.MAX_COORDINATES:
+        raise ValueError(
+            f"`params` has {theta.shape[1]} entries per problem; batched checking is for small models "
+            f"(at most {_check.MAX_COORDINATES}). Check large models one at a time with check_gradients."
+        )
+    fn = _COMPILED.get(traced.key)
+    if fn is None:
+        fn = jax.jit(jax.vmap(_check.reference_function(traced), in_axes=(0, 0, 0, None)))
+        _COMPILED[traced.key] = fn
+        if len(_COMPILED) > _check.COMPILED_CACHE_SIZE:
+            _COMPILED.popitem(last=False)
+    devices = jax.devices()
+    b = theta.shape[0]
+    pad = -b % len(devices)
+    inputs = (theta, data, seeds)
+    if pad:  # every device gets the same number of problems; the padding repeats problem 0
+        inputs = jax.tree_util.tree_map(lambda a: np.concatenate([a, np.repeat(a[:1], pad, axis=0)]), inputs)
+    sharding = NamedSharding(Mesh(np.array(devices), ("problems",)), PartitionSpec("problems"))
+    theta_d, data_d, seeds_d = jax.device_put(jax.tree_util.tree_map(jnp.asarray, inputs), sharding)
+    out = fn(theta_d, data_d, seeds_d, unit_roundoff)
+    return tuple(np.asarray(o)[:b] for o in out)
+
+
+def _worst(
+    names: list[str],
+    leaves: list[np.ndarray],
+    cf: np.ndarray,
+    refs: _check.References,
+    tol: np.ndarray,
+    c: _check.Comparison,
+) -> dict[str, dict[str, float]]:
+    """Per parameter, the largest of each error field over the batch (vectorised `ParamResult` fields)."""
+    del cf
+    b = leaves[0].shape[0]
+    offsets = np.cumsum([0, *(leaf[0].size for leaf in leaves)])
+    worst = {}
+    for name, lo, hi in zip(names, offsets[:-1], offsets[1:]):
+        s = slice(lo, hi)
+
+        def resolved(err: np.ndarray, ref: np.ndarray, limit: np.ndarray) -> float:
+            mask = np.abs(ref) > limit
+            return float(np.where(mask, err / np.where(mask, np.abs(ref), 1.0), 0.0).max(initial=0.0))
+
+        worst[name] = {
+            "max_abs_err_autodiff": float(c.err_ad[:, s].max(initial=0.0)),
+            "max_rel_err_autodiff": resolved(c.err_ad[:, s], refs.autodiff[:, s], tol[:, s]),
+            "max_abs_err_fd": float(c.err_fd[:, s].max(initial=0.0)),
+            "max_rel_err_fd": resolved(c.err_fd[:, s], refs.finite_diff[:, s], c.allowed[:, s]),
+            "tolerance_used": float(np.maximum(c.ratio_ad[:, s], c.ratio_fd[:, s]).max(initial=0.0)) if b else 0.0,
+        }
+    return worst
+
+
+def _summarise(names: list[str], reports: dict[int, Report], failures: dict[int, Report]) -> BatchReport:
+    worst = {name: dict.fromkeys(WORST_FIELDS, 0.0) for name in names}
+    for r in reports.values():
+        for p in r.params:
+            for f in WORST_FIELDS:
+                worst[p.name][f] = _max(worst[p.name][f], getattr(p, f))
+    verdicts = tuple(reports[k].verdict for k in sorted(reports))
+    return BatchReport(verdicts, failures, worst)
+
+
+def _max(a: float, b: float) -> float:
+    return a if math.isnan(b) else max(a, b)
