@@ -150,9 +150,10 @@ def _complex_step(prob: problems.Problem, theta: np.ndarray, i: int, h: float) -
     """``Im L(theta + i h e_i) / h``, through `mlp.loss` in NumPy complex128.
 
     It works for this model because every operation is analytic and the
-    branches of `mlp.sigmoid` and `mlp.softplus` test ``z >= 0``, which NumPy
-    decides on the real part first. gradcheck does not use it: a user's loss
-    may not be analytic (``abs``, ``max``, a comparison on complex values).
+    branches of the sigmoid and softplus (`gradcheck.activations`) test
+    ``z >= 0``, which NumPy decides on the real part first. gradcheck does not
+    use it: a user's loss may not be analytic (``abs``, ``max``, a comparison
+    on complex values).
     """
     point = theta.astype(np.complex128)
     point[i] += 1j * h
