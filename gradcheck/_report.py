@@ -27,6 +27,18 @@ class ParamResult:
     differences' own error bound; a closed form may differ from them by
     ``FD_SAFETY * fd_error + tolerance``. ``message`` explains an ``error`` or ``doubt`` status;
     ``diagnosis`` names the likely mistake of a ``mismatch``.
+
+    Examples:
+        >>> from functools import partial
+        >>> import numpy as np
+        >>> from gradcheck import check_gradients, mlp
+        >>> p = mlp.init_params(0)
+        >>> x, y = np.array([[0.5, -1.0], [2.0, 0.0]]), np.array([1.0, 0.0])
+        >>> loss = partial(mlp.loss, task="classification")
+        >>> grads = partial(mlp.closed_form_gradients, task="classification")
+        >>> w2 = check_gradients(loss, grads, p, x, y)["w2"]
+        >>> w2.status, w2.shape, w2.tolerance_used <= 1
+        ('pass', (1, 3), True)
     """
 
     name: str
@@ -55,7 +67,25 @@ class ParamResult:
 
 @dataclass(frozen=True)
 class Report:
-    """Everything one check found. ``ok`` is true only when every parameter passes."""
+    """Everything one check found. ``ok`` is true only when every parameter passes.
+
+    ``str(report)`` is the table that failed checks raise and the CLI prints;
+    ``report[name]`` is one parameter's `ParamResult`; `to_dict` is for JSON.
+
+    Examples:
+        >>> from functools import partial
+        >>> import numpy as np
+        >>> from gradcheck import check_gradients, mlp
+        >>> p = mlp.init_params(0)
+        >>> x, y = np.array([[0.5, -1.0], [2.0, 0.0]]), np.array([1.0, 0.0])
+        >>> loss = partial(mlp.loss, task="classification")
+        >>> grads = partial(mlp.closed_form_gradients, task="classification")
+        >>> report = check_gradients(loss, grads, p, x, y)
+        >>> report.ok, report.verdict, [r.name for r in report.params]
+        (True, 'pass', ['w1', 'b1', 'w2', 'b2'])
+        >>> print(str(report).splitlines()[0])
+        gradcheck: PASS, 4 parameters (closed form judged at float64 precision)
+    """
 
     params: tuple[ParamResult, ...]
     precision: str = "float64"
@@ -114,6 +144,20 @@ class GradientMismatch(AssertionError):
 
     `context` (for example the counterexample that was searched for) is
     printed before the report.
+
+    Examples:
+        >>> from functools import partial
+        >>> import numpy as np
+        >>> from gradcheck import GradientMismatch, assert_gradients, mlp
+        >>> p = mlp.init_params(0)
+        >>> x, y = np.array([[0.5, -1.0], [2.0, 0.0]]), np.array([1.0, 0.0])
+        >>> def doubled(params, x, y):  # a missing 1/2
+        ...     return mlp.Params(*(2 * g for g in mlp.closed_form_gradients(params, x, y, task="regression")))
+        >>> try:
+        ...     assert_gradients(partial(mlp.loss, task="regression"), doubled, p, x, y)
+        ... except GradientMismatch as err:
+        ...     print(err.report.verdict, err.report["b2"].diagnosis.split(" (")[0])
+        mismatch off by a constant factor 2
     """
 
     def __init__(self, report: Report, context: str = ""):
@@ -122,7 +166,25 @@ class GradientMismatch(AssertionError):
 
 
 class ReferencesDisagree(AssertionError):
-    """Autodiff and finite differences disagree, so the closed form can't be judged."""
+    """Autodiff and finite differences disagree, so the closed form can't be judged.
+
+    Examples:
+        At the kink of ``max(t, 0)`` both references give 1/2, by accident; the
+        one-sided slopes (0 and 1) tell, and nothing is blamed:
+
+        >>> import jax.numpy as jnp
+        >>> import numpy as np
+        >>> from gradcheck import ReferencesDisagree, assert_gradients
+        >>> def relu_loss(p):
+        ...     return jnp.maximum(p["t"], 0.0).sum()
+        >>> def half(p):
+        ...     return {"t": np.full_like(p["t"], 0.5)}
+        >>> try:
+        ...     assert_gradients(relu_loss, half, {"t": np.zeros(2)})
+        ... except ReferencesDisagree as err:
+        ...     print(err.report.verdict, err.report["t"].status)
+        inconclusive doubt
+    """
 
     def __init__(self, report: Report):
         super().__init__(str(report))

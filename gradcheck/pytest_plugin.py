@@ -29,7 +29,20 @@ from gradcheck._report import GradientMismatch
 def check_property(
     grad_fn: Callable[..., Any], *, task: mlp.Task | str = "both", examples: int = 100, seed: int = 0
 ) -> None:
-    """Search for a problem on which `grad_fn` fails; raise `GradientMismatch` if one is found."""
+    """Search for a problem on which `grad_fn` fails; raise `GradientMismatch` if one is found.
+
+    This is what the fixture ``gradcheck_property`` returns.
+
+    - `grad_fn`: ``grad_fn(params, x, y, *, task)``, the signature of
+      `gradcheck.mlp.closed_form_gradients`.
+    - `task`: "regression", "classification" or "both".
+    - `examples`: problems searched per task (a positive integer).
+    - `seed`: seeds the search; the same seed searches the same problems.
+
+    Examples:
+        >>> from gradcheck import mlp
+        >>> check_property(mlp.closed_form_gradients, task="regression", examples=3)  # passes: returns None
+    """
     if task not in (*mlp.TASKS, "both"):
         raise ValueError(f"`task` must be one of {(*mlp.TASKS, 'both')}, got {task!r}.")
     if not isinstance(examples, int) or examples < 1:
