@@ -66,7 +66,7 @@ def check_batch(
     grad_fn: Callable[..., Any],
     params: Any,
     *args: Any,
-    seeds: Any = None,
+    seed: int = 0,
     batched: bool = True,
 ) -> BatchReport:
     """Check B problems at once: `check_gradients` over a leading problem axis.
@@ -81,8 +81,9 @@ def check_batch(
             once per problem, a Python loop that costs its own time per problem.
         params: a pytree whose every leaf has the leading axis B.
         *args: data arrays, each with the leading axis B.
-        seeds: one Monte Carlo seed per problem (default ``0 .. B-1``); problem
-            b gets the same references as ``check_gradients(..., seed=seeds[b])``.
+        seed: seeds the Monte Carlo arithmetic and the random directions,
+            shared by every problem (so they are drawn once). A problem that
+            does not pass is re-checked by ``check_gradients(..., seed=seed)``.
         batched: whether `grad_fn` handles the problem axis itself.
 
     Returns:
@@ -107,14 +108,15 @@ def check_batch(
     for i, a in enumerate(data):
         if a.ndim == 0 or a.shape[0] != b:
             raise ValueError(f"`args[{i}]` has shape {a.shape}, but every argument needs the leading problem axis {b}.")
-    seeds = np.arange(b, dtype=np.uint32) if seeds is None else _seeds(seeds, b)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ValueError(f"`seed` must be an integer in [0, 2**32), got {seed!r}.")
 
     def problem(k: int) -> tuple[Any, tuple[np.ndarray, ...]]:
         return jax.tree_util.tree_unflatten(treedef, [leaf[k] for leaf in leaves]), tuple(a[k] for a in data)
 
     def careful(k: int) -> Report:
         p, a = problem(k)
-        return _check.check_gradients(loss_fn, grad_fn, p, *a, seed=int(seeds[k]))
+        return _check.check_gradients(loss_fn, grad_fn, p, *a, seed=int(seed))
 
     closed = _closed_forms(grad_fn, params, data, names, leaves, problem, batched=batched)
     if closed is None:  # the closed form does not stack cleanly: every problem the careful way
@@ -128,10 +130,14 @@ def check_batch(
     first = problem(0)
     traced = _check._trace_loss(loss_fn, treedef, shapes, first[1])
     with jax.enable_x64(True):
-        refs = _check.References(*_references(traced, theta, data, seeds, eps / 2))
+        refs = _check.assemble(_references(traced, theta, data, seed, eps / 2, cf))
+    assert refs.along is not None
     tol = _check.tolerances(refs.autodiff, refs.noise, precision)
     c = _check.compare(cf, refs.autodiff, tol, refs.finite_diff, refs.fd_error, refs.kink)
-    blamed, doubt = c.blamed.any(axis=1), c.doubt.any(axis=1)
+    # Along the random directions: autodiff and the closed form against the finite differences.
+    allowed = _tolerance.FD_SAFETY * refs.along.fd_error + tol.sum(axis=1, keepdims=True)
+    doubt = _check.along_doubt(refs.along, tol).any(axis=1) | c.doubt.any(axis=1)
+    blamed = c.blamed.any(axis=1) | (np.abs(refs.along.closed - refs.along.finite_diff) > allowed).any(axis=1)
     unfinished = sorted(int(k) for k in np.flatnonzero(blamed | doubt | ~np.isfinite(cf).all(axis=1)))
     failures = {k: careful(k) for k in unfinished}
     failures = {k: r for k, r in failures.items() if not r.ok}
@@ -162,13 +168,6 @@ def _stacked_params(params: Any) -> tuple[list[str], list[np.ndarray], Any]:
             "stack the problems with np.stack."
         )
     return names, leaves, treedef
-
-
-def _seeds(seeds: Any, b: int) -> np.ndarray:
-    array = np.asarray(seeds)
-    if array.shape != (b,) or not np.issubdtype(array.dtype, np.integer) or (array < 0).any() or (array >= 2**32).any():
-        raise ValueError(f"`seeds` must be {b} integers in [0, 2**32), one per problem, got {seeds!r}.")
-    return array.astype(np.uint32)
 
 
 def _closed_forms(
@@ -209,8 +208,13 @@ def _closed_forms(
 _COMPILED: collections.OrderedDict[Hashable, Callable[..., tuple[jax.Array, ...]]] = collections.OrderedDict()
 
 
+#: Random +-1 directions along which each problem's finite differences run.
+#: A problem that does not pass is re-checked along every coordinate.
+BATCH_DIRECTIONS = 2
+
+
 def _references(
-    traced: Any, theta: np.ndarray, data: tuple[np.ndarray, ...], seeds: np.ndarray, unit_roundoff: float
+    traced: Any, theta: np.ndarray, data: tuple[np.ndarray, ...], seed: int, unit_roundoff: float, cf: np.ndarray
 ) -> tuple[np.ndarray, ...]:
     if theta.shape[1] > _check.MAX_COORDINATES:
         raise ValueError(
@@ -219,19 +223,20 @@ def _references(
         )
     fn = _COMPILED.get(traced.key)
     if fn is None:
-        fn = jax.jit(jax.vmap(_check.reference_function(traced), in_axes=(0, 0, 0, None)))
+        single = _check.reference_function(traced, directions=BATCH_DIRECTIONS)
+        fn = jax.jit(jax.vmap(single, in_axes=(0, 0, None, None, 0, None)))
         _COMPILED[traced.key] = fn
         if len(_COMPILED) > _check.COMPILED_CACHE_SIZE:
             _COMPILED.popitem(last=False)
     devices = jax.devices()
     b = theta.shape[0]
     pad = -b % len(devices)
-    inputs = (theta, data, seeds)
+    inputs = (theta, data, cf)
     if pad:  # every device gets the same number of problems; the padding repeats problem 0
         inputs = jax.tree_util.tree_map(lambda a: np.concatenate([a, np.repeat(a[:1], pad, axis=0)]), inputs)
     sharding = NamedSharding(Mesh(np.array(devices), ("problems",)), PartitionSpec("problems"))
-    theta_d, data_d, seeds_d = jax.device_put(jax.tree_util.tree_map(jnp.asarray, inputs), sharding)
-    out = fn(theta_d, data_d, seeds_d, unit_roundoff)
+    theta_d, data_d, cf_d = jax.device_put(jax.tree_util.tree_map(jnp.asarray, inputs), sharding)
+    out = fn(theta_d, data_d, jnp.uint32(seed), unit_roundoff, cf_d, 1.0)
     return tuple(np.asarray(o)[:b] for o in out)
 
 

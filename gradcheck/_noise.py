@@ -59,6 +59,15 @@ _EXACT = frozenset(
         "iota",
     }
 )
+#: The finest perturbation MCA applies, 8 float64 unit roundoffs. A float64
+#: value perturbed by at most u = 2^-53 of itself, in float64 arithmetic,
+#: rounds straight back wherever it sits in the lower half of its binade's
+#: rounding interval (1 + 6e-16 stays 1 + 6.7e-16), so noise that is
+#: really there, a sum near 1 in a softmax's log-sum-exp, would measure as
+#: zero. Perturbed at 8u it moves; the spread is scaled back by u / 8u,
+#: rounding noise being linear in the perturbation at this size.
+MCA_ROUNDOFF = 2.0**-50
+
 # Higher-order primitives, and the parameter that holds the jaxpr they call.
 _CALLS = {"pjit": "jaxpr", "jit": "jaxpr", "closed_call": "call_jaxpr", "custom_jvp_call": "call_jaxpr"}
 

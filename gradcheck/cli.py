@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import jax
 import numpy as np
 from rich.console import Console
 from rich.progress import Progress
@@ -30,7 +31,8 @@ from rich.table import Table
 
 import gradcheck
 from gradcheck import _prove, _search, _submissions, activations, heads, mlp, network, problems
-from gradcheck._check import check_gradients, pure_loss
+from gradcheck._batch import BatchReport, check_batch
+from gradcheck._check import pure_loss
 from gradcheck._report import Report
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_INTERNAL = 0, 1, 2, 3, 4
@@ -50,14 +52,15 @@ class TaskSummary:
     identity_failures: int = 0
     failures: list[tuple[int, str, Report]] = field(default_factory=list)
 
-    def add(self, report: Report) -> None:
-        self.examples += 1
-        for p in report.params:
-            worst = self.worst.setdefault(p.name, dict.fromkeys(_WORST_FIELDS, 0.0))
-            for name in _WORST_FIELDS:
-                value = getattr(p, name)
-                if not np.isnan(value):
-                    worst[name] = max(worst[name], value)
+    def add(self, report: BatchReport, problems: list[tuple[int, str]]) -> None:
+        """Fold in a batch of problems: `problems[b]` is problem b's (index, description)."""
+        self.examples += len(report)
+        for name, fields in report.worst.items():
+            worst = self.worst.setdefault(name, dict.fromkeys(_WORST_FIELDS, 0.0))
+            for f in _WORST_FIELDS:
+                worst[f] = max(worst[f], fields[f])
+        for b, failure in report.failures.items():
+            self.failures.append((*problems[b], failure))
 
     @property
     def verdict(self) -> str:
@@ -246,22 +249,41 @@ def network_job(net: network.Network, args: argparse.Namespace) -> Job:
     )
 
 
+#: Problems per `check_batch` call in the main job: large enough to amortise
+#: the call, small enough for a responsive progress bar and bounded memory.
+CHUNK = 2048
+
+
 def run_task(job: Job, args: argparse.Namespace) -> TaskSummary:
+    """Check every problem of `job` with `check_batch`, grouped by shape and in chunks."""
     summary = TaskSummary(job.label, identity=job.identity)
-    indices = [args.problem] if args.problem is not None else range(args.examples)
+    indices = [args.problem] if args.problem is not None else list(range(args.examples))
+    drawn = {i: job.problem(i) for i in indices}
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, (params, x, y, _) in drawn.items():
+        shapes = tuple(np.shape(leaf) for leaf in jax.tree_util.tree_leaves((params, x, y)))
+        groups.setdefault(shapes, []).append(i)
     console = Console(stderr=True)  # the bar never mixes with the report on stdout
     with Progress(console=console, transient=True, disable=args.json or not console.is_terminal) as progress:
-        for i in progress.track(indices, description=f"checking {job.label}"):
-            params, x, y, description = job.problem(i)
-            report = check_gradients(job.loss, job.grads, params, x, y, seed=i)
-            summary.add(report)
-            if not report.ok:
-                summary.failures.append((i, description, report))
-            z = job.logits(params, x)
-            identity = check_gradients(job.output_loss, job.output_error, z, y, seed=i)
-            summary.identity_worst_abs = max(summary.identity_worst_abs, identity.params[0].max_abs_err_autodiff)
-            summary.identity_failures += not identity.ok
+        bar = progress.add_task(f"checking {job.label}", total=len(indices))
+        for group in groups.values():
+            for start in range(0, len(group), CHUNK):
+                chunk = group[start : start + CHUNK]
+                params, x, y = _stack([drawn[i][:3] for i in chunk])
+                report = check_batch(job.loss, job.grads, params, x, y, seed=args.seed)
+                summary.add(report, [(i, drawn[i][3]) for i in chunk])
+                identity = check_batch(job.output_loss, job.output_error, job.logits(params, x), y, seed=args.seed)
+                (worst,) = identity.worst.values()
+                summary.identity_worst_abs = max(summary.identity_worst_abs, worst["max_abs_err_autodiff"])
+                summary.identity_failures += sum(v != "pass" for v in identity.verdicts)
+                progress.advance(bar, len(chunk))
+    summary.failures.sort(key=lambda failure: failure[0])
     return summary
+
+
+def _stack(problems: list[tuple[Any, np.ndarray, np.ndarray]]) -> Any:
+    """Stack same-shape problems along a new leading axis (pytrees leaf by leaf)."""
+    return jax.tree_util.tree_map(lambda *leaves: np.stack(leaves), *problems)
 
 
 @pure_loss

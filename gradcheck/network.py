@@ -192,17 +192,22 @@ def validate_problem(params: Any, x: Any, y: Any, *, net: Network) -> tuple[dict
     if missing:
         raise ValueError(f"`params` is missing {missing}; {net.describe()} needs keys {net.param_names}.")
     params = {k: np.asarray(params[k]) for k in net.param_names}
+    # Leading axes, if any, stack independent problems (as in `check_batch`).
+    lead = params["w1"].shape[:-2]
     for name, want in net.shapes.items():
-        if params[name].shape != want:
-            raise ValueError(f"`params['{name}']` has shape {params[name].shape} but {net.describe()} needs {want}.")
+        if params[name].shape != (*lead, *want):
+            raise ValueError(
+                f"`params['{name}']` has shape {params[name].shape} but {net.describe()} needs {(*lead, *want)}."
+            )
     x, y = np.asarray(x), np.asarray(y)
     inputs, outputs = net.layers[0], net.layers[-1]
-    if x.ndim != 2 or x.shape[1] != inputs or x.shape[0] < 1:
-        raise ValueError(f"`x` has shape {x.shape} but expected (N, {inputs}) with N >= 1: one row per sample.")
-    if y.shape != (x.shape[0], outputs):
+    batch = "".join(f"{k}, " for k in lead)
+    if x.ndim != len(lead) + 2 or x.shape[:-2] != lead or x.shape[-1] != inputs or x.shape[-2] < 1:
+        raise ValueError(f"`x` has shape {x.shape} but expected ({batch}N, {inputs}) with N >= 1: one row per sample.")
+    if y.shape != (*x.shape[:-1], outputs):
         raise ValueError(
-            f"`y` has shape {y.shape} but expected ({x.shape[0]}, {outputs}): one row of {outputs} targets per "
-            f"row of `x`."
+            f"`y` has shape {y.shape} but expected ({batch}{x.shape[-2]}, {outputs}): one row of {outputs} targets "
+            f"per row of `x`."
         )
     for name, value in (*((f"params['{k}']", v) for k, v in params.items()), ("x", x), ("y", y)):
         _validate.real_finite(name, value)

@@ -103,7 +103,7 @@ def test_internal_error_is_reported_without_traceback(
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(cli, "check_gradients", boom)
+    monkeypatch.setattr(cli, "check_batch", boom)
     assert cli.main(["--examples", "1"]) == cli.EXIT_INTERNAL
     err = capsys.readouterr().err
     assert "internal error: RuntimeError: simulated bug" in err

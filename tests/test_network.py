@@ -168,8 +168,15 @@ def test_a_point_on_a_relu_kink_is_reported_not_blamed() -> None:
 
 
 @pytest.mark.parametrize("offset", [1e-3, -1e-3])
-def test_a_step_that_straddles_a_kink_is_inconclusive(offset: float) -> None:
-    # The finite-difference step (2^-7) reaches across the kink at 1e-3.
+def test_a_step_that_straddles_a_nearby_kink_is_refined_until_it_does_not(offset: float) -> None:
+    # The first step (2^-7) reaches across the kink at 1e-3; the refined one (2^-11) does not.
+    report = check(kink_problem(offset))
+    assert report.verdict == "pass", str(report)
+
+
+@pytest.mark.parametrize("offset", [1e-6, -1e-6])
+def test_a_kink_closer_than_the_finest_step_is_inconclusive(offset: float) -> None:
+    # Even the finest step (2^-15, about 3e-5) reaches across a kink at 1e-6.
     report = check(kink_problem(offset))
     assert report.verdict == "inconclusive"
     assert report["b1"].status == "doubt"
