@@ -431,9 +431,7 @@ def reference_function(
         # precision, and the loss's noise at float64 for the finite differences.
         # It runs at no finer than MCA_ROUNDOFF and is scaled back linearly.
         mca_u = jnp.maximum(unit_roundoff, _noise.MCA_ROUNDOFF)
-        f_samples, g_samples = jax.vmap(_noise.perturbed(value_and_grad, mca_u), (0, None, None))(
-            streams, theta, args
-        )
+        f_samples, g_samples = jax.vmap(_noise.perturbed(value_and_grad, mca_u), (0, None, None))(streams, theta, args)
         sigma_f = jnp.max(jnp.abs(f_samples - f0)) * (2.0**-53 / mca_u)
         noise = _noise.spread(g_samples, g) * (unit_roundoff / mca_u) * _tolerance.samples_safety(samples)
         if directions is None:

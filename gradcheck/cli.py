@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from rich.table import Table
 
 import gradcheck
 from gradcheck import _prove, _search, _submissions, activations, heads, mlp, network, problems
-from gradcheck._batch import BatchReport, check_batch
+from gradcheck._batch import BATCH_DIRECTIONS, BatchReport, check_batch
 from gradcheck._check import pure_loss
 from gradcheck._report import Report
 
@@ -50,15 +51,17 @@ class TaskSummary:
     identity: str = "dL/dz2 = a2 - y"
     identity_worst_abs: float = 0.0
     identity_failures: int = 0
+    along_used: float = math.nan
     failures: list[tuple[int, str, Report]] = field(default_factory=list)
 
     def add(self, report: BatchReport, problems: list[tuple[int, str]]) -> None:
         """Fold in a batch of problems: `problems[b]` is problem b's (index, description)."""
         self.examples += len(report)
         for name, fields in report.worst.items():
-            worst = self.worst.setdefault(name, dict.fromkeys(_WORST_FIELDS, 0.0))
+            worst = self.worst.setdefault(name, dict.fromkeys(_WORST_FIELDS, math.nan))
             for f in _WORST_FIELDS:
-                worst[f] = max(worst[f], fields[f])
+                worst[f] = float(np.fmax(worst[f], fields[f]))  # NaN: not measured
+        self.along_used = float(np.fmax(self.along_used, report.along_used))
         for b, failure in report.failures.items():
             self.failures.append((*problems[b], failure))
 
@@ -318,8 +321,14 @@ def render(summaries: list[TaskSummary], jobs: dict[str, Job], args: argparse.Na
         for column in _HEADERS:
             table.add_column(column, justify="left" if column == "param" else "right")
         for name, worst in s.worst.items():
-            table.add_row(name, *(f"{worst[f]:.2e}" for f in _WORST_FIELDS))
+            table.add_row(name, *("-" if math.isnan(worst[f]) else f"{worst[f]:.2e}" for f in _WORST_FIELDS))
         console.print(table)
+        console.print(
+            f"finite differences along {BATCH_DIRECTIONS} random ±1 directions per problem: worst "
+            f"|ad·d − fd|, |cf·d − fd| = {s.along_used:.2g} of the allowance (problems that do not pass are "
+            "re-checked along every coordinate)",
+            soft_wrap=True,
+        )
         mark = "holds" if not s.identity_failures else f"FAILS on {s.identity_failures} problems"
         console.print(
             f"identity {s.identity} ({s.task}): {mark}; max |autodiff - claim| = {s.identity_worst_abs:.2e}\n",
@@ -342,6 +351,7 @@ def to_json(summaries: list[TaskSummary], jobs: dict[str, Job], args: argparse.N
                 "verdict": s.verdict,
                 "examples": s.examples,
                 "params": s.worst,
+                "along_used": s.along_used,
                 "identity": {
                     "claim": s.identity,
                     "holds": not s.identity_failures,
@@ -361,6 +371,17 @@ def to_json(summaries: list[TaskSummary], jobs: dict[str, Job], args: argparse.N
             for s in summaries
         },
     }
+
+
+def _finite_or_null(value: Any) -> Any:
+    """JSON has no NaN or infinity: a value that was not measured is null."""
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_null(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _overall(summaries: list[TaskSummary]) -> str:
@@ -406,7 +427,7 @@ def main_job(args: argparse.Namespace) -> int:
     jobs = {job.label: job for job in _jobs(args)}
     summaries = [run_task(job, args) for job in jobs.values()]
     if args.json:
-        print(json.dumps(to_json(summaries, jobs, args), indent=2))
+        print(json.dumps(_finite_or_null(to_json(summaries, jobs, args)), indent=2, allow_nan=False))
     else:
         render(summaries, jobs, args, Console(highlight=False))
     return {"pass": EXIT_OK, "mismatch": EXIT_MISMATCH, "inconclusive": EXIT_INCONCLUSIVE}[_overall(summaries)]
