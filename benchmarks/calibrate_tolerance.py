@@ -55,9 +55,8 @@ def main() -> None:
                     theta = np.concatenate([leaf.ravel() for leaf in leaves])
                     traced = _check._trace_loss(loss, treedef, tuple(leaf.shape for leaf in leaves), (prob.x, prob.y))
                     with jax.enable_x64(True):
-                        refs = _check._references(traced, theta, (prob.x, prob.y), eps / 2, seed=i)
-                    scale = max(np.abs(refs.autodiff).max(), refs.noise.max())
-                    tol = _tolerance.tolerance(refs.noise, scale, eps)
+                        refs = _check._references(traced, theta, (prob.x, prob.y), eps / 2, i, cf, precision)
+                    tol = _check.tolerances(refs.autodiff, refs.noise, precision)
                     fd_tol = _tolerance.FD_SAFETY * refs.fd_error + tol
                     err = np.abs(cf - refs.autodiff)
                     with np.errstate(divide="ignore", invalid="ignore"):
