@@ -393,8 +393,12 @@ def _compiled(traced: _TracedLoss, directions: int | None, samples: int) -> Call
     if key in _COMPILED:
         _COMPILED.move_to_end(key)
         return _COMPILED[key]
-    fn = functools.partial(jax.jit, compiler_options=COMPILER_OPTIONS)(
-        reference_function(traced, directions=directions, samples=samples)
+    # Large models (directional mode) run long enough to repay XLA's full optimisation.
+    large = directions is not None
+    options = None if large else COMPILER_OPTIONS
+    fn = jax.jit(
+        reference_function(traced, directions=directions, samples=samples, sequential=large),
+        compiler_options=options,
     )
     _COMPILED[key] = fn
     if len(_COMPILED) > COMPILED_CACHE_SIZE:
@@ -403,7 +407,11 @@ def _compiled(traced: _TracedLoss, directions: int | None, samples: int) -> Call
 
 
 def reference_function(
-    traced: _TracedLoss, *, directions: int | None = None, samples: int = _tolerance.NOISE_SAMPLES
+    traced: _TracedLoss,
+    *,
+    directions: int | None = None,
+    samples: int = _tolerance.NOISE_SAMPLES,
+    sequential: bool = False,
 ) -> Callable[..., tuple[jax.Array, ...]]:
     """``(theta, args, seed, unit_roundoff, closed, step_scale) -> references`` for one problem, traceable.
 
@@ -411,7 +419,8 @@ def reference_function(
     and `closed` is unused; with an int D they run along D random +-1
     directions drawn from `seed`, and the result carries the closed form's
     and autodiff's derivatives along them. `samples` Monte Carlo re-runs
-    measure the noise; `step_scale` scales every finite-difference step.
+    measure the noise; `step_scale` scales every finite-difference step;
+    `sequential` evaluates the finite differences' points one at a time.
     Turn the output into `References` with `assemble`; jit it, or vmap it.
     """
     flat_loss = _flat_loss(traced)
@@ -444,7 +453,7 @@ def reference_function(
         xi = _noise.uniform(jnp.uint32(0xFFFFFFFF) - seed, directions * theta.shape[0])
         d = jnp.where(xi >= 0, 1.0, -1.0).reshape(directions, theta.shape[0]).astype(theta.dtype)
         steps = jnp.full(directions, step_scale * _finite_diff.FD_STEP * jnp.maximum(1.0, jnp.max(jnp.abs(theta))))
-        fd = _finite_diff.directional(lambda t: flat_loss(t, args), theta, d, steps, sigma_f, f0)
+        fd = _finite_diff.directional(lambda t: flat_loss(t, args), theta, d, steps, sigma_f, f0, sequential=sequential)
         return g, noise, d @ g, d @ closed, fd.value, fd.error, fd.kink
 
     return references

@@ -75,12 +75,16 @@ def directional(
     steps: jax.Array,
     sigma_f: jax.Array,
     f0: jax.Array,
+    *,
+    sequential: bool = False,
 ) -> FiniteDifferences:
     """Estimate ``grad f(theta) . v`` for each row ``v`` of `directions` (D, P).
 
     `steps` (D,) is the largest step for each direction; `sigma_f` is the
     absolute noise of one evaluation of `f`, and `f0` is ``f(theta)``.
-    Traceable: call it under `jax.jit`.
+    Traceable: call it under `jax.jit`. The 2 K D evaluations run in one
+    vectorised call, or one after another with `sequential` (for large P,
+    where the stacked points would take 2 K D copies of the parameters).
 
     A central difference averages the two one-sided slopes, so at a kink it
     can agree with autodiff's choice of one-sided derivative by accident.
@@ -90,12 +94,20 @@ def directional(
     """
     scales = RATIO ** -jnp.arange(LEVELS, dtype=theta.dtype)  # (K,)
     h = steps[:, None] * scales[None, :]  # (D, K)
-    plus = theta + h[..., None] * directions[:, None, :]  # (D, K, P)
-    minus = theta - h[..., None] * directions[:, None, :]
-    # The step actually taken after rounding theta +- h: keep the quotient honest.
-    h_eff = jnp.max(jnp.abs(plus - minus), axis=-1) / (2 * jnp.max(jnp.abs(directions), axis=-1))[:, None]
-    values = jax.vmap(f)(jnp.concatenate([plus, minus]).reshape(-1, theta.shape[0]))
-    f_plus, f_minus = values.reshape(2, *h.shape)
+
+    def evaluate(step: jax.Array, direction: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        plus, minus = theta + step * direction, theta - step * direction
+        # The step actually taken after rounding theta +- h: keep the quotient honest.
+        taken = jnp.max(jnp.abs(plus - minus)) / (2 * jnp.max(jnp.abs(direction)))
+        return f(plus), f(minus), taken
+
+    flat_h = h.reshape(-1)
+    flat_d = jnp.repeat(directions, LEVELS, axis=0)  # (D * K, P)
+    if sequential:  # one point at a time: memory and time stay those of one evaluation
+        f_plus, f_minus, h_eff = jax.lax.map(lambda hd: evaluate(*hd), (flat_h, flat_d))
+    else:  # every point in one vectorised call
+        f_plus, f_minus, h_eff = jax.vmap(evaluate)(flat_h, flat_d)
+    f_plus, f_minus, h_eff = (a.reshape(h.shape) for a in (f_plus, f_minus, h_eff))
     diffs = (f_plus - f_minus) * (h / h_eff)  # (D, K), as if taken with the nominal step
     weights = jnp.asarray(WEIGHTS, theta.dtype)  # (2, K)
     final, before = (diffs @ weights.T / steps[:, None]).T
