@@ -555,7 +555,7 @@ def _judge_param(
         status = "doubt"
     else:
         status = "pass"
-    flat_index = int(np.argmax(np.maximum(ratio_ad, ratio_fd))) if cf.size else 0
+    flat_index = int(np.argmax(np.fmax(ratio_ad, ratio_fd))) if cf.size else 0
     index = tuple(int(i) for i in np.unravel_index(flat_index, cf.shape))
     message = None
     if status == "doubt":
@@ -588,7 +588,7 @@ def _judge_param(
         max_rel_err_autodiff=_resolved_relative(err_ad, ad, tol),
         max_abs_err_fd=float(err_fd.max(initial=0.0)),
         max_rel_err_fd=_resolved_relative(err_fd, fd, allowed),
-        tolerance_used=float(np.maximum(ratio_ad, ratio_fd).max(initial=0.0)),
+        tolerance_used=float(np.fmax(ratio_ad, ratio_fd).max(initial=0.0)),
         message=message,
         diagnosis=diagnosis,
     )

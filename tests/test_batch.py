@@ -1,0 +1,152 @@
+"""`check_batch`: the same verdicts as `check_gradients`, problem by problem, faster.
+
+- Every regime, both tasks, the correct closed forms: every problem passes,
+  as it does one at a time.
+- Every mutant of the mutation suite: the batch gives each problem the
+  verdict that `check_gradients` gives it, with its full report.
+- The problem axis is validated, a non-batch-aware `grad_fn` is looped, and
+  problems are sharded over several devices.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from functools import partial
+from typing import Any
+
+import jax
+import numpy as np
+import pytest
+
+from gradcheck import check_batch, check_gradients, mlp, problems
+from tests.derivations import CORRECT, MUTANTS
+from tests.test_mutants import loss_for
+
+
+def stack(probs: list[problems.Problem]) -> tuple[Any, np.ndarray, np.ndarray]:
+    params = mlp.Params(*(np.stack([p.params[k] for p in probs]) for k in range(4)))
+    return params, np.stack([p.x for p in probs]), np.stack([p.y for p in probs])
+
+
+def draw(task: mlp.Task, regime: problems.Regime, n: int, *, seed: int = 0) -> list[problems.Problem]:
+    return [problems.sample(np.random.default_rng([seed, i]), task=task, regime=regime) for i in range(n)]
+
+
+def careful_verdicts(loss: Any, grad: Any, probs: list[problems.Problem]) -> list[str]:
+    return [check_gradients(loss, grad, *p[:3]).verdict for p in probs]
+
+
+@pytest.mark.parametrize("regime", problems.REGIMES)
+@pytest.mark.parametrize("task", mlp.TASKS)
+def test_correct_closed_form_passes_in_every_regime_as_one_by_one(task: mlp.Task, regime: problems.Regime) -> None:
+    probs = draw(task, regime, 6)
+    loss, grad = partial(mlp.loss, task=task), partial(mlp.closed_form_gradients, task=task)
+    report = check_batch(loss, grad, *stack(probs))
+    assert report.verdicts == ("pass",) * 6
+    assert report.ok
+    assert report.verdicts == tuple(careful_verdicts(loss, grad, probs))
+    assert set(report.worst) == {"w1", "b1", "w2", "b2"}
+    assert all(w["tolerance_used"] <= 1.0 for w in report.worst.values())
+
+
+@pytest.mark.parametrize("name", [n for n in CORRECT if n != "closed_form"])
+def test_correct_reformulations_looped_per_problem_pass(name: str) -> None:
+    probs = draw("classification", "typical", 4, seed=1)
+    grad = partial(CORRECT[name], task="classification")
+    report = check_batch(partial(mlp.loss, task="classification"), grad, *stack(probs), batched=False)
+    assert report.verdicts == ("pass",) * 4
+
+
+@pytest.mark.parametrize("name", list(MUTANTS))
+def test_every_mutant_gets_the_verdict_and_report_of_the_careful_path(name: str) -> None:
+    mutant = MUTANTS[name]
+    k = 3 if mutant.square else None
+    for task in mlp.TASKS:
+        probs = [
+            problems.sample(np.random.default_rng([2, i]), task=task, inputs=k or 2, hidden=k or 3, batch=5)
+            for i in range(4)
+        ]
+        loss, grad = loss_for(mutant, task), partial(mutant.grad, task=task)
+        report = check_batch(loss, grad, *stack(probs), batched=False)
+        careful = [check_gradients(loss, grad, *p[:3]) for p in probs]
+        assert list(report.verdicts) == [r.verdict for r in careful]
+        assert "mismatch" in report.verdicts, "the mutant is caught in the batch"
+        for b, r in report.failures.items():
+            assert str(r) == str(careful[b])  # the same full report, diagnosis and all
+
+
+def test_a_batch_aware_wrong_gradient_is_caught_in_the_problems_it_breaks() -> None:
+    probs = draw("regression", "typical", 5)
+
+    marker = probs[3].x[0, 0]
+
+    def wrong_in_problem_3(p: Any, x: Any, y: Any) -> mlp.Params:
+        # A relative error of 1e-8 in one entry, in the problem whose first input is `marker`
+        # (so that it is wrong the same way in the batch and one problem at a time).
+        g = mlp.closed_form_gradients(p, x, y, task="regression")
+        w2 = g.w2.copy()
+        w2[..., 0, 1] *= np.where(x[..., 0, 0] == marker, 1 + 1e-8, 1.0)
+        return g._replace(w2=w2)
+
+    report = check_batch(partial(mlp.loss, task="regression"), wrong_in_problem_3, *stack(probs))
+    assert report.verdicts == ("pass", "pass", "pass", "mismatch", "pass")
+    assert list(report.failures) == [3]
+    assert report.failures[3]["w2"].status == "mismatch"
+    assert report.failures[3]["w2"].index == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ((np.zeros((3, 4, 2)), np.zeros((2, 4))), {}, r"`args\[1\]` has shape \(2, 4\), but every argument needs"),
+        ((np.zeros((3, 4, 2)), np.zeros((3, 4))), {"seed": -1}, r"`seed` must be an integer in \[0, 2\*\*32\)"),
+    ],
+    ids=["args-axis", "seed"],
+)
+def test_bad_batches_raise_naming_the_argument(args: Any, kwargs: Any, message: str) -> None:
+    params = mlp.Params(*(np.zeros((3, *s)) for s in [(3, 2), (3,), (1, 3), (1,)]))
+    with pytest.raises(ValueError, match=message):
+        check_batch(partial(mlp.loss, task="regression"), mlp.closed_form_gradients, params, *args, **kwargs)
+
+
+def test_params_without_a_common_problem_axis_are_refused() -> None:
+    params = mlp.Params(np.zeros((3, 3, 2)), np.zeros((3, 3)), np.zeros((2, 1, 3)), np.zeros((3, 1)))
+    with pytest.raises(ValueError, match="same leading problem axis"):
+        check_batch(partial(mlp.loss, task="regression"), mlp.closed_form_gradients, params, np.zeros((3, 4, 2)))
+
+
+SHARDED = """
+import json, sys
+from functools import partial
+import jax, numpy as np
+from gradcheck import check_batch, mlp, problems
+probs = [problems.sample(np.random.default_rng(i), task="classification") for i in range(7)]
+params = mlp.Params(*(np.stack([p.params[k] for p in probs]) for k in range(4)))
+x, y = np.stack([p.x for p in probs]), np.stack([p.y for p in probs])
+def wrong(p, x, y):
+    g = mlp.closed_form_gradients(p, x, y, task="classification")
+    return g._replace(b2=g.b2 * np.array([1, 1, 1, 1, 1, 2, 1.0])[:, None])
+report = check_batch(partial(mlp.loss, task="classification"), wrong, params, x, y)
+print(json.dumps({"devices": len(jax.devices()), "verdicts": report.verdicts}))
+"""
+
+
+def test_problems_are_sharded_over_every_device() -> None:
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", SHARDED], capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["devices"] == 2  # 7 problems: padded to 8, 4 per device
+    assert out["verdicts"] == ["pass"] * 5 + ["mismatch", "pass"]
+
+
+def test_the_user_jax_configuration_is_unchanged() -> None:
+    before = jax.config.jax_enable_x64
+    probs = draw("regression", "typical", 2)
+    check_batch(
+        partial(mlp.loss, task="regression"), partial(mlp.closed_form_gradients, task="regression"), *stack(probs)
+    )
+    assert jax.config.jax_enable_x64 == before

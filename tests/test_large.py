@@ -1,0 +1,64 @@
+"""Models above `MAX_COORDINATES` parameters: elementwise against autodiff, finite differences along directions."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gradcheck import _check, check_gradients, mlp
+
+INPUTS, HIDDEN = 64, 64  # 4,225 parameters: just above the coordinate-wise limit
+TASK: mlp.Task = "classification"
+
+
+@pytest.fixture(scope="module")
+def problem() -> tuple[mlp.Params, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    params = mlp.init_params(0, inputs=INPUTS, hidden=HIDDEN)
+    return params, rng.normal(size=(16, INPUTS)), (rng.random(16) > 0.5).astype(float)
+
+
+def check(problem: Any, grad: Any) -> Any:
+    return check_gradients(partial(mlp.loss, task=TASK), grad, *problem)
+
+
+def test_the_model_is_above_the_coordinate_limit(problem: Any) -> None:
+    assert sum(a.size for a in problem[0]) > _check.MAX_COORDINATES
+
+
+def test_a_correct_large_model_passes_with_directional_finite_differences(problem: Any) -> None:
+    report = check(problem, partial(mlp.closed_form_gradients, task=TASK))
+    assert report.verdict == "pass", str(report)
+    assert any(f"finite differences along {_check.DIRECTIONS} random ±1 directions" in n for n in report.notes)
+    assert np.isnan(report["w1"].finite_diff)  # no elementwise finite differences
+
+
+def test_a_relative_error_of_1e8_in_one_entry_is_caught_there(problem: Any) -> None:
+    def wrong(p: Any, x: Any, y: Any) -> mlp.Params:
+        g = mlp.closed_form_gradients(p, x, y, task=TASK)
+        w1 = g.w1.copy()
+        i = np.unravel_index(np.argmax(np.abs(w1)), w1.shape)
+        w1[i] *= 1 + 1e-8
+        return g._replace(w1=w1)
+
+    report = check(problem, wrong)
+    assert report.verdict == "mismatch"
+    assert [p.name for p in report.params if p.status == "mismatch"] == ["w1"]
+    expected = np.unravel_index(np.argmax(np.abs(wrong(*problem).w1)), (HIDDEN, INPUTS))
+    assert report["w1"].index == tuple(int(i) for i in expected)
+
+
+def test_a_missing_sigmoid_slope_is_caught_with_a_taylor_rate_near_1(problem: Any) -> None:
+    def missing_slope(p: Any, x: Any, y: Any) -> mlp.Params:
+        act = mlp.forward(p, x, task=TASK)
+        delta2 = act.a2 - y
+        g = mlp.backward(p, x, act.a1, delta2)
+        d1 = delta2[:, None] * p.w2  # sigma'(z1) forgotten
+        return g._replace(w1=d1.T @ x / len(x), b1=d1.mean(axis=0))
+
+    report = check(problem, missing_slope)
+    assert {p.name for p in report.params if p.status == "mismatch"} == {"w1", "b1"}
+    assert 0.8 < report.taylor_rate < 1.2
