@@ -148,6 +148,33 @@ def gradcheck_check(prob: problems.Problem, grad_fn: GradFn) -> Check:
     return lambda: gradcheck.check_gradients(loss, grad_fn, *prob[:3]).verdict == "mismatch"
 
 
+#: Problems per `check_batch` call in its row: the warm time per check is the
+#: call's time divided by this.
+BATCH = 1024
+
+
+def gradcheck_batch_check(prob: problems.Problem, grad_fn: GradFn) -> Check:
+    """`check_batch` on BATCH copies of the problem; flagged when problem 0 is a mismatch.
+
+    The closed form runs on the whole stack (`mlp.closed_form_gradients` is
+    batch-aware); the gradient under test differs from it by a fixed factor
+    per entry (1 + rel on the nudged entry), applied to every problem.
+    """
+    exact = flatten(mlp.closed_form_gradients(*prob[:3], task=prob.task))
+    factor = unflatten(
+        np.where(exact != 0, flatten(grad_fn(*prob[:3])) / np.where(exact != 0, exact, 1), 1.0),
+        [a.shape for a in prob.params],
+    )
+    params = mlp.Params(*(np.repeat(a[None], BATCH, axis=0) for a in prob.params))
+    x, y = np.repeat(prob.x[None], BATCH, axis=0), np.repeat(prob.y[None], BATCH, axis=0)
+
+    def batched(p: mlp.Params, x: np.ndarray, y: np.ndarray) -> mlp.Params:
+        return mlp.Params(*(g * f for g, f in zip(mlp.closed_form_gradients(p, x, y, task=prob.task), factor)))
+
+    loss = partial(mlp.loss, task=prob.task)
+    return lambda: gradcheck.check_batch(loss, batched, params, x, y).verdicts[0] == "mismatch"
+
+
 def torch_check(prob: problems.Problem, grad_fn: GradFn, *, fast_mode: bool) -> Check:
     import torch
 
@@ -235,6 +262,7 @@ class Tool:
     prepare: Callable[[problems.Problem, GradFn], Check]
     requires: tuple[str, ...] = ()  # importable module names
     install: str = ""  # the pip command that provides them
+    per_call: int = 1  # problems checked per call (the warm time is divided by it)
 
 
 def tools() -> list[Tool]:
@@ -242,6 +270,7 @@ def tools() -> list[Tool]:
     torch_install = "pip install torch"
     return [
         Tool("gradcheck check_gradients", gradcheck_check),
+        Tool(f"gradcheck check_batch (B={BATCH})", gradcheck_batch_check, per_call=BATCH),
         Tool("torch gradcheck", partial(torch_check, fast_mode=False), ("torch",), torch_install),
         Tool("torch gradcheck fast_mode", partial(torch_check, fast_mode=True), ("torch",), torch_install),
         Tool("jax check_grads (rev)", jax_check),
@@ -313,7 +342,7 @@ def measure(tool: Tool, task: mlp.Task, args: argparse.Namespace, floor_s: float
     t0 = time.perf_counter()
     check()
     first = time.perf_counter() - t0
-    warm = median_time(check, args.repeats, TIME_BUDGET_S)
+    warm = median_time(check, args.repeats, TIME_BUDGET_S) / tool.per_call
     samples = [problems.sample(np.random.default_rng(s), task=task) for s in range(args.problems)]
     limits = [smallest_flagged(tool, p, args.steps) for p in samples]
     return Row(tool.name, task, first, warm, floor_s, limits)
@@ -379,7 +408,7 @@ def cells(row: Row) -> list[str]:
         seconds(row.first_s),
         seconds(row.warm_s),
         f"{1 / row.warm_s:.0f}",
-        f"{row.warm_s / row.floor_s:.0f}",
+        f"{row.warm_s / row.floor_s:.2g}",
         median,
         worst,
     ]

@@ -219,6 +219,9 @@ def _closed_forms(
 _COMPILED: collections.OrderedDict[Hashable, Callable[..., tuple[jax.Array, ...]]] = collections.OrderedDict()
 
 
+#: Largest model `check_batch` takes: every problem's references are held at
+#: once, with 8 Monte Carlo copies of its gradient.
+MAX_PARAMETERS = 4096
 #: Random +-1 directions along which each problem's finite differences run.
 #: A problem that does not pass is re-checked along every coordinate.
 BATCH_DIRECTIONS = 2
@@ -227,10 +230,10 @@ BATCH_DIRECTIONS = 2
 def _references(
     traced: Any, theta: np.ndarray, data: tuple[np.ndarray, ...], seed: int, unit_roundoff: float, cf: np.ndarray
 ) -> tuple[np.ndarray, ...]:
-    if theta.shape[1] > _check.MAX_COORDINATES:
+    if theta.shape[1] > MAX_PARAMETERS:
         raise ValueError(
             f"`params` has {theta.shape[1]} entries per problem; batched checking is for small models "
-            f"(at most {_check.MAX_COORDINATES}). Check large models one at a time with check_gradients."
+            f"(at most {MAX_PARAMETERS}). Check large models one at a time with check_gradients."
         )
     fn = _COMPILED.get(traced.key)
     if fn is None:

@@ -23,7 +23,8 @@ from gradcheck._report import GradientMismatch, ParamResult, ReferencesDisagree,
 #: coordinate (2 * LEVELS * P loss evaluations). Above it the cost would grow
 #: with the model, so they are taken along `DIRECTIONS` random directions
 #: instead, and the closed form is compared elementwise with autodiff alone.
-MAX_COORDINATES = 4096
+#: At 512 coordinates the two cost about the same (benchmarks/scaling.py).
+MAX_COORDINATES = 512
 #: Random +-1 directions for the directional finite differences: each costs
 #: 2 * LEVELS loss evaluations, whatever the number of parameters.
 DIRECTIONS = 2
@@ -242,8 +243,10 @@ def _references(
     """Autodiff, its measured noise and the finite differences at the flat point `theta`."""
     large = theta.size > MAX_COORDINATES
     fn = _compiled(traced, DIRECTIONS if large else None, LARGE_NOISE_SAMPLES if large else _tolerance.NOISE_SAMPLES)
-    inputs = (jnp.asarray(theta), tuple(jnp.asarray(a) for a in args), jnp.uint32(seed), unit_roundoff)
-    refs = assemble(tuple(np.asarray(o) for o in fn(*inputs, jnp.asarray(closed), 1.0)))
+    # NumPy arrays go to the compiled function as they are: wrapping each in
+    # jnp.asarray first is a dispatch apiece, a third of a small check's time.
+    inputs = (theta, args, np.uint32(seed), unit_roundoff)
+    refs = assemble(tuple(jax.device_get(fn(*inputs, closed, 1.0))))
     for scale in REFINE:
         tol = tolerances(refs.autodiff, refs.noise, precision)
         if refs.along is None:
@@ -252,7 +255,7 @@ def _references(
             doubt = along_doubt(refs.along, tol)
         if not doubt.any():
             break
-        finer = assemble(tuple(np.asarray(o) for o in fn(*inputs, jnp.asarray(closed), scale)))
+        finer = assemble(tuple(jax.device_get(fn(*inputs, closed, scale))))
         refs = _refined(refs, finer, doubt)
     return refs
 

@@ -10,7 +10,7 @@ import pytest
 
 from gradcheck import _check, check_gradients, mlp
 
-INPUTS, HIDDEN = 64, 64  # 4,225 parameters: just above the coordinate-wise limit
+INPUTS, HIDDEN = 64, 64  # 4,225 parameters: above the coordinate-wise limit
 TASK: mlp.Task = "classification"
 
 
