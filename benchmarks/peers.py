@@ -153,8 +153,8 @@ def gradcheck_check(prob: problems.Problem, grad_fn: GradFn) -> Check:
 BATCH = 1024
 
 
-def gradcheck_batch_check(prob: problems.Problem, grad_fn: GradFn) -> Check:
-    """`check_batch` on BATCH copies of the problem; flagged when problem 0 is a mismatch.
+def gradcheck_batch_check(prob: problems.Problem, grad_fn: GradFn, size: int = BATCH) -> Check:
+    """`check_batch` on `size` copies of the problem; flagged when problem 0 is a mismatch.
 
     The closed form runs on the whole stack (`mlp.closed_form_gradients` is
     batch-aware); the gradient under test differs from it by a fixed factor
@@ -165,8 +165,8 @@ def gradcheck_batch_check(prob: problems.Problem, grad_fn: GradFn) -> Check:
         np.where(exact != 0, flatten(grad_fn(*prob[:3])) / np.where(exact != 0, exact, 1), 1.0),
         [a.shape for a in prob.params],
     )
-    params = mlp.Params(*(np.repeat(a[None], BATCH, axis=0) for a in prob.params))
-    x, y = np.repeat(prob.x[None], BATCH, axis=0), np.repeat(prob.y[None], BATCH, axis=0)
+    params = mlp.Params(*(np.repeat(a[None], size, axis=0) for a in prob.params))
+    x, y = np.repeat(prob.x[None], size, axis=0), np.repeat(prob.y[None], size, axis=0)
 
     def batched(p: mlp.Params, x: np.ndarray, y: np.ndarray) -> mlp.Params:
         return mlp.Params(*(g * f for g, f in zip(mlp.closed_form_gradients(p, x, y, task=prob.task), factor)))
@@ -263,6 +263,8 @@ class Tool:
     requires: tuple[str, ...] = ()  # importable module names
     install: str = ""  # the pip command that provides them
     per_call: int = 1  # problems checked per call (the warm time is divided by it)
+    # How to prepare the checks of the sensitivity search, if not as `prepare`.
+    sensitivity: Callable[[problems.Problem, GradFn], Check] | None = None
 
 
 def tools() -> list[Tool]:
@@ -270,7 +272,13 @@ def tools() -> list[Tool]:
     torch_install = "pip install torch"
     return [
         Tool("gradcheck check_gradients", gradcheck_check),
-        Tool(f"gradcheck check_batch (B={BATCH})", gradcheck_batch_check, per_call=BATCH),
+        # Its sensitivity search uses 4 copies: every flagged copy is re-checked on its own.
+        Tool(
+            f"gradcheck check_batch (B={BATCH})",
+            gradcheck_batch_check,
+            per_call=BATCH,
+            sensitivity=partial(gradcheck_batch_check, size=4),
+        ),
         Tool("torch gradcheck", partial(torch_check, fast_mode=False), ("torch",), torch_install),
         Tool("torch gradcheck fast_mode", partial(torch_check, fast_mode=True), ("torch",), torch_install),
         Tool("jax check_grads (rev)", jax_check),
@@ -312,7 +320,7 @@ def smallest_flagged(tool: Tool, prob: problems.Problem, steps: int) -> float:
     k = int(np.argmax(np.abs(flatten(mlp.closed_form_gradients(*prob[:3], task=prob.task)))))
 
     def flagged(rel: float) -> bool:
-        return tool.prepare(prob, nudged(prob.task, k, rel))()
+        return (tool.sensitivity or tool.prepare)(prob, nudged(prob.task, k, rel))()
 
     lo, hi = LOG10_REL_RANGE
     if flagged(0.0):

@@ -373,14 +373,14 @@ def to_json(summaries: list[TaskSummary], jobs: dict[str, Job], args: argparse.N
     }
 
 
-def _finite_or_null(value: Any) -> Any:
-    """JSON has no NaN or infinity: a value that was not measured is null."""
+def _strict_json(value: Any) -> Any:
+    """Non-finite numbers as the strings "nan", "inf" and "-inf", as in `Report.to_dict` (docs/cli.md)."""
     if isinstance(value, dict):
-        return {k: _finite_or_null(v) for k, v in value.items()}
+        return {k: _strict_json(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_finite_or_null(v) for v in value]
+        return [_strict_json(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
-        return None
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     return value
 
 
@@ -427,7 +427,7 @@ def main_job(args: argparse.Namespace) -> int:
     jobs = {job.label: job for job in _jobs(args)}
     summaries = [run_task(job, args) for job in jobs.values()]
     if args.json:
-        print(json.dumps(_finite_or_null(to_json(summaries, jobs, args)), indent=2, allow_nan=False))
+        print(json.dumps(_strict_json(to_json(summaries, jobs, args)), indent=2, allow_nan=False))
     else:
         render(summaries, jobs, args, Console(highlight=False))
     return {"pass": EXIT_OK, "mismatch": EXIT_MISMATCH, "inconclusive": EXIT_INCONCLUSIVE}[_overall(summaries)]
