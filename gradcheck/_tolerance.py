@@ -34,8 +34,11 @@ NOISE_SAMPLES = 8
 NOISE_SAFETY = 16.0
 #: Absolute floor, in ulps of the gradient's own scale. Covers closed forms
 #: that lose accuracy where autodiff does not, e.g. a1 (1 - a1) = 0 for a
-#: saturated unit whose true slope is 4e-18.
-FLOOR_ULPS = 64.0
+#: saturated unit whose true slope is 4e-18. It was 64 until the main job's
+#: 100,000 classification problems met a saturated one whose w1 entry needed
+#: 77 (per-sample output errors of both signs made the gradient's scale, a
+#: mean, smaller than its terms); 256 leaves a factor of 3.3 over that.
+FLOOR_ULPS = 256.0
 #: Multiplier on the finite differences' own error estimate. The largest ratio
 #: |closed form - finite diff| / (fd_err + tol) seen by the calibration is
 #: 2.5 (a confident classifier, whose loss is a difference of two numbers near
