@@ -50,7 +50,7 @@ class TaskSummary:
     worst: dict[str, dict[str, float]] = field(default_factory=dict)
     identity: str = "dL/dz2 = a2 - y"
     identity_worst_abs: float = 0.0
-    identity_failures: int = 0
+    identity_failures: list[tuple[int, str, Report]] = field(default_factory=list)
     along_used: float = math.nan
     failures: list[tuple[int, str, Report]] = field(default_factory=list)
 
@@ -65,10 +65,17 @@ class TaskSummary:
         for b, failure in report.failures.items():
             self.failures.append((*problems[b], failure))
 
+    def add_identity(self, report: BatchReport, problems: list[tuple[int, str]]) -> None:
+        """Fold in the output-error identity's check of a batch of problems."""
+        (worst,) = report.worst.values()
+        self.identity_worst_abs = max(self.identity_worst_abs, worst["max_abs_err_autodiff"])
+        for b, failure in report.failures.items():
+            self.identity_failures.append((*problems[b], failure))
+
     @property
     def verdict(self) -> str:
-        verdicts = {r.verdict for _, _, r in self.failures}
-        if "mismatch" in verdicts or self.identity_failures:
+        verdicts = {r.verdict for _, _, r in (*self.failures, *self.identity_failures)}
+        if "mismatch" in verdicts:
             return "mismatch"
         return "inconclusive" if verdicts else "pass"
 
@@ -117,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--task", choices=(*mlp.TASKS, "both"), default=None, help="which seed task to check (default both)"
     )
-    parser.add_argument("--inputs", type=_positive("--inputs"), default=2, help="input features (default 2)")
-    parser.add_argument("--hidden", type=_positive("--hidden"), default=3, help="hidden units (default 3)")
+    parser.add_argument("--inputs", type=_positive("--inputs"), default=None, help="input features (default 2)")
+    parser.add_argument("--hidden", type=_positive("--hidden"), default=None, help="hidden units (default 3)")
     parser.add_argument("--batch", type=_positive("--batch"), default=8, help="samples per problem (default 8)")
     general = parser.add_argument_group(
         "a general network (gradcheck.network) instead of the seed; any of these selects it",
@@ -178,6 +185,10 @@ def _layers(text: str) -> tuple[int, ...]:
 
 def _jobs(args: argparse.Namespace) -> list[Job]:
     """The seed tasks, or the general network that --layers/--activation/--head describe."""
+    if args.layers is not None and (args.inputs is not None or args.hidden is not None):
+        raise ValueError("--layers gives every size; drop --inputs and --hidden (or drop --layers).")
+    args.inputs = 2 if args.inputs is None else args.inputs
+    args.hidden = 3 if args.hidden is None else args.hidden
     if args.layers is None and args.activation is None and args.head is None:
         tasks: list[mlp.Task] = list(mlp.TASKS) if args.task in (None, "both") else [args.task]
         return [seed_job(task, args) for task in tasks]
@@ -274,13 +285,13 @@ def run_task(job: Job, args: argparse.Namespace) -> TaskSummary:
                 chunk = group[start : start + CHUNK]
                 params, x, y = _stack([drawn[i][:3] for i in chunk])
                 report = check_batch(job.loss, job.grads, params, x, y, seed=args.seed)
-                summary.add(report, [(i, drawn[i][3]) for i in chunk])
+                described = [(i, drawn[i][3]) for i in chunk]
+                summary.add(report, described)
                 identity = check_batch(job.output_loss, job.output_error, job.logits(params, x), y, seed=args.seed)
-                (worst,) = identity.worst.values()
-                summary.identity_worst_abs = max(summary.identity_worst_abs, worst["max_abs_err_autodiff"])
-                summary.identity_failures += sum(v != "pass" for v in identity.verdicts)
+                summary.add_identity(identity, described)
                 progress.advance(bar, len(chunk))
     summary.failures.sort(key=lambda failure: failure[0])
+    summary.identity_failures.sort(key=lambda failure: failure[0])
     return summary
 
 
@@ -329,13 +340,14 @@ def render(summaries: list[TaskSummary], jobs: dict[str, Job], args: argparse.Na
             "re-checked along every coordinate)",
             soft_wrap=True,
         )
-        mark = "holds" if not s.identity_failures else f"FAILS on {s.identity_failures} problems"
+        mark = "holds" if not s.identity_failures else f"FAILS on {len(s.identity_failures)} problems"
         console.print(
             f"identity {s.identity} ({s.task}): {mark}; max |autodiff - claim| = {s.identity_worst_abs:.2e}\n",
             soft_wrap=True,
         )
-        for i, description, report in s.failures[:3]:
-            console.print(f"problem {i} ({description}):", markup=False, soft_wrap=True)
+        shown = [("", f) for f in s.failures[:3]] + [(f"identity {s.identity}, ", f) for f in s.identity_failures[:3]]
+        for what, (i, description, report) in shown:
+            console.print(f"{what}problem {i} ({description}):", markup=False, soft_wrap=True)
             console.print(str(report), markup=False, highlight=False, soft_wrap=True)
             console.print(f"reproduce: {jobs[s.task].reproduce(i)}\n", markup=False, soft_wrap=True)
 
@@ -356,21 +368,26 @@ def to_json(summaries: list[TaskSummary], jobs: dict[str, Job], args: argparse.N
                     "claim": s.identity,
                     "holds": not s.identity_failures,
                     "max_abs_err": s.identity_worst_abs,
+                    "failures": _failures_json(s.identity_failures, jobs[s.task]),
                 },
-                "failures": [
-                    {
-                        "problem": i,
-                        "regime": description.rsplit("regime=", 1)[1].split()[0],
-                        "description": description,
-                        "reproduce": jobs[s.task].reproduce(i),
-                        **r.to_dict(),
-                    }
-                    for i, description, r in s.failures
-                ],
+                "failures": _failures_json(s.failures, jobs[s.task]),
             }
             for s in summaries
         },
     }
+
+
+def _failures_json(failures: list[tuple[int, str, Report]], job: Job) -> list[dict[str, Any]]:
+    return [
+        {
+            "problem": i,
+            "regime": description.rsplit("regime=", 1)[1].split()[0],
+            "description": description,
+            "reproduce": job.reproduce(i),
+            **r.to_dict(),
+        }
+        for i, description, r in failures
+    ]
 
 
 def _strict_json(value: Any) -> Any:

@@ -86,7 +86,10 @@ def _distributions(y: np.ndarray) -> str | None:
         return "must be >= 0 (one-hot rows or probability vectors)"
     gap = np.abs(y.sum(axis=-1) - 1.0)
     if (gap > SUM_ULPS * y.shape[-1] * np.finfo(np.float64).eps).any():
-        return "rows must sum to 1 (one-hot or probability vectors); normalise with y / y.sum(-1, keepdims=True)"
+        return (
+            "rows must sum to 1 within a few float64 ulps (one-hot or probability vectors); normalise in float64: "
+            "y = np.asarray(y, np.float64); y = y / y.sum(-1, keepdims=True)"
+        )
     return None
 
 

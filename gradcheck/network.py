@@ -72,6 +72,11 @@ class Network:
             raise ValueError(f"`activation` must be one of {tuple(ACTIVATIONS)}, got {self.activation!r}.")
         if self.head not in HEADS:
             raise ValueError(f"`head` must be one of {tuple(HEADS)}, got {self.head!r}.")
+        if self.head.startswith("softmax") and self.layers[-1] < 2:
+            raise ValueError(
+                f"head={self.head!r} needs at least 2 outputs (a softmax over one class is constant), got "
+                f"layers={self.layers!r}; end `layers` with the number of classes."
+            )
 
     @property
     def depth(self) -> int:

@@ -203,7 +203,7 @@ def networks(
     - `activation`: a hidden activation name, or a strategy (default any).
     - `head`: an output head name, or a strategy (default any canonical head).
     - `max_depth`, `max_width`: upper bounds (positive ints). Shrinks towards
-      one layer of one unit.
+      one layer of one unit; a softmax head always gets at least 2 outputs.
 
     Examples:
         >>> networks(head="softmax").example().head
@@ -221,7 +221,13 @@ def networks(
     layers = st.integers(1, max_depth).flatmap(
         lambda d: st.lists(st.integers(1, max_width), min_size=d + 1, max_size=d + 1)
     )
-    return st.builds(lambda ls, a, h: network.Network(tuple(ls), activation=a, head=h), layers, act_st, head_st)
+
+    def build(sizes: list[int], activation: str, head: str) -> network.Network:
+        if head.startswith("softmax"):  # a softmax needs two classes at least
+            sizes = [*sizes[:-1], max(sizes[-1], 2)]
+        return network.Network(tuple(sizes), activation=activation, head=head)
+
+    return st.builds(build, layers, act_st, head_st)
 
 
 def network_problems(

@@ -150,3 +150,18 @@ def test_the_user_jax_configuration_is_unchanged() -> None:
         partial(mlp.loss, task="regression"), partial(mlp.closed_form_gradients, task="regression"), *stack(probs)
     )
     assert jax.config.jax_enable_x64 == before
+
+
+def test_a_closed_form_that_needs_the_problem_axis_is_rechecked_with_its_own_values() -> None:
+    probs = draw("regression", "typical", 4)
+    marker = probs[1].x[0, 0]
+
+    def stacks_only(p: Any, x: Any, y: Any) -> mlp.Params:
+        assert np.ndim(x) == 3, "this closed form is written for a stack of problems"
+        g = mlp.closed_form_gradients(p, x, y, task="regression")
+        return g._replace(b2=g.b2 * np.where(x[:, 0, 0] == marker, 2.0, 1.0)[:, None])
+
+    report = check_batch(partial(mlp.loss, task="regression"), stacks_only, *stack(probs))
+    assert report.verdicts == ("pass", "mismatch", "pass", "pass")
+    assert report.failures[1]["b2"].status == "mismatch"  # blamed for its value, not an `error` from the call
+    assert "constant factor 2" in (report.failures[1]["b2"].diagnosis or "")

@@ -56,3 +56,22 @@ def test_rounding_part_grows_with_measured_noise() -> None:
     _, noisy = _fd(lambda th: th[0] ** 2, np.array([1.0]), sigma_f=1e-10)
     expected = 2 * np.abs(_finite_diff.WEIGHTS[0]).sum() * 1e-10 / _finite_diff.FD_STEP
     assert noisy[0] - quiet[0] == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_loss_that_is_not_finite_at_the_step_is_refined_or_put_in_doubt() -> None:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from gradcheck import check_gradients
+
+    def grad(p):  # type: ignore[no-untyped-def]
+        return {"t": 0.5 / np.sqrt(p["t"])}
+
+    t = np.array([1e-3, 1.0, 2.0])  # sqrt is NaN at 1e-3 - 2^-7: the first step leaves its domain
+    assert check_gradients(lambda p: jnp.sum(jnp.sqrt(p["t"])), grad, {"t": t}).verdict == "pass"  # refined
+
+    def hidden(p):  # type: ignore[no-untyped-def]  # a term autodiff cannot see, on the same entry
+        return jnp.sum(jnp.sqrt(p["t"])) + 5 * jax.lax.stop_gradient(p["t"][0])
+
+    assert check_gradients(hidden, grad, {"t": t}).verdict == "inconclusive"  # never a silent pass

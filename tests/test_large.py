@@ -62,3 +62,28 @@ def test_a_missing_sigmoid_slope_is_caught_with_a_taylor_rate_near_1(problem: An
     report = check(problem, missing_slope)
     assert {p.name for p in report.params if p.status == "mismatch"} == {"w1", "b1"}
     assert 0.8 < report.taylor_rate < 1.2
+
+
+def test_an_elementwise_mismatch_survives_doubt_along_the_directions() -> None:
+    # w2 is doubled; the loss also has a term autodiff cannot see (on b1), so the
+    # directional finite differences disagree with autodiff. They still confirm
+    # that the closed form is farther from them than autodiff is: w2 stays blamed.
+    import jax
+
+    from gradcheck import network, problems
+
+    net = network.Network((20, 24, 3), activation="tanh", head="softmax")
+    prob = problems.sample_net(np.random.default_rng(0), net, batch=16)
+    assert sum(v.size for v in prob.params.values()) > _check.MAX_COORDINATES
+
+    def doubled_w2(p: Any, x: Any, y: Any) -> Any:
+        out = network.closed_form_gradients(p, x, y, net=net)
+        return {**out, "w2": 2 * out["w2"]}
+
+    def loss(p: Any, x: Any, y: Any) -> Any:
+        return network.loss(p, x, y, net=net) + 1e-2 * jax.lax.stop_gradient(p["b1"]).sum()
+
+    report = check_gradients(loss, doubled_w2, prob.params, prob.x, prob.y)
+    assert report.verdict == "mismatch"
+    assert report["w2"].status == "mismatch"
+    assert report["w1"].status == "doubt"
