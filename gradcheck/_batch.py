@@ -150,8 +150,13 @@ def check_batch(
     # Along the random directions: autodiff and the closed form against the finite differences.
     allowed = _tolerance.FD_SAFETY * refs.along.fd_error + tol.sum(axis=1, keepdims=True)
     doubt = _check.along_doubt(refs.along, tol).any(axis=1) | c.doubt.any(axis=1)
+    # A pass needs the finite differences to confirm autodiff to LOOSE along
+    # every direction; where their own error is larger (a step across ReLU
+    # kinks, a loss that bends sharply) the careful path decides.
+    scale = np.abs(refs.along.autodiff) + tol.sum(axis=1, keepdims=True)
+    loose = (_tolerance.FD_SAFETY * refs.along.fd_error > LOOSE * scale).any(axis=1)
     blamed = c.blamed.any(axis=1) | (np.abs(refs.along.closed - refs.along.finite_diff) > allowed).any(axis=1)
-    unfinished = sorted(int(k) for k in np.flatnonzero(blamed | doubt | ~np.isfinite(cf).all(axis=1)))
+    unfinished = sorted(int(k) for k in np.flatnonzero(blamed | doubt | loose | ~np.isfinite(cf).all(axis=1)))
     failures = {k: careful(k, closed) for k in unfinished}
     failures = {k: r for k, r in failures.items() if not r.ok}
     worst = _worst(names, leaves, refs, tol, c)
@@ -237,6 +242,16 @@ _COMPILED: collections.OrderedDict[Hashable, Callable[..., tuple[jax.Array, ...]
 #: Largest model `check_batch` takes: every problem's references are held at
 #: once, with 8 Monte Carlo copies of its gradient.
 MAX_PARAMETERS = 4096
+#: The finite differences must confirm autodiff to this relative accuracy
+#: (their error bound, times FD_SAFETY, against |autodiff . d| + sum(tol))
+#: for `check_batch` to pass a problem itself; otherwise the problem is
+#: re-checked along every coordinate, with step refinement, as
+#: `check_gradients` would. Smooth typical problems of the seed network
+#: confirm to 1e-9 (median) and 2e-5 (worst of 200 per regime); a ReLU network,
+#: whose directional step crosses kinks, to 1e-3 at best. Problems whose
+#: gradient is tiny next to its finite differences' error (saturated, perfect
+#: fits, confident classifiers) are re-checked too: same verdict, more time.
+LOOSE = 1e-4
 #: Random +-1 directions along which each problem's finite differences run.
 #: A problem that does not pass is re-checked along every coordinate.
 BATCH_DIRECTIONS = 2

@@ -165,3 +165,25 @@ def test_a_closed_form_that_needs_the_problem_axis_is_rechecked_with_its_own_val
     assert report.verdicts == ("pass", "mismatch", "pass", "pass")
     assert report.failures[1]["b2"].status == "mismatch"  # blamed for its value, not an `error` from the call
     assert "constant factor 2" in (report.failures[1]["b2"].diagnosis or "")
+
+
+def test_relu_networks_whose_directions_cross_kinks_get_the_careful_verdict() -> None:
+    # The directional step crosses ReLU kinks, so its finite differences confirm
+    # autodiff only loosely: the batch hands such problems to check_gradients.
+    import jax
+
+    from gradcheck import network
+
+    net = network.Network((8, 16, 3), activation="relu", head="softmax")
+    probs = [problems.sample_net(np.random.default_rng(i), net, batch=16) for i in range(4)]
+    params = {k: np.stack([p.params[k] for p in probs]) for k in net.param_names}
+    x, y = np.stack([p.x for p in probs]), np.stack([p.y for p in probs])
+    grads = partial(network.closed_form_gradients, net=net)
+
+    def blind(p: Any, x: Any, y: Any) -> Any:  # autodiff cannot see the 1e-3 term
+        return network.loss(p, x, y, net=net) + 1e-3 * jax.lax.stop_gradient(p["b1"]).sum()
+
+    report = check_batch(blind, grads, params, x, y)
+    careful = [check_gradients(blind, grads, p.params, p.x, p.y).verdict for p in probs]
+    assert list(report.verdicts) == careful
+    assert "pass" not in careful
