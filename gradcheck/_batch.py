@@ -184,13 +184,7 @@ def _as_batch_of_one(grad_fn: Callable[..., Any], params: Any, *args: Any) -> An
 
 
 def _stacked_params(params: Any) -> tuple[list[str], list[np.ndarray], Any]:
-    with_path, treedef = jax.tree_util.tree_flatten_with_path(params)
-    if not with_path:
-        raise ValueError(f"`params` holds no arrays (got {params!r}); pass a NamedTuple, dict or tuple of arrays.")
-    names = [jax.tree_util.keystr(path, simple=True, separator=".") or "params" for path, _ in with_path]
-    leaves = [
-        _validate.real_finite(f"params.{name}", leaf).astype(np.float64) for name, (_, leaf) in zip(names, with_path)
-    ]
+    names, leaves, treedef = _check.named_leaves(params)
     sizes = {leaf.shape[0] if leaf.ndim else None for leaf in leaves}
     if len(sizes) != 1 or None in sizes or 0 in sizes:
         got = {name: leaf.shape for name, leaf in zip(names, leaves)}
@@ -265,15 +259,15 @@ def _references(
             f"`params` has {theta.shape[1]} entries per problem; batched checking is for small models "
             f"(at most {MAX_PARAMETERS}). Check large models one at a time with check_gradients."
         )
-    fn = _COMPILED.get(traced.key)
-    if fn is not None:
-        _COMPILED.move_to_end(traced.key)
-    else:
-        single = _check.reference_function(traced, directions=BATCH_DIRECTIONS)
-        fn = jax.jit(jax.vmap(single, in_axes=(0, 0, None, None, 0, None)))
-        _COMPILED[traced.key] = fn
-        if len(_COMPILED) > _check.COMPILED_CACHE_SIZE:
-            _COMPILED.popitem(last=False)
+    fn = _check.cached(
+        _COMPILED,
+        traced.key,
+        lambda: jax.jit(
+            jax.vmap(
+                _check.reference_function(traced, directions=BATCH_DIRECTIONS), in_axes=(0, 0, None, None, 0, None)
+            )
+        ),
+    )
     devices = jax.devices()
     b = theta.shape[0]
     pad = -b % len(devices)
@@ -298,11 +292,9 @@ def _worst(
     worst = {}
     for name, lo, hi in zip(names, offsets[:-1], offsets[1:]):
         s = slice(lo, hi)
-        err, ref = c.err_ad[:, s], refs.autodiff[:, s]
-        resolved = np.abs(ref) > tol[:, s]
         worst[name] = {
-            "max_abs_err_autodiff": float(err.max(initial=0.0)),
-            "max_rel_err_autodiff": float(np.where(resolved, err / np.where(resolved, np.abs(ref), 1.0), 0.0).max()),
+            "max_abs_err_autodiff": float(c.err_ad[:, s].max(initial=0.0)),
+            "max_rel_err_autodiff": _check._resolved_relative(c.err_ad[:, s], refs.autodiff[:, s], tol[:, s]),
             "max_abs_err_fd": math.nan,
             "max_rel_err_fd": math.nan,
             "tolerance_used": float(c.ratio_ad[:, s].max(initial=0.0)),

@@ -163,7 +163,8 @@ def assert_gradients(
 # --- inputs -------------------------------------------------------------------
 
 
-def _flatten_params(params: Any) -> tuple[list[str], list[np.ndarray], Any]:
+def named_leaves(params: Any) -> tuple[list[str], list[np.ndarray], Any]:
+    """The leaves of `params` with their names ("w1", "layers.0.w"), checked real and finite, as float64."""
     with_path, treedef = jax.tree_util.tree_flatten_with_path(params)
     if not with_path:
         raise ValueError(f"`params` holds no arrays (got {params!r}); pass a NamedTuple, dict or tuple of arrays.")
@@ -171,6 +172,11 @@ def _flatten_params(params: Any) -> tuple[list[str], list[np.ndarray], Any]:
     leaves = [
         _validate.real_finite(f"params.{name}", leaf).astype(np.float64) for name, (_, leaf) in zip(names, with_path)
     ]
+    return names, leaves, treedef
+
+
+def _flatten_params(params: Any) -> tuple[list[str], list[np.ndarray], Any]:
+    names, leaves, treedef = named_leaves(params)
     for name, leaf in zip(names, leaves):
         if leaf.size == 0:
             raise ValueError(
@@ -392,21 +398,30 @@ _COMPILED: collections.OrderedDict[Hashable, Callable[..., tuple[jax.Array, ...]
 
 def _compiled(traced: _TracedLoss, directions: int | None, samples: int) -> Callable[..., tuple[jax.Array, ...]]:
     """The jitted references for `traced`, from a least-recently-used cache."""
-    key = (traced.key, directions, samples)
-    if key in _COMPILED:
-        _COMPILED.move_to_end(key)
-        return _COMPILED[key]
     # Large models (directional mode) run long enough to repay XLA's full optimisation.
     large = directions is not None
-    options = None if large else COMPILER_OPTIONS
-    fn = jax.jit(
-        reference_function(traced, directions=directions, samples=samples, sequential=large),
-        compiler_options=options,
+    return cached(
+        _COMPILED,
+        (traced.key, directions, samples),
+        lambda: jax.jit(
+            reference_function(traced, directions=directions, samples=samples, sequential=large),
+            compiler_options=None if large else COMPILER_OPTIONS,
+        ),
     )
-    _COMPILED[key] = fn
-    if len(_COMPILED) > COMPILED_CACHE_SIZE:
-        _COMPILED.popitem(last=False)
-    return fn
+
+
+V = TypeVar("V")
+
+
+def cached(cache: collections.OrderedDict[Hashable, V], key: Hashable, build: Callable[[], V]) -> V:
+    """``cache[key]``, built on a miss; at most `COMPILED_CACHE_SIZE` entries, least recently used evicted."""
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    value = cache[key] = build()
+    if len(cache) > COMPILED_CACHE_SIZE:
+        cache.popitem(last=False)
+    return value
 
 
 def reference_function(

@@ -118,8 +118,8 @@ class Report:
             "ok": self.ok,
             "precision": self.precision,
             "notes": list(self.notes),
-            "taylor_rate": _jsonable({"v": self.taylor_rate})["v"],
-            "params": [_jsonable(asdict(p)) for p in self.params],
+            "taylor_rate": jsonable(self.taylor_rate),
+            "params": [jsonable(asdict(p)) for p in self.params],
         }
 
     def __str__(self) -> str:
@@ -229,12 +229,12 @@ def _g(x: float, digits: int) -> str:
     return "-" if math.isnan(x) else f"{x:.{digits}e}"
 
 
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    def fix(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
-        if isinstance(v, tuple):
-            return list(v)
-        return v
-
-    return {k: fix(v) for k, v in d.items()}
+def jsonable(value: Any) -> Any:
+    """`value` as strict JSON: tuples become lists, and non-finite floats the strings "nan", "inf", "-inf"."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value

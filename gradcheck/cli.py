@@ -34,7 +34,7 @@ import gradcheck
 from gradcheck import _prove, _search, _submissions, activations, heads, mlp, network, problems
 from gradcheck._batch import BATCH_DIRECTIONS, BatchReport, check_batch
 from gradcheck._check import pure_loss
-from gradcheck._report import Report
+from gradcheck._report import Report, jsonable
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_INTERNAL = 0, 1, 2, 3, 4
 #: Version of the --json schema (docs/cli.md); bump on incompatible change.
@@ -390,17 +390,6 @@ def _failures_json(failures: list[tuple[int, str, Report]], job: Job) -> list[di
     ]
 
 
-def _strict_json(value: Any) -> Any:
-    """Non-finite numbers as the strings "nan", "inf" and "-inf", as in `Report.to_dict` (docs/cli.md)."""
-    if isinstance(value, dict):
-        return {k: _strict_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_strict_json(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return value
-
-
 def _overall(summaries: list[TaskSummary]) -> str:
     verdicts = {s.verdict for s in summaries}
     return "mismatch" if "mismatch" in verdicts else ("inconclusive" if "inconclusive" in verdicts else "pass")
@@ -444,7 +433,7 @@ def main_job(args: argparse.Namespace) -> int:
     jobs = {job.label: job for job in _jobs(args)}
     summaries = [run_task(job, args) for job in jobs.values()]
     if args.json:
-        print(json.dumps(_strict_json(to_json(summaries, jobs, args)), indent=2, allow_nan=False))
+        print(json.dumps(jsonable(to_json(summaries, jobs, args)), indent=2, allow_nan=False))
     else:
         render(summaries, jobs, args, Console(highlight=False))
     return {"pass": EXIT_OK, "mismatch": EXIT_MISMATCH, "inconclusive": EXIT_INCONCLUSIVE}[_overall(summaries)]

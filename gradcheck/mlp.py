@@ -17,6 +17,7 @@ page in code.
 
 from __future__ import annotations
 
+import functools
 from types import ModuleType
 from typing import Any, Literal, NamedTuple
 
@@ -74,6 +75,7 @@ def _xp(*arrays: Any) -> ModuleType:
     return activations.xp(*arrays)
 
 
+@functools.lru_cache(maxsize=256)  # `forward` asks on every call; a Network validates itself when built
 def network_for(task: Task, *, inputs: int = 2, hidden: int = 3) -> network.Network:
     """The seed network as a general `network.Network`: sigmoid hidden layer, one output."""
     return network.Network((inputs, hidden, 1), activation="sigmoid", head=HEAD_OF_TASK[task])
