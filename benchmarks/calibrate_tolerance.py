@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gradcheck import _check, _tolerance, mlp, problems
+from gradcheck import _check, _inputs, _judge, _references, _tolerance, mlp, problems
 from tests.derivations import CORRECT
 
 
@@ -51,12 +51,11 @@ def main() -> None:
                     cf = np.concatenate([np.asarray(g, np.float64).ravel() for g in grad])
                     precision = _tolerance.precision_of([np.asarray(g).dtype for g in grad])
                     eps = float(np.finfo(precision).eps)
-                    _, leaves, treedef = _check._flatten_params(prob.params)
-                    theta = np.concatenate([leaf.ravel() for leaf in leaves])
-                    traced = _check._trace_loss(loss, treedef, tuple(leaf.shape for leaf in leaves), (prob.x, prob.y))
+                    _, leaves, treedef = _inputs.flatten_params(prob.params)
                     with jax.enable_x64(True):
-                        refs = _check._references(traced, theta, (prob.x, prob.y), eps / 2, i, cf, precision)
-                    tol = _check.tolerances(refs.autodiff, refs.noise, precision)
+                        evaluation = _references.evaluation(loss, treedef, leaves, (prob.x, prob.y), eps / 2, i, cf)
+                        refs = _check.refine(evaluation, cf, precision)
+                    tol = _judge.tolerances(refs.autodiff, refs.noise, precision)
                     fd_tol = _tolerance.FD_SAFETY * refs.fd_error + tol
                     err = np.abs(cf - refs.autodiff)
                     with np.errstate(divide="ignore", invalid="ignore"):

@@ -17,7 +17,7 @@ from functools import partial
 
 import numpy as np
 
-from gradcheck import _check, check_gradients, mlp, problems
+from gradcheck import _references, check_gradients, mlp, problems
 
 
 def smallest_flagged(prob: problems.Problem) -> float:
@@ -51,8 +51,7 @@ def main() -> None:
         loss = partial(mlp.loss, task=task)
         grads = partial(mlp.closed_form_gradients, task=task)
         prob = problems.sample(np.random.default_rng(0), task=task)
-        _check._COMPILED.clear()
-        _check._PURE_TRACES.clear()
+        _references.clear_caches()
         t0 = time.perf_counter()
         check_gradients(loss, grads, *prob[:3])
         cold = time.perf_counter() - t0

@@ -25,7 +25,7 @@ from functools import partial
 
 import numpy as np
 
-from gradcheck import _check, check_gradients, mlp
+from gradcheck import _references, check_gradients, mlp
 
 
 def median_time(fn: Callable[[], object], repeats: int) -> float:
@@ -48,7 +48,7 @@ def row(inputs: int, hidden: int, batch: int, repeats: int) -> str:
     cold = time.perf_counter() - t0
     warm = median_time(lambda: check_gradients(loss, grads, params, x, y), repeats)
     p = sum(a.size for a in params)
-    mode = "coordinates" if p <= _check.MAX_COORDINATES else f"{_check.DIRECTIONS} directions"
+    mode = "coordinates" if p <= _references.MAX_COORDINATES else f"{_references.DIRECTIONS} directions"
     return (
         f"| {inputs} | {hidden} | {batch} | {p:,} | {mode} | {floor * 1e3:.3g} ms | {cold:.2f} s |"
         f" {warm * 1e3:.3g} ms | {warm / floor:.3g} | {report.verdict} |"

@@ -5,7 +5,7 @@ rounding noise, Richardson finite differences with error bounds) are one
 traceable function of one problem; here it is `jax.vmap`-ed over a leading
 problem axis, compiled once per shape with XLA's full optimisation, and
 sharded over every JAX device. The verdict's arithmetic is the same function
-(`_check.compare`), run over ``(B, P)`` arrays. Problems that do not pass
+(`_judge.compare`), run over ``(B, P)`` arrays. Problems that do not pass
 are re-checked one by one by `check_gradients`, so that every failure comes
 with the full report (values, diagnosis, Taylor rate) of the careful path,
 and its verdict.
@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from gradcheck import _check, _tolerance, _validate
+from gradcheck import _check, _inputs, _judge, _references, _tolerance, _trace, _validate
 from gradcheck._report import Report
 
 __all__ = ["BatchReport", "check_batch"]
@@ -141,15 +141,15 @@ def check_batch(
     cf = np.concatenate([c.reshape(b, -1).astype(np.float64) for c in closed], axis=1)
     shapes = tuple(leaf.shape[1:] for leaf in leaves)
     first = problem(0)
-    traced = _check._trace_loss(loss_fn, treedef, shapes, first[1])
+    traced = _trace.trace_loss(loss_fn, treedef, shapes, first[1])
     with jax.enable_x64(True):
-        refs = _check.assemble(_references(traced, theta, data, seed, eps / 2, cf))
+        refs = _references.assemble(_batch_references(traced, theta, data, seed, eps / 2, cf))
     assert refs.along is not None
-    tol = _check.tolerances(refs.autodiff, refs.noise, precision)
-    c = _check.compare(cf, refs.autodiff, tol, refs.finite_diff, refs.fd_error, refs.kink, elementwise_fd=False)
+    tol = _judge.tolerances(refs.autodiff, refs.noise, precision)
+    c = _judge.compare(cf, refs.autodiff, tol, refs.finite_diff, refs.fd_error, refs.kink, elementwise_fd=False)
     # Along the random directions: autodiff and the closed form against the finite differences.
     allowed = _tolerance.FD_SAFETY * refs.along.fd_error + tol.sum(axis=1, keepdims=True)
-    doubt = _check.along_doubt(refs.along, tol).any(axis=1) | c.doubt.any(axis=1)
+    doubt = _judge.along_doubt(refs.along, tol).any(axis=1) | c.doubt.any(axis=1)
     # A pass needs the finite differences to confirm autodiff to LOOSE along
     # every direction; where their own error is larger (a step across ReLU
     # kinks, a loss that bends sharply) the careful path decides.
@@ -184,7 +184,7 @@ def _as_batch_of_one(grad_fn: Callable[..., Any], params: Any, *args: Any) -> An
 
 
 def _stacked_params(params: Any) -> tuple[list[str], list[np.ndarray], Any]:
-    names, leaves, treedef = _check.named_leaves(params)
+    names, leaves, treedef = _inputs.named_leaves(params)
     sizes = {leaf.shape[0] if leaf.ndim else None for leaf in leaves}
     if len(sizes) != 1 or None in sizes or 0 in sizes:
         got = {name: leaf.shape for name, leaf in zip(names, leaves)}
@@ -218,7 +218,7 @@ def _closed_forms(
         return None
     stacked = []
     for r in returned:
-        closed, problems = _check._match_structure(
+        closed, problems = _inputs.match_structure(
             names, [leaf if batched else leaf[0] for leaf in leaves], r, positional=isinstance(params, (tuple, list))
         )
         if problems and not all("returned" in m and "at index" in m for m in problems.values()):
@@ -251,7 +251,7 @@ LOOSE = 1e-4
 BATCH_DIRECTIONS = 2
 
 
-def _references(
+def _batch_references(
     traced: Any, theta: np.ndarray, data: tuple[np.ndarray, ...], seed: int, unit_roundoff: float, cf: np.ndarray
 ) -> tuple[np.ndarray, ...]:
     if theta.shape[1] > MAX_PARAMETERS:
@@ -259,12 +259,12 @@ def _references(
             f"`params` has {theta.shape[1]} entries per problem; batched checking is for small models "
             f"(at most {MAX_PARAMETERS}). Check large models one at a time with check_gradients."
         )
-    fn = _check.cached(
+    fn = _trace.cached(
         _COMPILED,
         traced.key,
         lambda: jax.jit(
             jax.vmap(
-                _check.reference_function(traced, directions=BATCH_DIRECTIONS), in_axes=(0, 0, None, None, 0, None)
+                _references.reference_function(traced, directions=BATCH_DIRECTIONS), in_axes=(0, 0, None, None, 0, None)
             )
         ),
     )
@@ -281,7 +281,7 @@ def _references(
 
 
 def _worst(
-    names: list[str], leaves: list[np.ndarray], refs: _check.References, tol: np.ndarray, c: _check.Comparison
+    names: list[str], leaves: list[np.ndarray], refs: _references.References, tol: np.ndarray, c: _judge.Comparison
 ) -> dict[str, dict[str, float]]:
     """Per parameter, the largest autodiff error fields over the batch (vectorised `ParamResult` fields).
 
@@ -294,7 +294,7 @@ def _worst(
         s = slice(lo, hi)
         worst[name] = {
             "max_abs_err_autodiff": float(c.err_ad[:, s].max(initial=0.0)),
-            "max_rel_err_autodiff": _check._resolved_relative(c.err_ad[:, s], refs.autodiff[:, s], tol[:, s]),
+            "max_rel_err_autodiff": _judge.resolved_relative(c.err_ad[:, s], refs.autodiff[:, s], tol[:, s]),
             "max_abs_err_fd": math.nan,
             "max_rel_err_fd": math.nan,
             "tolerance_used": float(c.ratio_ad[:, s].max(initial=0.0)),

@@ -19,7 +19,7 @@ Each estimate carries an error bound made of two parts:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,9 +46,9 @@ KINK_SAFETY = 16.0
 class FiniteDifferences(NamedTuple):
     """Directional derivative estimates, one per direction, with error bounds."""
 
-    value: jax.Array  # (D,)
-    error: jax.Array  # (D,)  truncation + rounding bound
-    kink: jax.Array  # (D,)  bool: the one-sided slopes disagree by a jump that does not shrink with h
+    value: Any  # (D,)  jax or NumPy arrays
+    error: Any  # (D,)  truncation + rounding bound
+    kink: Any  # (D,)  bool: the one-sided slopes disagree by a jump that does not shrink with h
 
 
 def _tableau_weights(levels: int, ratio: float) -> np.ndarray:
@@ -108,15 +108,35 @@ def directional(
     else:  # every point in one vectorised call
         f_plus, f_minus, h_eff = jax.vmap(evaluate)(flat_h, flat_d)
     f_plus, f_minus, h_eff = (a.reshape(h.shape) for a in (f_plus, f_minus, h_eff))
+    return combine(jnp, f_plus, f_minus, h, h_eff, steps, sigma_f, f0)
+
+
+def combine(
+    xp: Any,
+    f_plus: Any,
+    f_minus: Any,
+    h: Any,
+    h_eff: Any,
+    steps: Any,
+    sigma_f: Any,
+    f0: Any,
+) -> FiniteDifferences:
+    """Richardson's tableau, its error bound and the kink test, from the loss at the points (D, K).
+
+    `xp` is ``numpy`` or ``jax.numpy``: the same arithmetic serves the NumPy
+    references and the compiled ones. `h` are the nominal steps, `h_eff` the
+    steps actually taken after rounding ``theta +- h``.
+    """
+    eps = xp.finfo(f_plus.dtype).eps
     diffs = (f_plus - f_minus) * (h / h_eff)  # (D, K), as if taken with the nominal step
-    weights = jnp.asarray(WEIGHTS, theta.dtype)  # (2, K)
+    weights = xp.asarray(WEIGHTS, f_plus.dtype)  # (2, K)
     final, before = (diffs @ weights.T / steps[:, None]).T
     # Each evaluation errs by the measured noise at theta, and by at least
     # EVAL_ULPS of its own magnitude (the points theta +- h are not theta).
-    own = EVAL_ULPS * jnp.finfo(theta.dtype).eps * jnp.maximum(jnp.abs(f_plus), jnp.abs(f_minus))  # (D, K)
-    noise = jnp.maximum(sigma_f, own)
-    rounding = 2.0 * jnp.sum(jnp.abs(weights[0]) * noise, axis=-1) / steps
-    gap = jnp.abs(f_plus - 2.0 * f0 + f_minus) / h_eff  # (D, K)
-    gap_noise = KINK_SAFETY * 4.0 * jnp.maximum(noise, EVAL_ULPS * jnp.finfo(theta.dtype).eps * jnp.abs(f0)) / h_eff
+    own = EVAL_ULPS * eps * xp.maximum(xp.abs(f_plus), xp.abs(f_minus))  # (D, K)
+    noise = xp.maximum(sigma_f, own)
+    rounding = 2.0 * xp.sum(xp.abs(weights[0]) * noise, axis=-1) / steps
+    gap = xp.abs(f_plus - 2.0 * f0 + f_minus) / h_eff  # (D, K)
+    gap_noise = KINK_SAFETY * 4.0 * xp.maximum(noise, EVAL_ULPS * eps * xp.abs(f0)) / h_eff
     kink = (gap[:, -1] > KINK_PERSISTENCE * gap[:, 0]) & (gap[:, -1] > gap_noise[:, -1])
-    return FiniteDifferences(final, jnp.abs(final - before) + rounding, kink)
+    return FiniteDifferences(final, xp.abs(final - before) + rounding, kink)

@@ -25,7 +25,7 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 
 # Primitives whose result is exact: they move or select values, never round.
-_EXACT = frozenset(
+EXACT = frozenset(
     {
         "broadcast_in_dim",
         "concatenate",
@@ -69,7 +69,7 @@ _EXACT = frozenset(
 MCA_ROUNDOFF = 2.0**-50
 
 # Higher-order primitives, and the parameter that holds the jaxpr they call.
-_CALLS = {"pjit": "jaxpr", "jit": "jaxpr", "closed_call": "call_jaxpr", "custom_jvp_call": "call_jaxpr"}
+CALLS = {"pjit": "jaxpr", "jit": "jaxpr", "closed_call": "call_jaxpr", "custom_jvp_call": "call_jaxpr"}
 
 
 def perturbed(fun: Callable[..., Any], unit_roundoff: Any) -> Callable[..., Any]:
@@ -157,8 +157,8 @@ _REDUCTIONS = {"reduce_sum": _sum_terms, "dot_general": _dot_terms}
 
 def _subjaxpr(eqn: Any) -> tuple[jcore.Jaxpr, Sequence[Any]] | None:
     name = eqn.primitive.name
-    if name in _CALLS and _CALLS[name] in eqn.params:
-        sub = eqn.params[_CALLS[name]]
+    if name in CALLS and CALLS[name] in eqn.params:
+        sub = eqn.params[CALLS[name]]
         return (sub.jaxpr, sub.consts) if hasattr(sub, "consts") else (sub, ())
     return None
 
@@ -175,7 +175,7 @@ def _count(jaxpr: jcore.Jaxpr) -> int:
         sub = _subjaxpr(eqn)
         if sub is not None:
             total += _count(sub[0])
-        elif eqn.primitive.name not in _EXACT:
+        elif eqn.primitive.name not in EXACT:
             total += sum(_size(v.aval) for v in eqn.outvars)
     return total
 
@@ -204,7 +204,7 @@ def _eval(jaxpr: jcore.Jaxpr, consts: Sequence[Any], jitter: _Jitter, args: Sequ
                 # independent relative errors.
                 terms, magnitude = _REDUCTIONS[name](eqn, params, invals)
                 outvals = [jitter.absolute(outvals[0], terms * magnitude)]
-            elif name not in _EXACT:
+            elif name not in EXACT:
                 outvals = [jitter(v) for v in outvals]
         env.update(zip(eqn.outvars, outvals))
     return [read(v) for v in jaxpr.outvars]

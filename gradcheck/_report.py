@@ -93,6 +93,10 @@ class Report:
     #: Observed rate of the Taylor remainder along the error (about 2 for a
     #: correct gradient, 1 for a wrong one); computed for mismatches only.
     taylor_rate: float = math.nan
+    #: Which path computed the references: "numpy" (the jaxprs run by NumPy, no
+    #: compile: shapes seen for the first time) or "xla" (compiled: shapes
+    #: checked often, large models). Both give the same verdicts.
+    references: Literal["numpy", "xla"] = "xla"
 
     @property
     def ok(self) -> bool:
@@ -119,6 +123,7 @@ class Report:
             "precision": self.precision,
             "notes": list(self.notes),
             "taylor_rate": jsonable(self.taylor_rate),
+            "references": self.references,
             "params": [jsonable(asdict(p)) for p in self.params],
         }
 

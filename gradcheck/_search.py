@@ -21,7 +21,8 @@ from hypothesis.errors import Flaky
 
 from gradcheck import mlp
 from gradcheck import strategies as gs
-from gradcheck._check import _match_structure, check_gradients
+from gradcheck._check import check_gradients
+from gradcheck._inputs import match_structure
 from gradcheck._report import Report
 from gradcheck.problems import Problem, sample
 
@@ -154,7 +155,7 @@ def _missing_slope(grad_fn: Callable[..., Any], task: mlp.Task, random_seed: int
     names = list(mlp.Params._fields)
     try:
         returned = grad_fn(*prob[:3])
-        cf, problems = _match_structure(names, list(prob.params), returned, positional=True)
+        cf, problems = match_structure(names, list(prob.params), returned, positional=True)
     except KeyboardInterrupt:
         raise
     except BaseException:  # noqa: BLE001 - the user's code; the main check already reported it

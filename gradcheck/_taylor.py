@@ -33,28 +33,38 @@ class Remainders(NamedTuple):
 
 
 def remainders(
-    flat_loss: Callable[[jax.Array, tuple[jax.Array, ...]], jax.Array],
-    args: tuple[np.ndarray, ...],
+    losses: Callable[[np.ndarray], np.ndarray],
     theta: np.ndarray,
     g: np.ndarray,
     v: np.ndarray,
 ) -> Remainders:
     """The first-order Taylor remainder along `v` at every step of `STEPS`.
 
-    ``flat_loss(theta, args)`` is evaluated in float64; `v` is rescaled to the
+    ``losses(points)`` gives the float64 loss at each row of `points` (M, P),
+    as the references' `Evaluation.losses` does; `v` is rescaled to the
     length ``max(1, |theta|_inf)``.
     """
-    with jax.enable_x64(True):
-        jargs = tuple(jnp.asarray(a) for a in args)
-        scale = max(1.0, float(np.abs(theta).max()))
-        v = v / float(np.linalg.norm(v)) * scale
-        hs = jnp.asarray(STEPS)
-        points = jnp.asarray(theta)[None, :] + hs[:, None] * jnp.asarray(v)[None, :]
-        values = np.asarray(jax.vmap(lambda t: flat_loss(t, jargs))(points))
-        base = float(flat_loss(jnp.asarray(theta), jargs))
+    scale = max(1.0, float(np.abs(theta).max()))
+    v = v / float(np.linalg.norm(v)) * scale
+    points = theta[None, :] + STEPS[:, None] * v[None, :]
+    values = np.asarray(losses(np.concatenate([theta[None, :], points])), dtype=np.float64)
+    base, values = float(values[0]), values[1:]
     remainder = np.abs(values - base - STEPS * float(np.dot(g, v)))
     usable = remainder > ROUNDING_ULPS * np.finfo(float).eps * max(abs(base), np.abs(values).max())
     return Remainders(STEPS, remainder, usable)
+
+
+def jax_losses(
+    flat_loss: Callable[[jax.Array, tuple[jax.Array, ...]], jax.Array], args: tuple[np.ndarray, ...]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``losses(points)`` for `remainders` from a JAX ``flat_loss(theta, args)``, vmapped in float64."""
+
+    def losses(points: np.ndarray) -> np.ndarray:
+        with jax.enable_x64(True):
+            jargs = tuple(jnp.asarray(a) for a in args)
+            return np.asarray(jax.vmap(lambda t: flat_loss(t, jargs))(jnp.asarray(points)))
+
+    return losses
 
 
 def slope(r: Remainders) -> float:
@@ -65,19 +75,12 @@ def slope(r: Remainders) -> float:
     return float(fitted)
 
 
-def rate(
-    flat_loss: Callable[[jax.Array, tuple[jax.Array, ...]], jax.Array],
-    args: tuple[np.ndarray, ...],
-    theta: np.ndarray,
-    g: np.ndarray,
-    v: np.ndarray,
-) -> float:
+def rate(losses: Callable[[np.ndarray], np.ndarray], theta: np.ndarray, g: np.ndarray, v: np.ndarray) -> float:
     """Observed convergence rate of the first-order Taylor remainder along `v`.
 
-    ``flat_loss(theta, args)`` is evaluated in float64. Returns NaN when too
-    few steps rise above rounding to fit a slope.
+    Returns NaN when too few steps rise above rounding to fit a slope.
     """
-    return slope(remainders(flat_loss, args, theta, g, v))
+    return slope(remainders(losses, theta, g, v))
 
 
 def describe(observed: float) -> str:

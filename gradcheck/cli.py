@@ -33,8 +33,8 @@ from rich.table import Table
 import gradcheck
 from gradcheck import _prove, _search, _submissions, activations, heads, mlp, network, problems
 from gradcheck._batch import BATCH_DIRECTIONS, BatchReport, check_batch
-from gradcheck._check import pure_loss
 from gradcheck._report import Report, jsonable
+from gradcheck._trace import pure_loss
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_INTERNAL = 0, 1, 2, 3, 4
 #: Version of the --json schema (docs/cli.md); bump on incompatible change.

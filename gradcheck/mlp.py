@@ -105,7 +105,9 @@ def forward(params: Params, x: Any, *, task: Task) -> Activations:
     It is `network.forward` for layers (I, H, 1), with the output axis dropped.
     """
     w1, b1, w2, b2 = params
-    net = network_for(task, inputs=w1.shape[-1], hidden=w1.shape[-2])
+    # The forward pass reads only the activation, the head and the depth from the
+    # architecture; every size comes from the arrays (symbolic ones too, when traced).
+    net = network_for(task)
     hidden, output = network.forward({"w1": w1, "b1": b1, "w2": w2, "b2": b2}, x, net=net)
     return Activations(hidden.z, hidden.a, output.z[..., 0], output.a[..., 0])
 

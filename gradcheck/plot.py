@@ -206,8 +206,9 @@ def taylor(prob: problems.Problem, seed: int = 0) -> TaylorCurves:
     wrong = g * prob.x.shape[0]  # the batch sum where the mean belongs
     v = np.random.default_rng(seed).standard_normal(theta.shape)
     args = (prob.x, prob.y)
-    right = _taylor.remainders(flat_loss, args, theta, g, v)
-    bad = _taylor.remainders(flat_loss, args, theta, wrong, v)
+    losses = _taylor.jax_losses(flat_loss, args)
+    right = _taylor.remainders(losses, theta, g, v)
+    bad = _taylor.remainders(losses, theta, wrong, v)
     with jax.enable_x64(True):
         loss = float(flat_loss(jnp.asarray(theta), tuple(jnp.asarray(a) for a in args)))
     level = _taylor.ROUNDING_ULPS * float(np.finfo(np.float64).eps) * abs(loss)

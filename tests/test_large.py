@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gradcheck import _check, check_gradients, mlp
+from gradcheck import _references, check_gradients, mlp
 
 INPUTS, HIDDEN = 64, 64  # 4,225 parameters: above the coordinate-wise limit
 TASK: mlp.Task = "classification"
@@ -26,13 +26,13 @@ def check(problem: Any, grad: Any) -> Any:
 
 
 def test_the_model_is_above_the_coordinate_limit(problem: Any) -> None:
-    assert sum(a.size for a in problem[0]) > _check.MAX_COORDINATES
+    assert sum(a.size for a in problem[0]) > _references.MAX_COORDINATES
 
 
 def test_a_correct_large_model_passes_with_directional_finite_differences(problem: Any) -> None:
     report = check(problem, partial(mlp.closed_form_gradients, task=TASK))
     assert report.verdict == "pass", str(report)
-    assert any(f"finite differences along {_check.DIRECTIONS} random ±1 directions" in n for n in report.notes)
+    assert any(f"finite differences along {_references.DIRECTIONS} random ±1 directions" in n for n in report.notes)
     assert np.isnan(report["w1"].finite_diff)  # no elementwise finite differences
 
 
@@ -74,7 +74,7 @@ def test_an_elementwise_mismatch_survives_doubt_along_the_directions() -> None:
 
     net = network.Network((20, 24, 3), activation="tanh", head="softmax")
     prob = problems.sample_net(np.random.default_rng(0), net, batch=16)
-    assert sum(v.size for v in prob.params.values()) > _check.MAX_COORDINATES
+    assert sum(v.size for v in prob.params.values()) > _references.MAX_COORDINATES
 
     def doubled_w2(p: Any, x: Any, y: Any) -> Any:
         out = network.closed_form_gradients(p, x, y, net=net)

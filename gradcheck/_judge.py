@@ -1,0 +1,237 @@
+"""Judgement: the tolerances applied, the comparison with both references, kinks and doubt, verdicts."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from gradcheck import _diagnose, _tolerance
+from gradcheck._references import MAX_COORDINATES, Along, References
+from gradcheck._report import ParamResult, Report
+
+
+def reference_doubt(refs: References, closed: np.ndarray, precision: np.dtype) -> np.ndarray:
+    """Coordinates (or directions) where autodiff and the finite differences disagree, or cross a kink."""
+    tol = tolerances(refs.autodiff, refs.noise, precision)
+    if refs.along is None:
+        return compare(closed, refs.autodiff, tol, refs.finite_diff, refs.fd_error, refs.kink).doubt
+    return along_doubt(refs.along, tol)
+
+
+def judge(
+    names: list[str],
+    leaves: list[np.ndarray],
+    closed: dict[str, np.ndarray],
+    problems: dict[str, str],
+    refs: References,
+    precision: np.dtype,
+    cf_flat: np.ndarray,
+) -> Report:
+    """The verdict on every parameter, from the flat references and closed form."""
+    tol_flat = tolerances(refs.autodiff, refs.noise, precision)
+    offsets = np.cumsum([0, *(leaf.size for leaf in leaves)])
+    reference = {
+        n: (refs.autodiff[a:b].reshape(leaf.shape), tol_flat[a:b].reshape(leaf.shape))
+        for n, leaf, a, b in zip(names, leaves, offsets[:-1], offsets[1:])
+    }
+    # One comparison over the flat vector (`cf_flat` has zeros for the closed
+    # form's missing, misshapen or non-finite entries: those are reported apart).
+    c_flat = compare(
+        cf_flat, refs.autodiff, tol_flat, refs.finite_diff, refs.fd_error, refs.kink, elementwise_fd=refs.along is None
+    )
+    results = []
+    for name, leaf, a, b in zip(names, leaves, offsets[:-1], offsets[1:]):
+        section = slice(a, b)
+        ad, tol = reference[name]
+        fd = refs.finite_diff[section].reshape(leaf.shape)
+        fd_err = refs.fd_error[section].reshape(leaf.shape)
+        kink = refs.kink[section].reshape(leaf.shape)
+        if name in problems:
+            diagnosis = _diagnose.diagnose(name, closed.get(name), ad, tol, reference)
+            results.append(ParamResult(name, leaf.shape, "error", message=problems[name], diagnosis=diagnosis))
+            continue
+        c = Comparison(*(v[section].reshape(leaf.shape) for v in c_flat))
+        results.append(
+            _judge_param(name, cf_flat[section].reshape(leaf.shape), ad, tol, fd, fd_err, kink, reference, c)
+        )
+    notes = (
+        [] if precision == np.float64 else [f"the closed form returned {precision}; judged at {precision} precision"]
+    )
+    if refs.along is not None:
+        results, note = _judge_along(results, refs.along, tol_flat)
+        notes.append(note)
+    return Report(tuple(results), precision=str(precision), notes=tuple(notes))
+
+
+def along_doubt(along: Along, tol: np.ndarray) -> np.ndarray:
+    """Directions (..., D) along which autodiff and the finite differences disagree, or that cross a kink."""
+    allowed = _tolerance.FD_SAFETY * along.fd_error + tol.sum(axis=-1, keepdims=True)
+    doubt: np.ndarray = (np.abs(along.autodiff - along.finite_diff) > allowed) | along.kink | np.isnan(allowed)
+    return doubt
+
+
+def _judge_along(results: list[ParamResult], along: Along, tol: np.ndarray) -> tuple[list[ParamResult], str]:
+    """Directional finite differences: they confirm autodiff, or put the verdicts in doubt.
+
+    Along a +-1 direction d, a closed form within ``tol`` of autodiff
+    elementwise is within ``sum(tol)`` of it along d, so the allowance is
+    ``FD_SAFETY * fd_error + sum(tol)``.
+    """
+    allowed = _tolerance.FD_SAFETY * along.fd_error + tol.sum(axis=-1, keepdims=True)
+    gap = np.abs(along.autodiff - along.finite_diff)
+    doubt = along_doubt(along, tol)
+    used = float((gap / allowed).max(initial=0.0))
+    n = len(along.autodiff)
+    if not doubt.any():
+        return results, (
+            f"finite differences along {n} random ±1 directions (the model has {tol.size} parameters, above "
+            f"{MAX_COORDINATES}): autodiff agrees with them, using {used:.2g} of the allowance"
+        )
+    i = int(np.argmax(doubt))
+    if along.kink[i]:
+        message = (
+            f"a non-differentiable point along random direction {i}: the one-sided slopes differ by a jump that "
+            "does not shrink with the step, so the reference is in doubt and the closed form is not blamed"
+        )
+    else:
+        message = (
+            f"autodiff ({along.autodiff[i]:.6e}) and finite differences ({along.finite_diff[i]:.6e} ± "
+            f"{along.fd_error[i]:.1e}) disagree along random direction {i}: the reference is in doubt, so the "
+            "closed form is not blamed"
+        )
+    # The finite differences still blame the closed form where it is farther
+    # from them than autodiff is, by more than the allowance, along some
+    # direction: then its elementwise mismatches stand. Passes become doubts.
+    confirmed = bool((np.abs(along.closed - along.finite_diff) > gap + allowed).any())
+    doubted = [
+        r
+        if r.status == "error" or (r.status == "mismatch" and confirmed)
+        else dataclasses.replace(r, status="doubt", message=message)
+        for r in results
+    ]
+    return doubted, f"finite differences along {n} random ±1 directions (the model has {tol.size} parameters)"
+
+
+def _judge_param(
+    name: str,
+    cf: np.ndarray,
+    ad: np.ndarray,
+    tol: np.ndarray,
+    fd: np.ndarray,
+    fd_err: np.ndarray,
+    kink: np.ndarray,
+    reference: dict[str, tuple[np.ndarray, np.ndarray]],
+    c: Comparison,
+) -> ParamResult:
+    err_ad, err_fd, ratio_ad, ratio_fd, allowed, doubt = c.err_ad, c.err_fd, c.ratio_ad, c.ratio_fd, c.allowed, c.doubt
+    if c.blamed.any():
+        status = "mismatch"
+    elif doubt.any():
+        status = "doubt"
+    else:
+        status = "pass"
+    flat_index = int(np.argmax(np.fmax(ratio_ad, ratio_fd))) if cf.size else 0
+    index = tuple(int(i) for i in np.unravel_index(flat_index, cf.shape))
+    message = None
+    if status == "doubt":
+        where = tuple(int(i) for i in np.argwhere(doubt)[0])
+        if np.isnan(fd[where]) or np.isnan(fd_err[where]):
+            message = (
+                f"the loss is not finite at the finite-difference points around index {where}, even with the "
+                "finest step: the reference is in doubt, so the closed form is not blamed"
+            )
+        elif kink[where]:
+            message = (
+                f"a non-differentiable point at index {where}: the one-sided slopes differ by a jump that "
+                f"does not shrink with the step, so the reference is in doubt and the closed form is not blamed"
+            )
+        else:
+            message = (
+                f"autodiff ({ad[where]:.6e}) and finite differences ({fd[where]:.6e} ± {fd_err[where]:.1e}) "
+                f"disagree at index {where}: the reference is in doubt (a non-differentiable point?), "
+                f"so the closed form is not blamed"
+            )
+    diagnosis = _diagnose.diagnose(name, cf, ad, tol, reference) if status == "mismatch" else None
+    return ParamResult(
+        name,
+        cf.shape,
+        status,  # type: ignore[arg-type]
+        index=index,
+        closed_form=float(cf[index]),
+        autodiff=float(ad[index]),
+        finite_diff=float(fd[index]),
+        fd_error=float(fd_err[index]),
+        abs_error=float(err_ad[index]),
+        rel_error=_relative(err_ad[index], ad[index]),
+        tolerance=float(tol[index]),
+        max_abs_err_autodiff=float(err_ad.max(initial=0.0)),
+        max_rel_err_autodiff=resolved_relative(err_ad, ad, tol),
+        max_abs_err_fd=float(err_fd.max(initial=0.0)),
+        max_rel_err_fd=resolved_relative(err_fd, fd, allowed),
+        tolerance_used=float(np.fmax(ratio_ad, ratio_fd).max(initial=0.0)),
+        message=message,
+        diagnosis=diagnosis,
+    )
+
+
+def tolerances(autodiff: np.ndarray, noise: np.ndarray, precision: np.dtype) -> np.ndarray:
+    """The tolerance of every element of flat gradients (..., P): the scale is each problem's own."""
+    scale = np.maximum(np.abs(autodiff).max(axis=-1, keepdims=True), noise.max(axis=-1, keepdims=True))
+    return _tolerance.tolerance(noise, scale, float(np.finfo(precision).eps))
+
+
+class Comparison(NamedTuple):
+    """The closed form against both references, elementwise (any shape, e.g. (P,) or (B, P))."""
+
+    err_ad: np.ndarray  # |cf - ad|
+    err_fd: np.ndarray  # |cf - fd|
+    ratio_ad: np.ndarray  # err_ad / tol: above 1 breaks the tolerance
+    ratio_fd: np.ndarray  # err_fd / allowed
+    allowed: np.ndarray  # FD_SAFETY * fd_err + tol: how far a finite difference may be
+    doubt: np.ndarray  # the references disagree with each other, or a kink: nothing is blamed
+    blamed: np.ndarray  # the closed form breaks a tolerance where the references agree
+
+
+def compare(
+    cf: np.ndarray,
+    ad: np.ndarray,
+    tol: np.ndarray,
+    fd: np.ndarray,
+    fd_err: np.ndarray,
+    kink: np.ndarray,
+    *,
+    elementwise_fd: bool = True,
+) -> Comparison:
+    """The verdict's arithmetic, shared by `check_gradients` and `check_batch`.
+
+    With `elementwise_fd` false the finite differences were taken along
+    directions (NaN here by design); otherwise a NaN finite difference (the
+    loss is not finite at theta +- h) puts its element in doubt.
+    """
+    err_ad = np.abs(cf - ad)
+    err_fd = np.abs(cf - fd)
+    ratio_ad = err_ad / np.maximum(tol, np.finfo(float).tiny)
+    allowed = _tolerance.FD_SAFETY * fd_err + tol
+    ratio_fd = err_fd / np.maximum(allowed, np.finfo(float).tiny)
+    # A tolerance that cannot be measured (NaN noise) blames nothing either.
+    # Elementwise NaN finite differences mean they were taken along directions.
+    doubt = (np.abs(ad - fd) > allowed) | kink | np.isnan(tol)
+    if elementwise_fd:
+        doubt |= np.isnan(fd) | np.isnan(fd_err)
+    blamed = ((ratio_ad > 1.0) | (ratio_fd > 1.0)) & ~doubt
+    return Comparison(err_ad, err_fd, ratio_ad, ratio_fd, allowed, doubt, blamed)
+
+
+def resolved_relative(error: np.ndarray, reference: np.ndarray, tol: np.ndarray) -> float:
+    """Largest elementwise relative error among elements the reference resolves (|ref| > tol)."""
+    resolved = np.abs(reference) > tol
+    return float((error[resolved] / np.abs(reference[resolved])).max(initial=0.0))
+
+
+def _relative(error: float, reference: float) -> float:
+    if error == 0.0:
+        return 0.0
+    return float(error / abs(reference)) if reference != 0.0 else math.inf

@@ -1,0 +1,383 @@
+"""References: float64 autodiff, its measured rounding noise, and finite differences.
+
+Two paths compute the same `References`:
+
+- **NumPy** (`NumpyEvaluation`): the jaxprs of `_trace.program`, traced once
+  per pattern of shapes, run by `_interpret`. No XLA compile: a shape never
+  seen before costs about as much as any other.
+- **Compiled** (`CompiledEvaluation`): `reference_function`, jitted by XLA.
+  It costs 0.1-0.7 s to compile, then runs in well under a millisecond.
+
+`evaluation` chooses as in the ski-rental problem: the NumPy path runs at
+a shape until it has cost about what one compile costs (`COMPILE_AFTER`
+checks of one loss at one shape), and then the compiled path takes over
+there. That never costs much more than twice the better choice made in
+hindsight. It counts calls rather than timing them, so that a run's output
+does not depend on the machine's load. Large models (above
+`MAX_COORDINATES` parameters, directional finite differences) and losses
+with a primitive that has no NumPy rule always compile.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradcheck import _finite_diff, _interpret, _noise, _tolerance, _trace
+
+Path = Literal["numpy", "xla"]
+
+
+#: Up to this many parameters, finite differences are taken along every
+#: coordinate (2 * LEVELS * P loss evaluations). Above it the cost would grow
+#: with the model, so they are taken along `DIRECTIONS` random directions
+#: instead, and the closed form is compared elementwise with autodiff alone.
+#: At 512 coordinates the two cost about the same (benchmarks/scaling.py).
+MAX_COORDINATES = 512
+#: Random +-1 directions for the directional finite differences: each costs
+#: 2 * LEVELS loss evaluations, whatever the number of parameters.
+DIRECTIONS = 2
+#: Monte Carlo re-runs of autodiff for models above `MAX_COORDINATES`: each
+#: costs about two backward passes, so the 8 of `_tolerance.NOISE_SAMPLES`
+#: would dominate the check. The maximum of fewer samples sits lower in the
+#: spread; `_tolerance.samples_safety` widens the tolerance to match.
+LARGE_NOISE_SAMPLES = 2
+
+
+#: The references are compiled once per shape, and tests and the CLI meet many
+#: small shapes: XLA's cheapest backend optimisation halves compile time
+#: (about 0.9 s to 0.5 s) for a 1.3x slower run (0.4 to 0.5 ms).
+COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
+class Along(NamedTuple):
+    """Directional references: derivatives along D random +-1 directions."""
+
+    autodiff: np.ndarray  # (D,)  autodiff gradient . direction
+    closed: np.ndarray  # (D,)  closed form . direction
+    finite_diff: np.ndarray  # (D,)  Richardson central differences along the direction
+    fd_error: np.ndarray  # (D,)  their error bound
+    kink: np.ndarray  # (D,)  bool
+
+
+class References(NamedTuple):
+    """The float64 references for one problem, as flat NumPy vectors of length P.
+
+    For models above `MAX_COORDINATES` the finite differences are directional:
+    `finite_diff`, `fd_error` are NaN and `kink` False elementwise, and
+    `along` holds them.
+    """
+
+    autodiff: np.ndarray  # (P,)  jax.grad in float64
+    noise: np.ndarray  # (P,)  MCA spread of the autodiff gradient
+    finite_diff: np.ndarray  # (P,)  Richardson-extrapolated central differences
+    fd_error: np.ndarray  # (P,)  their error bound
+    kink: np.ndarray  # (P,)  bool: a non-differentiable point along this coordinate
+    along: Along | None = None
+
+
+#: Where the references disagree, the finite differences are retaken with the
+#: step scaled by each of these in turn, for the disagreeing coordinates (or
+#: directions) only: a large step can straddle a kink beside the point, or
+#: outrun Richardson's error estimate where the loss bends sharply.
+REFINE = (2.0**-4, 2.0**-8)
+
+
+#: Checks of one loss at one shape on the NumPy path before the compiled path takes over.
+#: One XLA compile of the seed network's references costs 0.13-0.3 s on a 2-core machine,
+#: one NumPy check 2-5 ms (benchmarks/cold.py measures both): a compile is worth about 64
+#: NumPy checks, after which each compiled check saves 1-4 ms.
+COMPILE_AFTER = 64
+
+
+def refined(refs: References, finer: References, doubt: np.ndarray) -> References:
+    """`refs` with the finite differences of `finer` where `doubt` (the autodiff and noise are the same)."""
+    if refs.along is None or finer.along is None:
+        fd = [np.where(doubt, new, old) for old, new in zip(refs[2:5], finer[2:5])]
+        return refs._replace(finite_diff=fd[0], fd_error=fd[1], kink=fd[2])
+    along = refs.along._replace(
+        **{
+            f: np.where(doubt, getattr(finer.along, f), getattr(refs.along, f))
+            for f in ("finite_diff", "fd_error", "kink")
+        }
+    )
+    return refs._replace(along=along)
+
+
+def assemble(out: tuple[np.ndarray, ...]) -> References:
+    """`References` from the outputs of a `reference_function` (of one problem, or stacked)."""
+    if len(out) == 5:
+        return References(*out, along=None)
+    g, noise, *along = out
+    nan = np.full_like(g, np.nan)
+    return References(g, noise, nan, nan, np.zeros(g.shape, bool), Along(*along))
+
+
+# --- choosing the path ---------------------------------------------------------
+
+
+class Evaluation:
+    """The references of one problem, by one path; finer finite differences and losses on demand."""
+
+    path: Path
+    references: References
+
+    def finer(self, scale: float, doubt: np.ndarray) -> References:
+        """The references with finite differences retaken at `scale` times the step (where `doubt`, at least)."""
+        raise NotImplementedError
+
+    def losses(self, points: np.ndarray) -> np.ndarray:
+        """The loss at each row of `points` (M, P), in float64."""
+        raise NotImplementedError
+
+
+#: Checks run on the NumPy path, per loss and concrete shape, and the shapes it cannot run.
+_COUNTS: collections.OrderedDict[Hashable, int] = collections.OrderedDict()
+_UNSUPPORTED: set[Hashable] = set()
+_FORCED: list[Path] = []
+
+
+@contextlib.contextmanager
+def forced(path: Path) -> Iterator[None]:
+    """Within the block, every check takes `path` (tests and benchmarks compare the two)."""
+    _FORCED.append(path)
+    try:
+        yield
+    finally:
+        _FORCED.pop()
+
+
+def evaluation(
+    loss_fn: Callable[..., Any],
+    treedef: Any,
+    leaves: list[np.ndarray],
+    args: tuple[np.ndarray, ...],
+    unit_roundoff: float,
+    seed: int,
+    closed: np.ndarray,
+) -> Evaluation:
+    """The references at the point given by `leaves`, by the path that pays (module docstring)."""
+    shapes = tuple(leaf.shape for leaf in leaves)
+    theta = np.concatenate([leaf.ravel() for leaf in leaves])
+    if theta.size > MAX_COORDINATES:
+        return CompiledEvaluation(
+            _trace.trace_loss(loss_fn, treedef, shapes, args), theta, args, unit_roundoff, seed, closed
+        )
+    bound = _trace.program(loss_fn, treedef, shapes, args)
+    key = (bound.program.key, tuple(sorted(bound.dims.items())), shapes)
+    count = _trace.cached(_COUNTS, key, int)
+    want = _FORCED[-1] if _FORCED else _from_environment()
+    if want is None:
+        want = "xla" if key in _UNSUPPORTED or count >= COMPILE_AFTER else "numpy"
+    if want == "numpy":
+        try:
+            done = NumpyEvaluation(bound, leaves, theta, args, unit_roundoff, seed)
+        except _interpret.Unsupported:
+            _UNSUPPORTED.add(key)
+        else:
+            _COUNTS[key] = count + 1
+            return done
+    traced = _trace.cached(_CONCRETE, key, lambda: _trace.trace_loss(loss_fn, treedef, shapes, args))
+    return CompiledEvaluation(traced, theta, args, unit_roundoff, seed, closed)
+
+
+#: Environment variable that fixes the path for a whole run: "numpy", "xla" or "auto" (the default).
+ENVIRONMENT = "GRADCHECK_REFERENCES"
+
+
+def _from_environment() -> Path | None:
+    value = os.environ.get(ENVIRONMENT, "auto").strip().lower()
+    if value in ("numpy", "xla"):
+        return value  # type: ignore[return-value]
+    if value in ("auto", ""):
+        return None
+    raise ValueError(f"`{ENVIRONMENT}` must be numpy, xla or auto, got {value!r}; unset it for the default (auto).")
+
+
+def clear_caches() -> None:
+    """Forget every trace, program, compiled function and cost record: the next check is a first one."""
+    for cache in (_COUNTS, _CONCRETE, _COMPILED, _trace._PROGRAMS, _trace._PURE_TRACES):
+        cache.clear()
+    _UNSUPPORTED.clear()
+    _trace._CONCRETE_ONLY.clear()
+
+
+#: Concrete traces of losses that went over to the compiled path, by the program's key and shape.
+_CONCRETE: collections.OrderedDict[Hashable, _trace.TracedLoss] = collections.OrderedDict()
+
+
+class NumpyEvaluation(Evaluation):
+    """The references computed by `_interpret` from a symbolic `_trace.Program`: no compile."""
+
+    path: Path = "numpy"
+
+    def __init__(
+        self,
+        bound: _trace.Bound,
+        leaves: list[np.ndarray],
+        theta: np.ndarray,
+        args: tuple[np.ndarray, ...],
+        unit_roundoff: float,
+        seed: int,
+    ):
+        self.bound, self.theta, self.args = bound, theta, args
+        self.shapes = [leaf.shape for leaf in leaves]
+        self.offsets = np.cumsum([0, *(leaf.size for leaf in leaves)])
+        program, dims = bound
+        f0, *grads = _interpret.evaluate(program.value_and_grad, [*leaves, *args], dims)
+        g = np.concatenate([np.ravel(x) for x in grads]).astype(np.float64)
+        # One MCA run gives both: the gradient's noise at the closed form's precision, and
+        # the loss's noise at float64 for the finite differences (as `reference_function`).
+        mca_u = max(unit_roundoff, _noise.MCA_ROUNDOFF)
+        samples = _tolerance.NOISE_SAMPLES
+        stacked = [np.broadcast_to(a, (samples, *np.shape(a))) for a in (*leaves, *args)]
+        rng = np.random.default_rng([seed, 0x4D4341])  # "MCA": a stream of its own for each seed
+        f_s, *g_s = _interpret.evaluate(program.noisy, stacked, dims, _interpret.Noise(rng, mca_u))
+        g_samples = np.concatenate([np.reshape(x, (samples, -1)) for x in g_s], axis=1)
+        self.f0 = float(f0)
+        self.sigma_f = float(np.max(np.abs(f_s - self.f0))) * (2.0**-53 / mca_u)
+        noise = np.max(np.abs(g_samples - g), axis=0) * (unit_roundoff / mca_u) * _tolerance.samples_safety(samples)
+        fd = self._finite_differences(np.arange(theta.size), 1.0)
+        self.references = References(g, noise, fd.value, fd.error, fd.kink)
+
+    def finer(self, scale: float, doubt: np.ndarray) -> References:
+        where = np.flatnonzero(doubt)
+        fd = self._finite_differences(where, scale)
+        value, error, kink = (np.array(a, copy=True) for a in self.references[2:5])
+        value[where], error[where], kink[where] = fd.value, fd.error, fd.kink
+        return self.references._replace(finite_diff=value, fd_error=error, kink=kink)
+
+    def losses(self, points: np.ndarray) -> np.ndarray:
+        m = points.shape[0]
+        parts = [points[:, a:b].reshape(m, *s) for a, b, s in zip(self.offsets[:-1], self.offsets[1:], self.shapes)]
+        program, dims = self.bound
+        (values,) = _interpret.evaluate(program.batched_loss, [*parts, *self.args], {**dims, _trace.BATCH: m})
+        return np.asarray(values, dtype=np.float64)
+
+    def _finite_differences(self, coordinates: np.ndarray, scale: float) -> _finite_diff.FiniteDifferences:
+        """`_finite_diff.directional` along the given coordinates, with the points in one batched call."""
+        theta = self.theta
+        d, k = coordinates.size, _finite_diff.LEVELS
+        steps = scale * _finite_diff.FD_STEP * np.maximum(1.0, np.abs(theta[coordinates]))  # (D,)
+        h = steps[:, None] * _finite_diff.RATIO ** -np.arange(k, dtype=theta.dtype)  # (D, K)
+        at = theta[coordinates][:, None]
+        plus, minus = at + h, at - h  # the moved coordinate, rounded as in float64
+        points = np.broadcast_to(theta, (2, d, k, theta.size)).copy()
+        rows, levels = np.arange(d)[:, None], np.arange(k)[None, :]
+        points[0, rows, levels, coordinates[:, None]] = plus
+        points[1, rows, levels, coordinates[:, None]] = minus
+        f_plus, f_minus = self.losses(points.reshape(2 * d * k, theta.size)).reshape(2, d, k)
+        # The step actually taken after rounding theta +- h, as `directional` measures it.
+        h_eff = np.abs(plus - minus) / 2.0
+        return _finite_diff.combine(np, f_plus, f_minus, h, h_eff, steps, self.sigma_f, self.f0)
+
+
+class CompiledEvaluation(Evaluation):
+    """The references computed by `reference_function`, jitted by XLA (cached per traced loss)."""
+
+    path: Path = "xla"
+
+    def __init__(
+        self,
+        traced: _trace.TracedLoss,
+        theta: np.ndarray,
+        args: tuple[np.ndarray, ...],
+        unit_roundoff: float,
+        seed: int,
+        closed: np.ndarray,
+    ):
+        large = theta.size > MAX_COORDINATES
+        self.traced, self.theta, self.args, self.closed = traced, theta, args, closed
+        self.fn = _compiled(
+            traced, DIRECTIONS if large else None, LARGE_NOISE_SAMPLES if large else _tolerance.NOISE_SAMPLES
+        )
+        # NumPy arrays go to the compiled function as they are: wrapping each in
+        # jnp.asarray first is a dispatch apiece, a third of a small check's time.
+        self.inputs = (theta, args, np.uint32(seed), unit_roundoff)
+        self.references = assemble(tuple(jax.device_get(self.fn(*self.inputs, closed, 1.0))))
+
+    def finer(self, scale: float, doubt: np.ndarray) -> References:
+        return assemble(tuple(jax.device_get(self.fn(*self.inputs, self.closed, scale))))
+
+    def losses(self, points: np.ndarray) -> np.ndarray:
+        flat_loss = _trace.flat_loss(self.traced)
+        with jax.enable_x64(True):
+            jargs = tuple(jnp.asarray(a) for a in self.args)
+            return np.asarray(jax.vmap(lambda t: flat_loss(t, jargs))(jnp.asarray(points)), dtype=np.float64)
+
+
+_COMPILED: collections.OrderedDict[Hashable, Callable[..., tuple[jax.Array, ...]]] = collections.OrderedDict()
+
+
+def _compiled(traced: _trace.TracedLoss, directions: int | None, samples: int) -> Callable[..., tuple[jax.Array, ...]]:
+    """The jitted references for `traced`, from a least-recently-used cache."""
+    # Large models (directional mode) run long enough to repay XLA's full optimisation.
+    large = directions is not None
+    return _trace.cached(
+        _COMPILED,
+        (traced.key, directions, samples),
+        lambda: jax.jit(
+            reference_function(traced, directions=directions, samples=samples, sequential=large),
+            compiler_options=None if large else COMPILER_OPTIONS,
+        ),
+    )
+
+
+def reference_function(
+    traced: _trace.TracedLoss,
+    *,
+    directions: int | None = None,
+    samples: int = _tolerance.NOISE_SAMPLES,
+    sequential: bool = False,
+) -> Callable[..., tuple[jax.Array, ...]]:
+    """``(theta, args, seed, unit_roundoff, closed, step_scale) -> references`` for one problem, traceable.
+
+    With `directions` None the finite differences run along every coordinate
+    and `closed` is unused; with an int D they run along D random +-1
+    directions drawn from `seed`, and the result carries the closed form's
+    and autodiff's derivatives along them. `samples` Monte Carlo re-runs
+    measure the noise; `step_scale` scales every finite-difference step;
+    `sequential` evaluates the finite differences' points one at a time.
+    Turn the output into `References` with `assemble`; jit it, or vmap it.
+    """
+    flat_loss = _trace.flat_loss(traced)
+    value_and_grad = jax.value_and_grad(flat_loss)
+
+    def references(
+        theta: jax.Array,
+        args: tuple[jax.Array, ...],
+        seed: jax.Array,
+        unit_roundoff: jax.Array,
+        closed: jax.Array,
+        step_scale: jax.Array,
+    ) -> tuple[jax.Array, ...]:
+        f0, g = value_and_grad(theta, args)
+        streams = seed * _tolerance.NOISE_SAMPLES + jnp.arange(samples, dtype=jnp.uint32)
+        # One MCA run gives both: the gradient's noise at the closed form's
+        # precision, and the loss's noise at float64 for the finite differences.
+        # It runs at no finer than MCA_ROUNDOFF and is scaled back linearly.
+        mca_u = jnp.maximum(unit_roundoff, _noise.MCA_ROUNDOFF)
+        f_samples, g_samples = jax.vmap(_noise.perturbed(value_and_grad, mca_u), (0, None, None))(streams, theta, args)
+        sigma_f = jnp.max(jnp.abs(f_samples - f0)) * (2.0**-53 / mca_u)
+        noise = _noise.spread(g_samples, g) * (unit_roundoff / mca_u) * _tolerance.samples_safety(samples)
+        if directions is None:
+            steps = step_scale * _finite_diff.FD_STEP * jnp.maximum(1.0, jnp.abs(theta))
+            fd = _finite_diff.directional(
+                lambda t: flat_loss(t, args), theta, jnp.eye(theta.shape[0], dtype=theta.dtype), steps, sigma_f, f0
+            )
+            return g, noise, fd.value, fd.error, fd.kink
+        # Rademacher directions from their own stream (the MCA streams are seed * 8 + 0..7).
+        xi = _noise.uniform(jnp.uint32(0xFFFFFFFF) - seed, directions * theta.shape[0])
+        d = jnp.where(xi >= 0, 1.0, -1.0).reshape(directions, theta.shape[0]).astype(theta.dtype)
+        steps = jnp.full(directions, step_scale * _finite_diff.FD_STEP * jnp.maximum(1.0, jnp.max(jnp.abs(theta))))
+        fd = _finite_diff.directional(lambda t: flat_loss(t, args), theta, d, steps, sigma_f, f0, sequential=sequential)
+        return g, noise, d @ g, d @ closed, fd.value, fd.error, fd.kink
+
+    return references

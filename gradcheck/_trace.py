@@ -1,0 +1,283 @@
+"""Tracing: the loss turned into jaxprs, once per shape pattern where it can be, with caches.
+
+Two kinds of trace:
+
+- `trace_loss`: the loss at concrete shapes (`TracedLoss`), for the compiled
+  references (`_references.reference_function`, `check_batch`).
+- `program`: the loss, its value and gradient, the same under Monte Carlo
+  re-runs, and the loss over a batch of points, traced with *symbolic* shapes
+  (`Program`). Every dimension of 2 or more becomes a variable (equal sizes
+  share one), so one trace serves every shape with the same pattern, and
+  `_interpret` evaluates it with NumPy at each concrete size. A loss that
+  cannot be traced symbolically (Python that branches on a size, NumPy
+  calls on shapes) is traced at its concrete shapes instead.
+
+Freshness: a user's loss is traced again on every call (a few ms), and the
+jaxpr's text and constants key the caches, so a loss that reads a global is
+never judged by a stale trace. Only `PURE_LOSSES` are cached by identity.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import hashlib
+import math
+from collections.abc import Callable, Hashable
+from typing import Any, NamedTuple, TypeVar
+
+import jax
+import jax.extend.core as jcore
+import jax.numpy as jnp
+import numpy as np
+from jax import export
+
+from gradcheck import _tolerance, mlp, network
+
+#: Traces and compiled references kept. Each compiled entry holds an XLA
+#: executable; the bound keeps memory flat when losses keep changing.
+COMPILED_CACHE_SIZE = 128
+
+V = TypeVar("V")
+
+
+def cached(cache: collections.OrderedDict[Hashable, V], key: Hashable, build: Callable[[], V]) -> V:
+    """``cache[key]``, built on a miss; at most `COMPILED_CACHE_SIZE` entries, least recently used evicted."""
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    value = cache[key] = build()
+    if len(cache) > COMPILED_CACHE_SIZE:
+        cache.popitem(last=False)
+    return value
+
+
+class TracedLoss(NamedTuple):
+    """The loss traced for one set of shapes, and a key that identifies it exactly."""
+
+    closed: Any  # jax ClosedJaxpr, inputs: the params' leaves, then the args
+    shapes: tuple[tuple[int, ...], ...]
+    key: Hashable  # the jaxpr's text and a digest of its constants
+
+
+#: Losses known to read nothing but their arguments (gradcheck's own models):
+#: their traces are cached by identity instead of being redone on every call.
+PURE_LOSSES: set[Callable[..., Any]] = {mlp.loss, network.loss}
+_PURE_TRACES: dict[Hashable, TracedLoss] = {}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def pure_loss(fn: F) -> F:
+    """Mark one of gradcheck's own losses as reading nothing but its arguments."""
+    PURE_LOSSES.add(fn)
+    return fn
+
+
+def pure_key(loss_fn: Callable[..., Any]) -> Hashable | None:
+    """An identity key for a `PURE_LOSSES` function or a partial of one with hashable arguments."""
+    func, bound = (
+        (loss_fn.func, (loss_fn.args, tuple(sorted(loss_fn.keywords.items()))))
+        if isinstance(loss_fn, functools.partial)
+        else (loss_fn, ())
+    )
+    if func not in PURE_LOSSES:
+        return None
+    try:
+        hash(bound)
+    except TypeError:
+        return None
+    return (func, bound)
+
+
+def trace_loss(
+    loss_fn: Callable[..., Any], treedef: Any, shapes: tuple[tuple[int, ...], ...], args: tuple[np.ndarray, ...]
+) -> TracedLoss:
+    pure = pure_key(loss_fn)
+    if pure is None:
+        return _trace_concrete(loss_fn, treedef, shapes, args)
+    key = (pure, treedef, shapes, tuple((a.shape, str(a.dtype)) for a in args))
+    if key not in _PURE_TRACES:
+        if len(_PURE_TRACES) >= COMPILED_CACHE_SIZE:
+            _PURE_TRACES.clear()
+        _PURE_TRACES[key] = _trace_concrete(loss_fn, treedef, shapes, args)
+    return _PURE_TRACES[key]
+
+
+def _trace_concrete(
+    loss_fn: Callable[..., Any], treedef: Any, shapes: tuple[tuple[int, ...], ...], args: tuple[np.ndarray, ...]
+) -> TracedLoss:
+    """Trace `loss_fn` at these concrete shapes now (a few ms), so that nothing is ever stale.
+
+    Caching by the function's identity would freeze any global or attribute
+    the loss reads at its first trace, and then pass a gradient that is wrong
+    for today's value. The jaxpr and its constants say exactly what is
+    computed, so they key the compiled references.
+    """
+    closed = _trace_jaxpr(loss_fn, treedef, list(shapes), [(a.shape, a.dtype) for a in args])
+    return TracedLoss(closed, shapes, jaxpr_key(closed))
+
+
+def _trace_jaxpr(
+    loss_fn: Callable[..., Any], treedef: Any, shapes: list[tuple[Any, ...]], args: list[tuple[tuple[Any, ...], Any]]
+) -> Any:
+    """``make_jaxpr`` of the loss on abstract inputs; misuse is a `ValueError` naming `loss_fn`."""
+    params = jax.tree_util.tree_unflatten(treedef, [jax.ShapeDtypeStruct(s, np.float64) for s in shapes])
+    structs = [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in args]
+    try:
+        with jax.enable_x64(True):
+            # A fresh wrapper each time: JAX caches traces by function identity.
+            closed = jax.make_jaxpr(lambda *a: loss_fn(*a))(params, *structs)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        raise ValueError(
+            f"`loss_fn(params, *args)` failed under JAX tracing: {type(exc).__name__}: {exc}. "
+            "Write it with jax.numpy, and bind non-array options with functools.partial."
+        ) from exc
+    outs = closed.out_avals
+    shape = getattr(outs[0], "shape", None) if len(outs) == 1 else None
+    if shape is None or not all(isinstance(d, int) and d == 1 for d in shape):
+        got = f"shape {shape}" if shape is not None else f"{len(outs)} outputs"
+        raise ValueError(f"`loss_fn` must return a scalar, got {got}; reduce it with a sum or mean.")
+    return closed
+
+
+def jaxpr_key(closed: Any) -> Hashable:
+    """What a ClosedJaxpr computes, exactly: its text and a digest of each constant."""
+    consts = tuple(
+        (np.shape(c), str(np.asarray(c).dtype), hashlib.blake2b(np.asarray(c).tobytes(), digest_size=16).digest())
+        for c in closed.consts
+    )
+    return (str(closed.jaxpr), consts)
+
+
+def flat_loss(traced: TracedLoss) -> Callable[..., jax.Array]:
+    """The traced loss as a function of one flat float64 vector and the args."""
+    shapes = traced.shapes
+    offsets = np.cumsum([0, *(math.prod(s) for s in shapes)])
+    evaluate = jcore.jaxpr_as_fun(traced.closed)
+
+    def flat_loss(theta: jax.Array, args: tuple[jax.Array, ...]) -> jax.Array:
+        parts = [theta[a:b].reshape(s) for a, b, s in zip(offsets[:-1], offsets[1:], shapes)]
+        return jnp.asarray(evaluate(*parts, *args)[0]).reshape(())
+
+    return flat_loss
+
+
+# --- programs: traced once per pattern of shapes, evaluated with NumPy --------
+
+
+class Program(NamedTuple):
+    """The jaxprs the NumPy references run, for one loss and one pattern of shapes.
+
+    Inputs are the parameters' leaves, then the args. Sizes in the shapes may
+    be dimension variables (``d0``, ``d1``, ... and ``B``); `Bound.dims` gives
+    their values for one call.
+    """
+
+    value_and_grad: Any  # (leaves, args) -> (loss, grad of each leaf)
+    noisy: Any  # the same, vmapped over a leading axis of NOISE_SAMPLES on every input (for MCA)
+    batched_loss: Any  # (leaves with a leading axis B, args) -> (B,) losses
+    key: Hashable
+
+
+class Bound(NamedTuple):
+    """A `Program` and the sizes of its dimension variables for one call."""
+
+    program: Program
+    dims: dict[str, int]
+
+
+#: The dimension variable of the finite-difference points' batch axis.
+BATCH = "B"
+_PROGRAMS: collections.OrderedDict[Hashable, Program] = collections.OrderedDict()
+#: Pure losses whose symbolic trace failed, by identity and pattern: traced concretely from then on.
+_CONCRETE_ONLY: set[Hashable] = set()
+
+
+def program(
+    loss_fn: Callable[..., Any], treedef: Any, shapes: tuple[tuple[int, ...], ...], args: tuple[np.ndarray, ...]
+) -> Bound:
+    """The `Program` for `loss_fn` at these shapes, from the cache when its pattern was seen before.
+
+    Raises the `ValueError` of `trace_loss` when the loss cannot be traced.
+    """
+    concrete = [*shapes, *(a.shape for a in args)]
+    pattern, dims = _pattern(concrete)
+    dtypes = tuple(str(a.dtype) for a in args)
+    pure = pure_key(loss_fn)
+    symbolic = pure is None or (pure, pattern) not in _CONCRETE_ONLY
+    if pure is not None:
+        key: Hashable = (pure, treedef, pattern if symbolic else tuple(concrete), dtypes)
+        if key in _PROGRAMS:
+            _PROGRAMS.move_to_end(key)
+            return Bound(_PROGRAMS[key], dims if symbolic else {})
+    closed = None
+    if symbolic:
+        variables = _scope(len(dims))
+        sym_shapes = [tuple(variables[d] if isinstance(d, str) else d for d in s) for s in pattern]
+        try:
+            closed = _trace_jaxpr(
+                loss_fn, treedef, sym_shapes[: len(shapes)], list(zip(sym_shapes[len(shapes) :], dtypes))
+            )
+        except ValueError:
+            if pure is not None:
+                _CONCRETE_ONLY.add((pure, pattern))
+    if closed is None:
+        # Python that needs the sizes themselves (or a failing loss: its concrete trace raises the error).
+        variables, sym_shapes, dims = _scope(0), concrete, {}
+        closed = _trace_jaxpr(loss_fn, treedef, list(shapes), list(zip(concrete[len(shapes) :], dtypes)))
+    # A pure loss is known by identity; a user's loss by what its jaxpr computes.
+    key = (pure, treedef, pattern if dims else tuple(concrete), dtypes) if pure is not None else jaxpr_key(closed)
+    build = functools.partial(_build, closed, len(shapes), sym_shapes, dtypes, variables[BATCH], key)
+    return Bound(cached(_PROGRAMS, key, build), dims)
+
+
+def _pattern(shapes: list[tuple[int, ...]]) -> tuple[tuple[tuple[int | str, ...], ...], dict[str, int]]:
+    """Shapes with each size of 2 or more replaced by a variable, equal sizes by the same one.
+
+    Sizes 0 and 1 stay concrete: broadcasting treats 1 apart, so a trace made
+    for a variable (at least 2) would not hold for it.
+    """
+    names: dict[int, str] = {}
+    pattern = tuple(tuple(d if d < 2 else names.setdefault(d, f"d{len(names)}") for d in s) for s in shapes)
+    return pattern, {name: size for size, name in names.items()}
+
+
+@functools.lru_cache(maxsize=64)
+def _scope(count: int) -> dict[str, Any]:
+    """Dimension variables ``d0 .. d{count-1}`` (each at least 2) and ``B``, in one symbolic scope."""
+    names = [f"d{k}" for k in range(count)]
+    spec = ", ".join([*names, BATCH])
+    dims = export.symbolic_shape(spec, constraints=[f"{n} >= 2" for n in names])
+    return dict(zip([*names, BATCH], dims))
+
+
+def _build(
+    closed: Any, n: int, shapes: list[tuple[Any, ...]], arg_dtypes: tuple[str, ...], batch: Any, key: Hashable
+) -> Program:
+    """Trace the value and gradient, their MCA form and the batched loss, from the loss's own jaxpr."""
+    loss = jcore.jaxpr_as_fun(closed)
+
+    def scalar_loss(*inputs: Any) -> Any:
+        return jnp.reshape(loss(*inputs)[0], ())
+
+    def value_and_grad(*inputs: Any) -> tuple[Any, ...]:
+        value, grads = jax.value_and_grad(scalar_loss, argnums=tuple(range(n)))(*inputs)
+        return (value, *grads)
+
+    dtypes = [np.dtype(np.float64)] * n + [np.dtype(d) for d in arg_dtypes]
+    structs = [jax.ShapeDtypeStruct(s, d) for s, d in zip(shapes, dtypes)]
+    samples = _tolerance.NOISE_SAMPLES
+    stacked = [jax.ShapeDtypeStruct((samples, *s.shape), s.dtype) for s in structs]
+    points = [jax.ShapeDtypeStruct((batch, *s.shape), s.dtype) for s in structs[:n]]
+    with jax.enable_x64(True):
+        return Program(
+            value_and_grad=jax.make_jaxpr(value_and_grad)(*structs),
+            noisy=jax.make_jaxpr(jax.vmap(value_and_grad))(*stacked),
+            batched_loss=jax.make_jaxpr(jax.vmap(scalar_loss, in_axes=(0,) * n + (None,) * len(arg_dtypes)))(
+                *points, *structs[n:]
+            ),
+            key=key,
+        )
