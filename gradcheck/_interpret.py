@@ -296,10 +296,15 @@ def _cumulative(f: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
     return rule
 
 
-def _window_start(row: np.ndarray, index_map: Sequence[int], shape: Sequence[int], sizes: Sequence[int]) -> list[int]:
-    start = [0] * len(shape)
+def _window_start(
+    row: np.ndarray, index_map: Sequence[int], position: tuple[int, ...], batching: Sequence[tuple[int, int]], rank: int
+) -> list[int]:
+    """Where one window starts: from the index `row`, and for batching dimensions from the row's `position`."""
+    start = [0] * rank
     for k, d in enumerate(index_map):
         start[d] = int(row[k])
+    for operand_dim, index_dim in batching:
+        start[operand_dim] = position[index_dim]
     return start
 
 
@@ -317,25 +322,25 @@ def _gather(
     fill_value: Any,
     **_: Any,
 ) -> Array:
+    """XLA's gather, with the index vector on the last axis of `indices` (as JAX emits it)."""
     dn = dimension_numbers
-    if dn.operand_batching_dims or dn.start_indices_batching_dims:
-        raise Unsupported("gather with batching dimensions")
     fill = "FILL" in str(mode).upper()
-    rows = indices.reshape(-1, indices.shape[-1])
-    window_shape = [n for d, n in enumerate(slice_sizes) if d not in dn.collapsed_slice_dims]
+    batching = list(zip(dn.operand_batching_dims, dn.start_indices_batching_dims))
+    dropped = set(dn.collapsed_slice_dims) | set(dn.operand_batching_dims)
+    window_shape = [n for d, n in enumerate(slice_sizes) if d not in dropped]
+    if fill_value is None:
+        fill_value = np.nan if np.issubdtype(operand.dtype, np.floating) else 0
     pieces = []
-    for row in rows:
-        start = _window_start(row, dn.start_index_map, operand.shape, slice_sizes)
+    for position in np.ndindex(*indices.shape[:-1]):
+        start = _window_start(indices[position], dn.start_index_map, position, batching, operand.ndim)
         if fill and not _in_bounds(start, slice_sizes, operand.shape):
-            value = np.nan if fill_value is None and np.issubdtype(operand.dtype, np.floating) else (fill_value or 0)
-            pieces.append(np.full(window_shape, value, dtype=operand.dtype))
+            pieces.append(np.full(window_shape, fill_value, dtype=operand.dtype))
             continue
         start = [int(np.clip(s, 0, dim - n)) for s, n, dim in zip(start, slice_sizes, operand.shape)]
         window = operand[tuple(slice(s, s + n) for s, n in zip(start, slice_sizes))]
         pieces.append(window.reshape(window_shape))
     stacked = np.stack(pieces).reshape(*indices.shape[:-1], *window_shape)
-    batch_rank = indices.ndim - 1
-    rank = batch_rank + len(window_shape)
+    rank = indices.ndim - 1 + len(window_shape)
     batch_positions = [d for d in range(rank) if d not in dn.offset_dims]
     return np.moveaxis(stacked, list(range(rank)), [*batch_positions, *dn.offset_dims])
 
@@ -343,22 +348,22 @@ def _gather(
 def _scatter_add(
     operand: np.ndarray, indices: np.ndarray, updates: np.ndarray, *, dimension_numbers: Any, mode: Any, **_: Any
 ) -> Array:
+    """XLA's scatter with addition (the transpose of gather), index vector last."""
     dn = dimension_numbers
-    if dn.operand_batching_dims or dn.scatter_indices_batching_dims:
-        raise Unsupported("scatter-add with batching dimensions")
     clip = "CLIP" in str(mode).upper()
-    rows = indices.reshape(-1, indices.shape[-1])
+    batching = list(zip(dn.operand_batching_dims, dn.scatter_indices_batching_dims))
     scatter_dims = [d for d in range(updates.ndim) if d not in dn.update_window_dims]
     ordered = np.moveaxis(updates, [*scatter_dims, *dn.update_window_dims], list(range(updates.ndim)))
     window = ordered.shape[len(scatter_dims) :]
     full = [1] * operand.ndim
     it = iter(window)
     for d in range(operand.ndim):
-        if d not in dn.inserted_window_dims:
+        if d not in dn.inserted_window_dims and d not in dn.operand_batching_dims:
             full[d] = next(it)
     out = operand.copy()
-    for row, update in zip(rows, ordered.reshape(len(rows), *window)):
-        start = _window_start(row, dn.scatter_dims_to_operand_dims, operand.shape, full)
+    for position in np.ndindex(*indices.shape[:-1]):
+        update = ordered[position]
+        start = _window_start(indices[position], dn.scatter_dims_to_operand_dims, position, batching, operand.ndim)
         if clip:
             start = [int(np.clip(s, 0, dim - n)) for s, n, dim in zip(start, full, operand.shape)]
         elif not _in_bounds(start, full, operand.shape):
@@ -410,6 +415,7 @@ RULES: dict[str, Callable[..., Any]] = {
     "convert_element_type": _convert,
     "copy": _identity,
     "copy_p": _identity,
+    "stop_gradient": _identity,
     "optimization_barrier": lambda *xs, **_: list(xs),
     # elementwise, two or more inputs
     "add": _binary(np.add),
