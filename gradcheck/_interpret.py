@@ -40,20 +40,30 @@ class Unsupported(Exception):
 class Noise:
     """Monte Carlo arithmetic: each rounded result ``r`` becomes ``r (1 + u xi)``, ``xi ~ U(-1, 1)``."""
 
+    #: Uniforms drawn at a time: one draw serves many small results.
+    CHUNK = 4096
+
     def __init__(self, rng: np.random.Generator, unit_roundoff: float):
         self.rng, self.u = rng, unit_roundoff
+        self.buffer, self.used = np.empty(0), 0
+
+    def _xi(self, shape: tuple[int, ...]) -> np.ndarray:
+        n = math.prod(shape)
+        if self.used + n > self.buffer.size:
+            self.buffer, self.used = self.rng.uniform(-1.0, 1.0, max(n, self.CHUNK)), 0
+        xi = self.buffer[self.used : self.used + n].reshape(shape)
+        self.used += n
+        return xi
 
     def relative(self, value: np.ndarray) -> Array:
-        if not np.issubdtype(value.dtype, np.floating):
+        if value.dtype.kind != "f":
             return value
-        xi = self.rng.uniform(-1.0, 1.0, value.shape)
-        return (value * (1.0 + self.u * xi)).astype(value.dtype, copy=False)
+        return (value * (1.0 + self.u * self._xi(value.shape))).astype(value.dtype, copy=False)
 
     def absolute(self, value: np.ndarray, bound: np.ndarray) -> Array:
-        if not np.issubdtype(value.dtype, np.floating):
+        if value.dtype.kind != "f":
             return value
-        xi = self.rng.uniform(-1.0, 1.0, value.shape)
-        return (value + self.u * xi * bound).astype(value.dtype, copy=False)
+        return (value + self.u * self._xi(value.shape) * bound).astype(value.dtype, copy=False)
 
 
 def evaluate(
@@ -77,11 +87,10 @@ def _run(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any], dims: dict[str,
     values.update(zip(jaxpr.constvars, consts))
     values.update(zip(jaxpr.invars, args))
     sizes = tuple(sorted(dims.items()))
-    for eqn, name, symbolic in _plan(jaxpr):
+    for eqn, name, sub, symbolic in _plan(jaxpr):
         invals = [read(v) for v in eqn.invars]
-        sub = _subjaxpr(eqn)
         if sub is not None:
-            outvals = _run(sub[0], [np.asarray(c) for c in sub[1]], invals, dims, noise)
+            outvals = _run(sub[0], sub[1], invals, dims, noise)
         elif name == "cond":
             index = int(np.clip(invals[0], 0, len(eqn.params["branches"]) - 1))
             branch = eqn.params["branches"][index]
@@ -90,7 +99,7 @@ def _run(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any], dims: dict[str,
             rule = RULES.get(name)
             if rule is None:
                 raise Unsupported(name)
-            params = _resolved(eqn, sizes) if symbolic else eqn.params
+            params = _resolved(eqn, symbolic, sizes) if symbolic else eqn.params
             result = rule(*invals, **params)
             outvals = [np.asarray(r) for r in result] if eqn.primitive.multiple_results else [np.asarray(result)]
             if noise is not None and name not in _noise.EXACT:
@@ -107,9 +116,15 @@ def _run(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any], dims: dict[str,
 
 
 @functools.lru_cache(maxsize=1024)
-def _plan(jaxpr: Any) -> list[tuple[Any, str, bool]]:
-    """Each equation of `jaxpr` with its primitive's name and whether its parameters hold symbolic sizes."""
-    return [(eqn, eqn.primitive.name, _has_symbols(eqn.params)) for eqn in jaxpr.eqns]
+def _plan(jaxpr: Any) -> list[tuple[Any, str, tuple[Any, list[np.ndarray]] | None, tuple[str, ...]]]:
+    """Each equation: its primitive's name, the jaxpr it calls, and its parameters that hold symbolic sizes."""
+    plan = []
+    for eqn in jaxpr.eqns:
+        sub = _subjaxpr(eqn)
+        called = (sub[0], [np.asarray(c) for c in sub[1]]) if sub is not None else None
+        symbolic = tuple(k for k, v in eqn.params.items() if _has_symbols(v))
+        plan.append((eqn, eqn.primitive.name, called, symbolic))
+    return plan
 
 
 def _has_symbols(value: Any) -> bool:
@@ -120,10 +135,27 @@ def _has_symbols(value: Any) -> bool:
     return hasattr(value, "_evaluate")
 
 
-@functools.lru_cache(maxsize=4096)
-def _resolved(eqn: Any, sizes: tuple[tuple[str, int], ...]) -> dict[str, Any]:
-    """The parameters of `eqn` with every symbolic size given its value (DimExpr evaluation is slow: cached)."""
-    return _resolve(eqn.params, dict(sizes))  # type: ignore[no-any-return]
+@functools.lru_cache(maxsize=8192)
+def _resolved(eqn: Any, symbolic: tuple[str, ...], sizes: tuple[tuple[str, int], ...]) -> dict[str, Any]:
+    """The parameters of `eqn` with every symbolic size given its value."""
+    return {**eqn.params, **{k: _resolve(eqn.params[k], sizes) for k in symbolic}}
+
+
+def _resolve(value: Any, sizes: tuple[tuple[str, int], ...]) -> Any:
+    """`value` with every symbolic dimension replaced by its size."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(_resolve(v, sizes) for v in value) if not hasattr(value, "_fields") else value
+    if isinstance(value, dict):
+        return {k: _resolve(v, sizes) for k, v in value.items()}
+    if hasattr(value, "_evaluate"):
+        return _dim(value, sizes)
+    return value
+
+
+@functools.lru_cache(maxsize=8192)
+def _dim(expr: Any, sizes: tuple[tuple[str, int], ...]) -> int:
+    """The value of a symbolic size (JAX's evaluation is slow; the same few come back often)."""
+    return int(expr._evaluate(dict(sizes)))
 
 
 def _subjaxpr(eqn: Any) -> tuple[Any, Sequence[Any]] | None:
@@ -143,18 +175,6 @@ _CALLS = {
     "remat": "jaxpr",
     "checkpoint": "jaxpr",
 }
-
-
-def _resolve(value: Any, dims: Mapping[str, int]) -> Any:
-    """`value` with every symbolic dimension replaced by its size."""
-    if isinstance(value, (tuple, list)):
-        return type(value)(_resolve(v, dims) for v in value) if not hasattr(value, "_fields") else value
-    if isinstance(value, dict):
-        return {k: _resolve(v, dims) for k, v in value.items()}
-    evaluate_dim = getattr(value, "_evaluate", None)
-    if evaluate_dim is not None:
-        return int(evaluate_dim(dims))
-    return value
 
 
 # --- rules: one NumPy function per primitive, with the primitive's parameters --

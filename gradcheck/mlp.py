@@ -109,7 +109,8 @@ def forward(params: Params, x: Any, *, task: Task) -> Activations:
     # architecture; every size comes from the arrays (symbolic ones too, when traced).
     net = network_for(task)
     hidden, output = network.forward({"w1": w1, "b1": b1, "w2": w2, "b2": b2}, x, net=net)
-    return Activations(hidden.z, hidden.a, output.z[..., 0], output.a[..., 0])
+    # The one output unit's axis dropped: a squeeze, which JAX traces without a gather.
+    return Activations(hidden.z, hidden.a, output.z.squeeze(-1), output.a.squeeze(-1))
 
 
 def loss(params: Params, x: Any, y: Any, *, task: Task) -> Any:
