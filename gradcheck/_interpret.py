@@ -501,6 +501,10 @@ def _sum_terms(invals: list[np.ndarray], params: dict[str, Any]) -> tuple[int, n
     return max(n - 1, 1), RULES["reduce_sum"](np.abs(x), **params)
 
 
+def _add_terms(invals: list[np.ndarray], params: dict[str, Any]) -> tuple[int, np.ndarray]:
+    return 1, np.abs(invals[0]) + np.abs(invals[1])
+
+
 def _dot_terms(invals: list[np.ndarray], params: dict[str, Any]) -> tuple[int, np.ndarray]:
     lhs, rhs = invals
     (contract, _), _ = params["dimension_numbers"]
@@ -508,5 +512,11 @@ def _dot_terms(invals: list[np.ndarray], params: dict[str, Any]) -> tuple[int, n
     return max(n, 1), RULES["dot_general"](np.abs(lhs), np.abs(rhs), **params)
 
 
-# Sums: how many rounding errors a result accumulates, and the sum of its terms' magnitudes (as `_noise`).
-_TERMS = {"reduce_sum": _sum_terms, "dot_general": _dot_terms}
+# Sums: how many rounding errors a result accumulates, and the sum of its terms' magnitudes (`_noise` explains).
+_TERMS = {
+    "add": _add_terms,
+    "sub": _add_terms,
+    "add_any": _add_terms,
+    "reduce_sum": _sum_terms,
+    "dot_general": _dot_terms,
+}

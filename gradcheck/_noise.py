@@ -9,6 +9,15 @@ unit roundoff of the precision being judged (Parker's Monte Carlo arithmetic,
 the idea behind Verificarlo and CESTAC). The spread over a few such runs is
 the size of the rounding error that any reasonable algorithm can make there.
 
+Sums are perturbed by the size of their *terms*, not of their result: an
+addition ``a + b`` gets an absolute error of up to ``u (|a| + |b|)``, a sum of
+n terms ``(n - 1) u sum |x_i|`` (Higham, Thm 4.4). Another evaluation of the
+same formula may have rounded each term before adding it, even where this
+graph happens to form a term exactly: a closed form that computes
+``a2 = sigmoid(z2)`` and then ``a2 - y`` for a confident classifier (a2 near
+y = 1) loses all but a few digits of a tiny output error, while the autodiff
+of the stable loss adds ``1`` and ``-y``, exactly, and never rounds a2.
+
 The function is traced to a jaxpr once; `perturbed` evaluates that jaxpr
 with noise injected after each primitive, and is itself traceable, so it
 composes with `jax.jit` and `jax.vmap`.
@@ -143,6 +152,11 @@ def _sum_terms(eqn: Any, params: dict[str, Any], invals: list[Any]) -> tuple[int
     return max(n - 1, 1), eqn.primitive.bind(jnp.abs(x), **params)
 
 
+def _add_terms(eqn: Any, params: dict[str, Any], invals: list[Any]) -> tuple[int, Any]:
+    a, b = (jnp.abs(v) for v in invals)
+    return 1, a + b
+
+
 def _dot_terms(eqn: Any, params: dict[str, Any], invals: list[Any]) -> tuple[int, Any]:
     lhs, rhs = invals
     (contract, _), _ = params["dimension_numbers"]
@@ -150,9 +164,15 @@ def _dot_terms(eqn: Any, params: dict[str, Any], invals: list[Any]) -> tuple[int
     return max(n, 1), eqn.primitive.bind(jnp.abs(lhs), jnp.abs(rhs), **params)
 
 
-# Reductions: how many rounding errors a result accumulates, and the sum of
-# the magnitudes of its terms.
-_REDUCTIONS = {"reduce_sum": _sum_terms, "dot_general": _dot_terms}
+# Sums: how many rounding errors a result accumulates, and the sum of the
+# magnitudes of its terms.
+_REDUCTIONS = {
+    "add": _add_terms,
+    "sub": _add_terms,
+    "add_any": _add_terms,
+    "reduce_sum": _sum_terms,
+    "dot_general": _dot_terms,
+}
 
 
 def _subjaxpr(eqn: Any) -> tuple[jcore.Jaxpr, Sequence[Any]] | None:

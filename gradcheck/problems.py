@@ -26,6 +26,7 @@ Regime = Literal[
     "perfect_fit",
     "perfect_fit_scaled",
     "confident",
+    "confident_sweep",
 ]
 REGIMES: tuple[Regime, ...] = Regime.__args__  # type: ignore[attr-defined]
 
@@ -40,6 +41,9 @@ LARGE_TARGET = 1e3
 OUTPUT_SCALE = 1e3
 #: |z2| in the confident regime: [CONFIDENT - 5, CONFIDENT + 5].
 CONFIDENT = 35.0
+#: |z2| in the confident sweep, each sample's label agreeing with its prediction: where the
+#: closed form's a2 - y cancels (a2 near y), from mild (4) to complete (40: sigma(40) rounds to 1).
+CONFIDENT_SWEEP = (4.0, 40.0)
 #: Batch size in the large-batch regime.
 LARGE_BATCH = 2048
 
@@ -92,6 +96,17 @@ def make_problem(params: mlp.Params, x: Any, u: Any, *, task: mlp.Task, regime: 
         if regime == "perfect_fit_scaled":
             p = p._replace(w2=p.w2 * OUTPUT_SCALE)
         y = np.asarray(mlp.forward(p, x, task=task).a2, dtype=np.float64)
+    elif regime == "confident_sweep":
+        # Output logits about +-t for t in CONFIDENT_SWEEP (from the first draw of u),
+        # hidden contributions within +-1 of it, and every label agreeing with its prediction.
+        lo, hi = CONFIDENT_SWEEP
+        t = lo + (hi - lo) * float(u[0])
+        a1 = mlp.forward(p, x, task=task).a1
+        spread = float(np.abs(a1 @ p.w2.T).max())
+        w2 = p.w2 * (1.0 / spread) if spread > 1.0 else p.w2
+        side = 1.0 if p.b2[0] >= 0 else -1.0
+        p = p._replace(w2=w2, b2=np.array([side * t]))
+        y = (mlp.forward(p, x, task=task).z2 > 0).astype(np.float64)
     elif regime == "confident":
         a1 = mlp.forward(p, x, task=task).a1
         spread = float(np.abs(a1 @ p.w2.T).max())

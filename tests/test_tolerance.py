@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given, note
 from hypothesis import strategies as st
 
-from gradcheck import check_gradients, mlp, problems
+from gradcheck import check_gradients, heads, mlp, network, problems
 from gradcheck import strategies as gs
 from tests.derivations import CORRECT, MUTANTS
 
@@ -17,7 +17,9 @@ from tests.derivations import CORRECT, MUTANTS
 # 1e-8 error in its largest entry is a real, detectable difference. In a
 # perfect fit or a confident classifier the true gradient is itself at the
 # level of rounding noise, and no checker can see 1e-8 of it.
-RESOLVED = tuple(r for r in problems.REGIMES if r not in ("perfect_fit", "perfect_fit_scaled", "confident"))
+RESOLVED = tuple(
+    r for r in problems.REGIMES if r not in ("perfect_fit", "perfect_fit_scaled", "confident", "confident_sweep")
+)
 
 
 @pytest.mark.parametrize("regime", problems.REGIMES)
@@ -150,3 +152,98 @@ def test_tolerance_reports_why_it_failed(name: str) -> None:
     worst = max(report.params, key=lambda p: p.tolerance_used)
     assert worst.tolerance_used > 1.0
     assert worst.abs_error > worst.tolerance
+
+
+# --- confident and right: the closed form's a - y cancels -------------------------
+
+
+def textbook(p: mlp.Params, x: np.ndarray, y: np.ndarray, *, task: mlp.Task) -> mlp.Params:
+    """The textbook closed form: a2 = sigma(z2) first, then the output error a2 - y."""
+    act = mlp.forward(mlp.Params(*map(np.asarray, p)), x, task=task)
+    a2 = mlp.sigmoid(act.z2) if task == "classification" else act.z2
+    return mlp.backward(p, x, act.a1, a2 - y)
+
+
+@given(gs.problems(regime="confident_sweep"))
+def test_confident_sweep_textbook_closed_form_never_flagged(prob: problems.Problem) -> None:
+    """|z2| from 4 to 40 with every label right: a2 - y loses most of its digits, and that is not a mistake.
+
+    The tolerance covers the rounding of the terms an addition is made of
+    (`_noise`), so the closed form's own cancellation is allowed for, with room
+    to spare (at most half the tolerance used).
+    """
+    note(prob.describe() + f" |z2| ~ {abs(prob.params.b2[0]):.1f}")
+    report = check_gradients(partial(mlp.loss, task=prob.task), partial(textbook, task=prob.task), *prob[:3])
+    assert report.ok, str(report)
+    assert max(p.tolerance_used for p in report.params) <= 0.5, str(report)
+
+
+@st.composite
+def confident_heads(draw: st.DrawFn) -> tuple[network.Network, dict[str, np.ndarray], np.ndarray, np.ndarray, float]:
+    """A confident, right network for a canonical head: output logits about t in [4, 40], targets that agree."""
+    head = draw(st.sampled_from(["sigmoid", "softmax", "poisson"]), label="head")
+    k = 3 if head == "softmax" else 1
+    net = network.Network((2, draw(st.integers(1, 4), label="hidden"), k), activation="tanh", head=head)
+    n = draw(st.integers(1, 21), label="batch")
+    seed = draw(st.integers(0, 2**32 - 1), label="seed")
+    t = draw(st.floats(*problems.CONFIDENT_SWEEP), label="t")
+    rng = np.random.default_rng(seed)
+    p = {name: rng.normal(0.0, 1.0, shape) for name, shape in net.shapes.items()}
+    x = rng.normal(size=(n, 2))
+    p["w2"] /= max(1.0, float(np.abs(network.forward(p, x, net=net)[-2].a @ p["w2"].T).max()))
+    if head == "softmax":
+        winner = int(rng.integers(k))
+        p["b2"] = np.where(np.arange(k) == winner, t, 0.0)
+        y = np.tile(np.eye(k)[winner], (n, 1))
+    elif head == "sigmoid":
+        p["b2"] = np.array([t if rng.random() < 0.5 else -t])
+        y = (network.forward(p, x, net=net)[-1].z > 0).astype(np.float64)
+    else:  # Poisson counts equal to their rate exp(t): a - y cancels as completely
+        p["b2"] = np.array([t])
+        y = np.asarray(network.forward(p, x, net=net)[-1].a, dtype=np.float64)
+    return net, p, x, y, t
+
+
+@given(confident_heads())
+def test_confident_heads_textbook_closed_form_never_flagged(case: tuple) -> None:  # type: ignore[type-arg]
+    """Sigmoid, softmax and Poisson heads share a - y; a textbook closed form passes all of them."""
+    net, p, x, y, t = case
+    note(f"{net.describe()} batch={len(x)} t={t:.1f}")
+
+    def closed(p: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+        layers = network.forward(p, x, net=net)
+        a = heads.HEADS[net.head].activation(layers[-1].z)  # the head's output, rounded
+        return network.backward(p, x, layers, a - y, net=net)
+
+    report = check_gradients(partial(network.loss, net=net), closed, p, x, y)
+    assert report.ok, str(report)
+    assert max(r.tolerance_used for r in report.params) <= 0.5, str(report)
+
+
+def test_confident_sweep_still_catches_mistakes_it_can_resolve() -> None:
+    """The sensitivity left where the cancellation is real.
+
+    The output error a2 - y is about exp(-|z2|), and any evaluation that forms
+    a2 first rounds it to an absolute u, a relative u exp(|z2|): that is the
+    resolution of the closed form itself. A relative error 1e3 times above it
+    (eps exp(|z2| + 1) with the +-1 spread of the logits) is caught, down to 1e-8.
+    """
+    caught = 0
+    for i in range(40):
+        prob = problems.sample(np.random.default_rng([5, i]), task="classification", regime="confident_sweep")
+        t = abs(float(prob.params.b2[0]))
+        rel = max(1e-8, 1e3 * np.finfo(float).eps * np.exp(t + 1.0))
+        if rel > 1e-2:  # |z2| above about 22: a2 - y is rounding alone, for every closed form that forms a2
+            continue
+        grads = textbook(*prob[:3], task="classification")
+        leaf, index = _largest_entry(grads)
+
+        def nudged(p, x, y, leaf=leaf, index=index, rel=rel):  # type: ignore[no-untyped-def]
+            g = [a.copy() for a in textbook(p, x, y, task="classification")]
+            g[leaf][index] *= 1 + rel
+            return mlp.Params(*g)
+
+        report = check_gradients(partial(mlp.loss, task="classification"), nudged, *prob[:3])
+        assert report.params[leaf].status == "mismatch", f"|z2| ~ {t:.1f}, relative error {rel:.1e}\n{report}"
+        caught += 1
+    assert caught >= 10
