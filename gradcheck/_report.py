@@ -59,6 +59,9 @@ class ParamResult:
     tolerance_used: float = math.nan
     message: str | None = None
     diagnosis: str | None = None
+    #: Elements at a kink (a non-differentiable point: the one-sided slopes differ, so there is
+    #: no derivative to check against). They are listed here and not judged.
+    not_judged: tuple[tuple[int, ...], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -103,6 +106,11 @@ class Report:
         return all(p.ok for p in self.params)
 
     @property
+    def not_judged(self) -> int:
+        """How many elements sit at a kink and were not judged (``--strict`` fails on any)."""
+        return sum(len(p.not_judged) for p in self.params)
+
+    @property
     def verdict(self) -> Verdict:
         statuses = {p.status for p in self.params}
         if statuses & {"error", "mismatch"}:
@@ -140,6 +148,8 @@ class Report:
                 lines.append(f"  {p.name}: {p.message}")
             if p.diagnosis:
                 lines.append(f"  {p.name}: likely mistake: {p.diagnosis}")
+            if p.not_judged:
+                lines.append(f"  {p.name}: {_not_judged(p.not_judged)}")
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
 
@@ -174,21 +184,32 @@ class ReferencesDisagree(AssertionError):
     """Autodiff and finite differences disagree, so the closed form can't be judged.
 
     Examples:
-        At the kink of ``max(t, 0)`` both references give 1/2, by accident; the
-        one-sided slopes (0 and 1) tell, and nothing is blamed:
+        A loss whose own derivative rule is wrong (a ``jax.custom_jvp`` that
+        says 2 t^2 for t^3): autodiff and the finite differences disagree, so
+        the closed form is not blamed, even though it is right:
 
-        >>> import jax.numpy as jnp
+        >>> import jax
         >>> import numpy as np
         >>> from gradcheck import ReferencesDisagree, assert_gradients
-        >>> def relu_loss(p):
-        ...     return jnp.maximum(p["t"], 0.0).sum()
-        >>> def half(p):
-        ...     return {"t": np.full_like(p["t"], 0.5)}
+        >>> @jax.custom_jvp
+        ... def cube(t):
+        ...     return t**3
+        >>> _ = cube.defjvp(lambda primals, tangents: (cube(primals[0]), 2 * primals[0] ** 2 * tangents[0]))
         >>> try:
-        ...     assert_gradients(relu_loss, half, {"t": np.zeros(2)})
+        ...     assert_gradients(lambda p: cube(p["t"]).sum(), lambda p: {"t": 3 * p["t"] ** 2}, {"t": np.ones(2)})
         ... except ReferencesDisagree as err:
         ...     print(err.report.verdict, err.report["t"].status)
         inconclusive doubt
+
+        At a kink, by contrast (``max(t, 0)`` at 0), there is no derivative to
+        check: the element is listed as not judged, and the rest still passes.
+
+        >>> import jax.numpy as jnp
+        >>> def relu_loss(p):
+        ...     return jnp.maximum(p["t"], 0.0).sum()
+        >>> report = assert_gradients(relu_loss, lambda p: {"t": (p["t"] > 0) * 1.0}, {"t": np.array([0.0, 2.0])})
+        >>> report.verdict, report["t"].not_judged
+        ('pass', ((0,),))
     """
 
     def __init__(self, report: Report):
@@ -228,6 +249,13 @@ def _table(params: tuple[ParamResult, ...]) -> str:
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
     return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def _not_judged(indices: tuple[tuple[int, ...], ...], shown: int = 8) -> str:
+    """ "2 elements at a kink, not judged: (0, 1), (2, 0)"."""
+    listed = ", ".join(str(i) for i in indices[:shown]) + (", ..." if len(indices) > shown else "")
+    noun = "element" if len(indices) == 1 else "elements"
+    return f"{len(indices)} {noun} at a kink (a non-differentiable point), not judged: {listed}"
 
 
 def _g(x: float, digits: int) -> str:

@@ -101,12 +101,19 @@ def test_assert_gradients_raises_readable_mismatch() -> None:
         pytest.param(lambda t: jnp.sum(jnp.abs(t - 1.0)), [[-1.0, 0.0], [-1.0, 1.0]], id="abs"),
     ],
 )
-def test_a_kink_is_inconclusive_even_when_the_references_agree(kinked, claims) -> None:  # type: ignore[no-untyped-def]
+def test_a_kink_is_not_judged_and_the_rest_is(kinked, claims) -> None:  # type: ignore[no-untyped-def]
     theta = np.array([0.0, 1.0])
+    kink = 0 if claims[0][1] == 1.0 else 1
     for claimed in map(np.array, claims):  # either one-sided slope is a defensible closed form
         report = check_gradients(kinked, lambda t, c=claimed: c, theta)
-        assert report.verdict == "inconclusive", str(report)
-        assert "non-differentiable point" in (report.params[0].message or "")
+        assert report.verdict == "pass", str(report)
+        assert report.params[0].not_judged == ((kink,),)
+        assert report.not_judged == 1
+        assert f"1 element at a kink (a non-differentiable point), not judged: ({kink},)" in str(report)
+        # The element away from the kink is still judged.
+        wrong = claimed.copy()
+        wrong[1 - kink] += 1e-3
+        assert check_gradients(kinked, lambda t, c=wrong: c, theta).verdict == "mismatch"
 
 
 def test_smooth_losses_near_a_kink_are_judged() -> None:
@@ -118,17 +125,25 @@ def test_smooth_losses_near_a_kink_are_judged() -> None:
 
 
 def test_references_in_doubt_do_not_blame_the_closed_form() -> None:
-    """At a kink autodiff says 0 and the central difference says 1/2."""
+    """A loss whose own derivative rule is wrong: autodiff says 2 t^2, the finite differences 3 t^2."""
 
-    def relu_loss(theta):  # type: ignore[no-untyped-def]
-        return jnp.sum(jnp.where(theta > 0, theta, 0.0))
+    @jax.custom_jvp
+    def cube(t):  # type: ignore[no-untyped-def]
+        return t**3
 
-    report = check_gradients(relu_loss, lambda theta: np.zeros(1), np.zeros(1))
+    cube.defjvp(lambda primals, tangents: (cube(primals[0]), 2 * primals[0] ** 2 * tangents[0]))
+
+    def loss(theta):  # type: ignore[no-untyped-def]
+        return jnp.sum(cube(theta))
+
+    right = lambda theta: 3 * theta**2  # noqa: E731
+    report = check_gradients(loss, right, np.array([1.0, 2.0]))
     assert report.verdict == "inconclusive"
     assert report.params[0].status == "doubt"
     assert "reference is in doubt" in (report.params[0].message or "")
+    assert "no kink" in (report.params[0].message or "")
     with pytest.raises(ReferencesDisagree, match="INCONCLUSIVE"):
-        assert_gradients(relu_loss, lambda theta: np.zeros(1), np.zeros(1))
+        assert_gradients(loss, right, np.array([1.0, 2.0]))
 
 
 def _raises(p, x, y):  # type: ignore[no-untyped-def]
