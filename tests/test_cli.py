@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gradcheck import cli
+from gradcheck import cli, heads, mlp, problems
+from gradcheck.cli import _main_job
 
 
 def test_main_job_passes_and_prints_tables(capsys: pytest.CaptureFixture[str]) -> None:
@@ -58,18 +59,18 @@ def test_problem_option_reproduces_one_problem(capsys: pytest.CaptureFixture[str
     data = json.loads(capsys.readouterr().out)
     assert data["tasks"]["regression"]["examples"] == 1
     prob = cli.problem_for(5, seed=3, task="regression", inputs=2, hidden=3, batch=8)
-    assert prob.regime == cli.problems.REGIMES[5]
+    assert prob.regime == problems.REGIMES[5]
 
 
 def test_a_mismatch_exits_1_with_report_and_reproduce_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    correct = cli.mlp.closed_form_gradients
+    correct = mlp.closed_form_gradients
 
-    def doubled(*args: object, **kwargs: object) -> cli.mlp.Params:
-        return cli.mlp.Params(*(2 * g for g in correct(*args, **kwargs)))  # type: ignore[arg-type]
+    def doubled(*args: object, **kwargs: object) -> mlp.Params:
+        return mlp.Params(*(2 * g for g in correct(*args, **kwargs)))  # type: ignore[arg-type]
 
-    monkeypatch.setattr(cli.mlp, "closed_form_gradients", doubled)
+    monkeypatch.setattr(mlp, "closed_form_gradients", doubled)
     assert cli.main(["--task", "regression", "--examples", "2"]) == cli.EXIT_MISMATCH
     out = capsys.readouterr().out
     assert "verdict MISMATCH" in out
@@ -103,7 +104,7 @@ def test_internal_error_is_reported_without_traceback(
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(cli, "check_batch", boom)
+    monkeypatch.setattr(_main_job, "check_batch", boom)
     assert cli.main(["--examples", "1"]) == cli.EXIT_INTERNAL
     err = capsys.readouterr().err
     assert "internal error: RuntimeError: simulated bug" in err
@@ -269,7 +270,7 @@ def test_general_network_mismatch_names_the_reproduce_command(
 ) -> None:
     # The trap: a - y for a sigmoid output with squared error.
     monkeypatch.setitem(
-        cli.heads.HEADS, "sigmoid-mse", cli.heads.HEADS["sigmoid-mse"]._replace(output_error=cli.heads.canonical_error)
+        heads.HEADS, "sigmoid-mse", heads.HEADS["sigmoid-mse"]._replace(output_error=heads.canonical_error)
     )
     assert cli.main(["--head", "sigmoid-mse", "--examples", "2"]) == cli.EXIT_MISMATCH
     out = capsys.readouterr().out
