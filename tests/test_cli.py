@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gradcheck import cli, heads, mlp, problems
-from gradcheck.cli import _main_job
+from gradcheck.cli import _main_job, _render
 
 
 def test_main_job_passes_and_prints_tables(capsys: pytest.CaptureFixture[str]) -> None:
@@ -248,6 +248,72 @@ def test_check_survives_exit_and_print_in_submissions(tmp_path, capsys: pytest.C
     verdicts = {Path(s["submission"].split(":")[0]).stem: s["verdict"] for s in data["submissions"]}
     assert verdicts == {"chatty": "pass", "quitter": "mismatch"}
     assert "computing" in captured.err
+
+
+# --- output that is piped or saved ---------------------------------------------------
+
+LONG_NAME = "hw2_gradient_submission_of_a_student_with_a_rather_long_file_name_sum_not_mean"
+
+
+def _first_cells(out: str) -> str:
+    """The summary table's first column, its cells joined: a folded path comes back whole."""
+    return "".join(line.split("│")[1].strip() for line in out.splitlines() if line.startswith("│"))
+
+
+@pytest.mark.parametrize("columns", [None, "60"], ids=["no-COLUMNS", "COLUMNS-60"])
+def test_check_keeps_long_submission_names_whole_when_piped(
+    columns: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    (tmp_path / f"{LONG_NAME}.py").write_text(SIGN_FLIPPED)
+    (tmp_path / "alice.py").write_text(CORRECT_SUBMISSION)
+    code = cli.main(["check", f"{tmp_path}/*.py:grads", "--task", "regression", "--examples", "5"])
+    assert code == cli.EXIT_MISMATCH
+    out = capsys.readouterr().out
+    assert "…" not in out  # nothing cut
+    rows = [line for line in out.splitlines() if line.startswith("│")]
+    if columns is None:  # as wide as the content needs: each submission whole on its own row
+        (row,) = [r for r in rows if LONG_NAME in r]
+        assert f"{tmp_path}/{LONG_NAME}.py:grads" in row
+        assert "MISMATCH" in row
+        assert "regression: w1: sign flipped" in row
+    else:  # COLUMNS is respected: the table fits, and a path too long for it is folded, never cut
+        assert max(len(line) for line in out.splitlines() if line[:1] in "┏┃┡│└") <= int(columns)
+        assert f"{tmp_path}/{LONG_NAME}.py:grads" in _first_cells(out)
+
+
+def test_general_network_title_stays_on_one_line_when_piped(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
+    argv = ["--layers", "3,4,3", "--activation", "tanh", "--head", "softmax", "--examples", "2"]
+    assert cli.main(argv) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "layers=3,4,3 activation=tanh head=softmax: 2 problems, seed 0, verdict PASS" in out
+
+
+@pytest.mark.parametrize(
+    ("env", "width"),
+    [
+        ({}, _render.UNBOUNDED_WIDTH),
+        ({"COLUMNS": "100"}, 100),
+        ({"TTY_COMPATIBLE": "1", "COLUMNS": "90"}, 90),
+    ],
+    ids=["piped", "piped-with-COLUMNS", "terminal"],
+)
+def test_console_is_unbounded_only_off_a_terminal_without_columns(
+    env: dict[str, str], width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("COLUMNS", "TTY_COMPATIBLE", "FORCE_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert _render.make_console().width == width
 
 
 # --- the general network --------------------------------------------------------------

@@ -16,12 +16,19 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
 
 import gradcheck
 from gradcheck import _search, _submissions, mlp, problems
 from gradcheck.cli._args import integer, positive
-from gradcheck.cli._render import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, JSON_SCHEMA, make_console, print_json
+from gradcheck.cli._render import (
+    EXIT_MISMATCH,
+    EXIT_OK,
+    EXIT_USAGE,
+    JSON_SCHEMA,
+    make_console,
+    print_json,
+    report_table,
+)
 
 
 def build_check_parser() -> argparse.ArgumentParser:
@@ -156,9 +163,9 @@ def render_check(done: list[Submission], args: argparse.Namespace, console: Cons
                 console.print(f"  {name}: {diagnosis}", markup=False, soft_wrap=True)
             console.print(f"reproduce: {_reproduce_check(sub.spec, task, args)}\n", markup=False, soft_wrap=True)
     if len(done) > 1:
-        table = Table(title=f"{len(done)} submissions")
+        table = report_table(f"{len(done)} submissions", console)
         for column in ("submission", "verdict", "diagnosis"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")  # a path too long for its column is folded, never cut
         for sub in done:
             table.add_row(sub.spec, sub.verdict.upper(), sub.summary())
         console.print(table)

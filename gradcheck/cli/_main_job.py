@@ -18,7 +18,6 @@ import jax
 import numpy as np
 from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
 
 import gradcheck
 from gradcheck import activations, heads, mlp, network, problems
@@ -34,6 +33,7 @@ from gradcheck.cli._render import (
     VERDICT_COLOURS,
     make_console,
     print_json,
+    report_table,
 )
 
 
@@ -299,11 +299,10 @@ def _head_output_error(z: dict[str, Any], y: Any, *, head: str) -> dict[str, Any
 def render(summaries: list[TaskSummary], jobs: dict[str, Job], args: argparse.Namespace, console: Console) -> None:
     for s in summaries:
         colour = VERDICT_COLOURS[s.verdict]
-        table = Table(
-            title=f"{s.task}: {s.examples} problems, seed {args.seed}, verdict [{colour}]{s.verdict.upper()}[/]"
-        )
+        title = f"{s.task}: {s.examples} problems, seed {args.seed}, verdict [{colour}]{s.verdict.upper()}[/]"
+        table = report_table(title, console)
         for column in _HEADERS:
-            table.add_column(column, justify="left" if column == "param" else "right")
+            table.add_column(column, justify="left" if column == "param" else "right", overflow="fold")
         for name, worst in s.worst.items():
             table.add_row(name, *("-" if math.isnan(worst[f]) else f"{worst[f]:.2e}" for f in _WORST_FIELDS))
         console.print(table)

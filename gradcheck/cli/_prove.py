@@ -6,10 +6,16 @@ import argparse
 import dataclasses
 import sys
 
-from rich.table import Table
-
 from gradcheck import _prove
-from gradcheck.cli._render import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, JSON_SCHEMA, make_console, print_json
+from gradcheck.cli._render import (
+    EXIT_MISMATCH,
+    EXIT_OK,
+    EXIT_USAGE,
+    JSON_SCHEMA,
+    make_console,
+    print_json,
+    report_table,
+)
 
 
 def build_prove_parser() -> argparse.ArgumentParser:
@@ -42,7 +48,8 @@ def prove_main(args: argparse.Namespace) -> int:
         print_json({"schema": JSON_SCHEMA, "sympy": _prove.version(), "ok": ok, "proofs": rows})
         return EXIT_OK if ok else EXIT_MISMATCH
     console = make_console()
-    table = Table(title=f"gradcheck prove (SymPy {_prove.version()}): simplify(derivative - closed form) == 0")
+    title = f"gradcheck prove (SymPy {_prove.version()}): simplify(derivative - closed form) == 0"
+    table = report_table(title, console)
     for column in ("subject", "claim", "outcome", "as expected", "difference"):
         table.add_column(column, overflow="fold")
     for p in proofs:
