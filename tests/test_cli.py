@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gradcheck import cli
+from gradcheck import cli, heads, mlp, problems
+from gradcheck.cli import _main_job, _render
 
 
 def test_main_job_passes_and_prints_tables(capsys: pytest.CaptureFixture[str]) -> None:
@@ -58,18 +59,18 @@ def test_problem_option_reproduces_one_problem(capsys: pytest.CaptureFixture[str
     data = json.loads(capsys.readouterr().out)
     assert data["tasks"]["regression"]["examples"] == 1
     prob = cli.problem_for(5, seed=3, task="regression", inputs=2, hidden=3, batch=8)
-    assert prob.regime == cli.problems.REGIMES[5]
+    assert prob.regime == problems.REGIMES[5]
 
 
 def test_a_mismatch_exits_1_with_report_and_reproduce_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    correct = cli.mlp.closed_form_gradients
+    correct = mlp.closed_form_gradients
 
-    def doubled(*args: object, **kwargs: object) -> cli.mlp.Params:
-        return cli.mlp.Params(*(2 * g for g in correct(*args, **kwargs)))  # type: ignore[arg-type]
+    def doubled(*args: object, **kwargs: object) -> mlp.Params:
+        return mlp.Params(*(2 * g for g in correct(*args, **kwargs)))  # type: ignore[arg-type]
 
-    monkeypatch.setattr(cli.mlp, "closed_form_gradients", doubled)
+    monkeypatch.setattr(mlp, "closed_form_gradients", doubled)
     assert cli.main(["--task", "regression", "--examples", "2"]) == cli.EXIT_MISMATCH
     out = capsys.readouterr().out
     assert "verdict MISMATCH" in out
@@ -103,7 +104,7 @@ def test_internal_error_is_reported_without_traceback(
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(cli, "check_batch", boom)
+    monkeypatch.setattr(_main_job, "check_batch", boom)
     assert cli.main(["--examples", "1"]) == cli.EXIT_INTERNAL
     err = capsys.readouterr().err
     assert "internal error: RuntimeError: simulated bug" in err
@@ -249,6 +250,72 @@ def test_check_survives_exit_and_print_in_submissions(tmp_path, capsys: pytest.C
     assert "computing" in captured.err
 
 
+# --- output that is piped or saved ---------------------------------------------------
+
+LONG_NAME = "hw2_gradient_submission_of_a_student_with_a_rather_long_file_name_sum_not_mean"
+
+
+def _first_cells(out: str) -> str:
+    """The summary table's first column, its cells joined: a folded path comes back whole."""
+    return "".join(line.split("│")[1].strip() for line in out.splitlines() if line.startswith("│"))
+
+
+@pytest.mark.parametrize("columns", [None, "60"], ids=["no-COLUMNS", "COLUMNS-60"])
+def test_check_keeps_long_submission_names_whole_when_piped(
+    columns: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    (tmp_path / f"{LONG_NAME}.py").write_text(SIGN_FLIPPED)
+    (tmp_path / "alice.py").write_text(CORRECT_SUBMISSION)
+    code = cli.main(["check", f"{tmp_path}/*.py:grads", "--task", "regression", "--examples", "5"])
+    assert code == cli.EXIT_MISMATCH
+    out = capsys.readouterr().out
+    assert "…" not in out  # nothing cut
+    rows = [line for line in out.splitlines() if line.startswith("│")]
+    if columns is None:  # as wide as the content needs: each submission whole on its own row
+        (row,) = [r for r in rows if LONG_NAME in r]
+        assert f"{tmp_path}/{LONG_NAME}.py:grads" in row
+        assert "MISMATCH" in row
+        assert "regression: w1: sign flipped" in row
+    else:  # COLUMNS is respected: the table fits, and a path too long for it is folded, never cut
+        assert max(len(line) for line in out.splitlines() if line[:1] in "┏┃┡│└") <= int(columns)
+        assert f"{tmp_path}/{LONG_NAME}.py:grads" in _first_cells(out)
+
+
+def test_general_network_title_stays_on_one_line_when_piped(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
+    argv = ["--layers", "3,4,3", "--activation", "tanh", "--head", "softmax", "--examples", "2"]
+    assert cli.main(argv) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "layers=3,4,3 activation=tanh head=softmax: 2 problems, seed 0, verdict PASS" in out
+
+
+@pytest.mark.parametrize(
+    ("env", "width"),
+    [
+        ({}, _render.UNBOUNDED_WIDTH),
+        ({"COLUMNS": "100"}, 100),
+        ({"TTY_COMPATIBLE": "1", "COLUMNS": "90"}, 90),
+    ],
+    ids=["piped", "piped-with-COLUMNS", "terminal"],
+)
+def test_console_is_unbounded_only_off_a_terminal_without_columns(
+    env: dict[str, str], width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("COLUMNS", "TTY_COMPATIBLE", "FORCE_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert _render.make_console().width == width
+
+
 # --- the general network --------------------------------------------------------------
 
 
@@ -269,7 +336,7 @@ def test_general_network_mismatch_names_the_reproduce_command(
 ) -> None:
     # The trap: a - y for a sigmoid output with squared error.
     monkeypatch.setitem(
-        cli.heads.HEADS, "sigmoid-mse", cli.heads.HEADS["sigmoid-mse"]._replace(output_error=cli.heads.canonical_error)
+        heads.HEADS, "sigmoid-mse", heads.HEADS["sigmoid-mse"]._replace(output_error=heads.canonical_error)
     )
     assert cli.main(["--head", "sigmoid-mse", "--examples", "2"]) == cli.EXIT_MISMATCH
     out = capsys.readouterr().out

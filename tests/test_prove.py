@@ -83,6 +83,21 @@ def test_prove_prints_a_table_and_exits_0(capsys: pytest.CaptureFixture[str]) ->
     assert "source text" in out
 
 
+@needs_sympy
+def test_prove_keeps_every_claim_on_one_line_when_piped(
+    proofs: list[_prove.Proof], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
+    assert cli.main(["prove"]) == cli.EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    assert "…" not in "".join(lines)
+    for p in proofs:
+        (line,) = [ln for ln in lines if f" {p.subject} " in ln and f" {p.claim} " in ln]
+        assert p.difference in line
+        assert p.witness in line
+
+
 def test_without_sympy_prove_exits_2_naming_the_extra(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

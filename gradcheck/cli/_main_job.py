@@ -1,25 +1,15 @@
-"""The `gradcheck` command.
+"""`gradcheck`: the main job, a closed form checked on many seeded problems in every regime.
 
-- ``gradcheck``: the main job, the seed network's closed form on many problems;
-- ``gradcheck check FILE:FUNC ...``: a user's gradient function (autograder,
-  CI gate), searched by Hypothesis for a minimal failing problem;
-- ``gradcheck plot --out DIR``: the docs' figures (`gradcheck.plot`).
-
-Exit codes: 0 every check passed; 1 a closed form disagrees with the
-references; 2 usage, input or load error; 3 inconclusive (the references
-disagree with each other, so nothing is blamed); 4 an internal error in
-gradcheck.
+The seed network's closed form (`gradcheck.mlp`), or with --layers/--activation/--head
+a general network's (`gradcheck.network`), against float64 autodiff and finite
+differences with `check_batch`, together with its output-error identity.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
-import json
 import math
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -28,17 +18,23 @@ import jax
 import numpy as np
 from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
 
 import gradcheck
-from gradcheck import _prove, _search, _submissions, activations, heads, mlp, network, problems
+from gradcheck import activations, heads, mlp, network, problems
 from gradcheck._batch import BATCH_DIRECTIONS, BatchReport, check_batch
 from gradcheck._report import Report, jsonable
 from gradcheck._trace import pure_loss
-
-EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_INTERNAL = 0, 1, 2, 3, 4
-#: Version of the --json schema (docs/cli.md); bump on incompatible change.
-JSON_SCHEMA = 1
+from gradcheck.cli._args import integer, positive
+from gradcheck.cli._render import (
+    EXIT_INCONCLUSIVE,
+    EXIT_MISMATCH,
+    EXIT_OK,
+    JSON_SCHEMA,
+    VERDICT_COLOURS,
+    make_console,
+    print_json,
+    report_table,
+)
 
 
 @dataclass
@@ -105,12 +101,8 @@ _WORST_FIELDS = (
 _HEADERS = ("param", "|cf-ad|", "rel vs ad", "|cf-fd|", "rel vs fd", "tol used")
 
 
-#: Verdict colours on a terminal; rich drops them when stdout is not a
-#: terminal or NO_COLOR is set.
-_VERDICT_COLOURS = {"pass": "green", "mismatch": "red", "inconclusive": "yellow"}
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of the main job, `gradcheck [options]`."""
     parser = argparse.ArgumentParser(
         prog="gradcheck",
         description=(
@@ -124,9 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--task", choices=(*mlp.TASKS, "both"), default=None, help="which seed task to check (default both)"
     )
-    parser.add_argument("--inputs", type=_positive("--inputs"), default=None, help="input features (default 2)")
-    parser.add_argument("--hidden", type=_positive("--hidden"), default=None, help="hidden units (default 3)")
-    parser.add_argument("--batch", type=_positive("--batch"), default=8, help="samples per problem (default 8)")
+    parser.add_argument("--inputs", type=positive("--inputs"), default=None, help="input features (default 2)")
+    parser.add_argument("--hidden", type=positive("--hidden"), default=None, help="hidden units (default 3)")
+    parser.add_argument("--batch", type=positive("--batch"), default=8, help="samples per problem (default 8)")
     general = parser.add_argument_group(
         "a general network (gradcheck.network) instead of the seed; any of these selects it",
     )
@@ -143,33 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     general.add_argument(
         "--head", choices=tuple(heads.HEADS), default=None, help="output head and loss (default identity)"
     )
-    parser.add_argument("--examples", type=_positive("--examples"), default=300, help="problems per task (default 300)")
-    parser.add_argument("--seed", type=_integer("--seed", 0), default=0, help="seed of the problem sampler (default 0)")
+    parser.add_argument("--examples", type=positive("--examples"), default=300, help="problems per task (default 300)")
+    parser.add_argument("--seed", type=integer("--seed", 0), default=0, help="seed of the problem sampler (default 0)")
     parser.add_argument(
-        "--problem", type=_integer("--problem", 0), default=None, help="check only problem number K (to reproduce)"
+        "--problem", type=integer("--problem", 0), default=None, help="check only problem number K (to reproduce)"
     )
     parser.add_argument("--json", action="store_true", help="print a machine-readable JSON report only")
     parser.add_argument("--version", action="version", version=f"gradcheck {gradcheck.__version__}")
     return parser
-
-
-def _integer(flag: str, minimum: int) -> Any:
-    """An argparse type: a whole number of at least `minimum`, with a message naming `flag`."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{flag} must be at least {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-def _positive(flag: str) -> Any:
-    return _integer(flag, 1)
 
 
 def _layers(text: str) -> tuple[int, ...]:
@@ -277,7 +250,7 @@ def run_task(job: Job, args: argparse.Namespace) -> TaskSummary:
     for i, (params, x, y, _) in drawn.items():
         shapes = tuple(np.shape(leaf) for leaf in jax.tree_util.tree_leaves((params, x, y)))
         groups.setdefault(shapes, []).append(i)
-    console = Console(stderr=True)  # the bar never mixes with the report on stdout
+    console = make_console(stderr=True)  # the bar never mixes with the report on stdout
     with Progress(console=console, transient=True, disable=args.json or not console.is_terminal) as progress:
         bar = progress.add_task(f"checking {job.label}", total=len(indices))
         for group in groups.values():
@@ -325,12 +298,11 @@ def _head_output_error(z: dict[str, Any], y: Any, *, head: str) -> dict[str, Any
 
 def render(summaries: list[TaskSummary], jobs: dict[str, Job], args: argparse.Namespace, console: Console) -> None:
     for s in summaries:
-        colour = _VERDICT_COLOURS[s.verdict]
-        table = Table(
-            title=f"{s.task}: {s.examples} problems, seed {args.seed}, verdict [{colour}]{s.verdict.upper()}[/]"
-        )
+        colour = VERDICT_COLOURS[s.verdict]
+        title = f"{s.task}: {s.examples} problems, seed {args.seed}, verdict [{colour}]{s.verdict.upper()}[/]"
+        table = report_table(title, console)
         for column in _HEADERS:
-            table.add_column(column, justify="left" if column == "param" else "right")
+            table.add_column(column, justify="left" if column == "param" else "right", overflow="fold")
         for name, worst in s.worst.items():
             table.add_row(name, *("-" if math.isnan(worst[f]) else f"{worst[f]:.2e}" for f in _WORST_FIELDS))
         console.print(table)
@@ -395,265 +367,12 @@ def _overall(summaries: list[TaskSummary]) -> str:
     return "mismatch" if "mismatch" in verdicts else ("inconclusive" if "inconclusive" in verdicts else "pass")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["check"]:
-        return _guarded(build_check_parser(), check_main, argv[1:])
-    if argv[:1] == ["prove"]:
-        return _guarded(build_prove_parser(), prove_main, argv[1:])
-    if argv[:1] == ["plot"]:
-        from gradcheck import plot  # imported on demand: the main job never needs it
-
-        return _guarded(plot.build_parser(), plot.run, argv[1:])
-    return _guarded(build_parser(), main_job, argv)
-
-
-def _guarded(parser: argparse.ArgumentParser, command: Any, argv: list[str]) -> int:
-    """Parse, then run; usage errors exit 2, and no traceback ever escapes."""
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse printed the usage error, or --help
-        return EXIT_OK if exc.code in (0, None) else EXIT_USAGE
-    try:
-        return int(command(args))
-    except ValueError as exc:
-        print(f"gradcheck: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("gradcheck: interrupted", file=sys.stderr)
-        return 130
-    except BaseException as exc:  # noqa: BLE001 - never a raw traceback, and never a silent exit
-        print(f"gradcheck: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        print("please report it with the command line that caused it", file=sys.stderr)
-        return EXIT_INTERNAL
-
-
 def main_job(args: argparse.Namespace) -> int:
+    """Run the main job that `args` describe; print its report; return the exit code."""
     jobs = {job.label: job for job in _jobs(args)}
     summaries = [run_task(job, args) for job in jobs.values()]
     if args.json:
-        print(json.dumps(jsonable(to_json(summaries, jobs, args)), indent=2, allow_nan=False))
+        print_json(jsonable(to_json(summaries, jobs, args)), allow_nan=False)
     else:
-        render(summaries, jobs, args, Console(highlight=False))
+        render(summaries, jobs, args, make_console())
     return {"pass": EXIT_OK, "mismatch": EXIT_MISMATCH, "inconclusive": EXIT_INCONCLUSIVE}[_overall(summaries)]
-
-
-# --- gradcheck check FILE:FUNC ---------------------------------------------------------
-
-
-def build_check_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gradcheck check",
-        description=(
-            "Check gradient functions written by hand. Each FUNC in FILE has the signature of "
-            "gradcheck.mlp.closed_form_gradients: FUNC(params, x, y, *, task) -> gradients with the "
-            "fields of params (w1, b1, w2, b2). Hypothesis searches problems in every regime and "
-            "shrinks the first failure to a minimal counterexample."
-        ),
-        epilog="Exit codes: 0 all pass, 1 a mismatch, 2 usage or load error, 4 internal error.",
-    )
-    parser.add_argument("submissions", nargs="+", metavar="FILE:FUNC", help="e.g. hw2/alice.py:grads (globs allowed)")
-    parser.add_argument("--task", choices=(*mlp.TASKS, "both"), default="both", help="which task to check")
-    parser.add_argument("--examples", type=_positive("--examples"), default=100, help="problems per task (default 100)")
-    parser.add_argument("--seed", type=_integer("--seed", 0), default=0, help="seed of the search (default 0)")
-    parser.add_argument("--json", action="store_true", help="print a machine-readable JSON report only")
-    return parser
-
-
-@dataclass
-class Submission:
-    """One FILE:FUNC and what the search found for each task."""
-
-    spec: str
-    results: dict[str, _search.SearchResult] = field(default_factory=dict)
-    load_error: str | None = None
-
-    @property
-    def verdict(self) -> str:
-        if self.load_error:
-            return "error"
-        return "pass" if all(r.ok for r in self.results.values()) else "mismatch"
-
-    def summary(self) -> str:
-        if self.load_error:
-            return self.load_error.splitlines()[0]
-        failed = {t: r for t, r in self.results.items() if not r.ok}
-        if not failed:
-            return "-"
-        task, result = next(iter(failed.items()))
-        name, diagnosis = next(iter(result.diagnoses().items()), ("?", "unclassified"))
-        return f"{task}: {name}: {diagnosis}"
-
-
-def check_main(args: argparse.Namespace) -> int:
-    try:
-        specs = _submissions.expand(args.submissions)
-    except _submissions.LoadError as exc:
-        print(f"gradcheck check: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    tasks: list[mlp.Task] = list(mlp.TASKS) if args.task == "both" else [args.task]
-    console = Console(highlight=False, stderr=args.json)
-    done: list[Submission] = []
-    # With --json, whatever the submissions print goes to stderr: stdout is the JSON alone.
-    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
-    with quiet, Progress(console=console, transient=True, disable=args.json or not console.is_terminal) as progress:
-        bar = progress.add_task("checking", total=len(specs) * len(tasks))
-        for spec in specs:
-            sub = Submission(spec)
-            done.append(sub)
-            try:
-                func = _submissions.load(spec)
-            except _submissions.LoadError as exc:
-                sub.load_error = str(exc)
-                progress.advance(bar, len(tasks))
-                continue
-            for task in tasks:
-                grad = partial(_call_with_task, func, task=task)
-                sub.results[task] = _search.search(grad, task=task, examples=args.examples, random_seed=args.seed)
-                progress.advance(bar)
-    if args.json:
-        print(json.dumps(check_to_json(done, args), indent=2))
-    else:
-        render_check(done, args, console)
-    if any(s.verdict == "mismatch" for s in done):
-        return EXIT_MISMATCH
-    return EXIT_USAGE if any(s.verdict == "error" for s in done) else EXIT_OK
-
-
-_FLAKY = "note: the same problem passed once and failed once: the function is not deterministic"
-_DIAGNOSIS_PROBLEM = "a generic problem (inputs 2, hidden 3, batch 5) where it fails too, else on the counterexample"
-
-
-def _call_with_task(func: Any, params: Any, x: Any, y: Any, *, task: mlp.Task) -> Any:
-    return func(params, x, y, task=task)
-
-
-def _reproduce_check(spec: str, task: str, args: argparse.Namespace) -> str:
-    return f"gradcheck check {spec} --task {task} --examples {args.examples} --seed {args.seed}"
-
-
-def _counterexample(prob: problems.Problem) -> dict[str, Any]:
-    return {
-        "task": prob.task,
-        "regime": prob.regime,
-        "params": {k: np.asarray(v).tolist() for k, v in prob.params._asdict().items()},
-        "x": prob.x.tolist(),
-        "y": prob.y.tolist(),
-    }
-
-
-def render_check(done: list[Submission], args: argparse.Namespace, console: Console) -> None:
-    for sub in done:
-        if sub.load_error:
-            console.print(f"{sub.spec}: ERROR\n{sub.load_error}\n", markup=False, soft_wrap=True)
-            continue
-        for task, result in sub.results.items():
-            if result.ok:
-                console.print(f"{sub.spec} [{task}]: PASS on {result.examples} problems", markup=False, soft_wrap=True)
-                continue
-            assert result.counterexample is not None
-            assert result.report is not None
-            prob = result.counterexample
-            console.print(
-                f"{sub.spec} [{task}]: MISMATCH, first at problem {result.examples}; minimal counterexample "
-                f"({prob.describe()}):",
-                markup=False,
-                soft_wrap=True,
-            )
-            arrays = {**prob.params._asdict(), "x": prob.x, "y": prob.y}
-            for name, value in arrays.items():
-                console.print(f"  {name} = {np.array2string(np.asarray(value), separator=', ')}", markup=False)
-            console.print(str(result.report), markup=False, soft_wrap=True)
-            if result.flaky:
-                console.print(_FLAKY, markup=False, soft_wrap=True)
-            console.print(f"diagnosis, confirmed on {_DIAGNOSIS_PROBLEM}:", markup=False, soft_wrap=True)
-            for name, diagnosis in result.diagnoses().items():
-                console.print(f"  {name}: {diagnosis}", markup=False, soft_wrap=True)
-            console.print(f"reproduce: {_reproduce_check(sub.spec, task, args)}\n", markup=False, soft_wrap=True)
-    if len(done) > 1:
-        table = Table(title=f"{len(done)} submissions")
-        for column in ("submission", "verdict", "diagnosis"):
-            table.add_column(column)
-        for sub in done:
-            table.add_row(sub.spec, sub.verdict.upper(), sub.summary())
-        console.print(table)
-
-
-def check_to_json(done: list[Submission], args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "schema": JSON_SCHEMA,
-        "kind": "check",
-        "gradcheck": gradcheck.__version__,
-        "seed": args.seed,
-        "examples": args.examples,
-        "submissions": [
-            {
-                "submission": sub.spec,
-                "verdict": sub.verdict,
-                "error": sub.load_error,
-                "tasks": {
-                    task: {
-                        "verdict": "pass" if r.ok else "mismatch",
-                        "examples": r.examples,
-                        "flaky": r.flaky,
-                        "diagnoses": r.diagnoses(),
-                        "counterexample": _counterexample(r.counterexample) if r.counterexample else None,
-                        "report": r.report.to_dict() if r.report else None,
-                        "reproduce": _reproduce_check(sub.spec, task, args),
-                    }
-                    for task, r in sub.results.items()
-                },
-            }
-            for sub in done
-        ],
-    }
-
-
-# --- gradcheck prove ----------------------------------------------------------------------
-
-
-def build_prove_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gradcheck prove",
-        description=(
-            "Prove symbolically, with SymPy: dL/dz = a - y for every canonical head (and refute it for the "
-            "non-canonical ones); the seed network's four closed-form gradients and the general network's "
-            "backward pass on scalar networks; and refute the source text's dL/db1, which uses w1 where w2 "
-            f"belongs. Needs the symbolic extra: {_prove.INSTALL_HINT}"
-        ),
-        epilog="Exit codes: 0 every claim as expected, 1 a claim failed, 2 SymPy missing or usage error.",
-    )
-    parser.add_argument("--json", action="store_true", help="print a machine-readable JSON report only")
-    return parser
-
-
-def prove_main(args: argparse.Namespace) -> int:
-    try:
-        _prove.sympy()
-    except ModuleNotFoundError as exc:
-        print(f"gradcheck prove: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    proofs = _prove.prove_all()
-    ok = all(p.ok for p in proofs)
-    if args.json:
-        rows = [{**dataclasses.asdict(p), "outcome": p.outcome, "ok": p.ok} for p in proofs]
-        print(json.dumps({"schema": JSON_SCHEMA, "sympy": _prove.version(), "ok": ok, "proofs": rows}, indent=2))
-        return EXIT_OK if ok else EXIT_MISMATCH
-    console = Console(highlight=False)
-    table = Table(title=f"gradcheck prove (SymPy {_prove.version()}): simplify(derivative - closed form) == 0")
-    for column in ("subject", "claim", "outcome", "as expected", "difference"):
-        table.add_column(column, overflow="fold")
-    for p in proofs:
-        colour = "green" if p.ok else "red"
-        difference = p.difference if p.holds else f"{p.difference}" + (f"; = {p.witness}" if p.witness else "")
-        table.add_row(p.subject, p.claim, p.outcome, f"[{colour}]{'yes' if p.ok else 'NO'}[/]", difference)
-    console.print(table)
-    refuted = sum(not p.holds for p in proofs)
-    console.print(
-        f"{len(proofs) - refuted} claims proved, {refuted} refuted as expected"
-        if ok
-        else f"[red]{sum(not p.ok for p in proofs)} claims not as expected[/]",
-        soft_wrap=True,
-    )
-    return EXIT_OK if ok else EXIT_MISMATCH
