@@ -8,7 +8,7 @@ counterexample. The CLI's ``gradcheck check`` and the pytest plugin use it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky
 
-from gradcheck import mlp
+from gradcheck import _diagnose, mlp
 from gradcheck import strategies as gs
 from gradcheck._check import check_gradients
 from gradcheck._inputs import match_structure
@@ -30,6 +30,11 @@ from gradcheck.problems import Problem, sample
 #: compilation each) are few.
 SIZES = st.integers(1, 3)
 BATCHES = st.integers(1, 4)
+#: Batch sizes of the generic problems on which diagnoses are confirmed: two,
+#: so that a factor N, 1/N or a constant cannot pass for one another, and
+#: neither equal to the inputs (2) or hidden units (3), so that no shape
+#: coincides. The first is `generic_problem`'s.
+GENERIC_BATCHES = (5, 7)
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,9 @@ class SearchResult:
     #: Set when the same problem passed once and failed once: the function
     #: under test is not deterministic.
     flaky: bool = False
+    #: Mistakes confirmed by recomputation on the generic problems of every
+    #: batch size in `GENERIC_BATCHES` (`_diagnose.confirm`), by parameter.
+    confirmed: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -57,9 +65,12 @@ class SearchResult:
     def diagnoses(self) -> dict[str, str]:
         """The likely mistake for each failing parameter.
 
-        The generic problem's diagnoses win when it fails too: a minimal
-        example invites coincidences (with w2 = 1, a missing sigma' makes the
-        b1 gradient equal the b2 gradient, which looks like a swap).
+        Mistakes confirmed across batch sizes win; then the missing sigma'
+        test; then what the generic problem shows when it fails too, else what
+        the minimal example shows. A minimal example invites coincidences
+        (with w2 = 1, a missing sigma' makes the b1 gradient equal the b2
+        gradient, which looks like a swap; with z2 = 0 and 4 samples,
+        sigma'(z2) = 1/4 looks like 1/N), and so does any one problem.
         """
         found: dict[str, str] = {}
         for source in (self.generic, self.report):
@@ -68,6 +79,7 @@ class SearchResult:
                 break
         for name in self.missing_slope:
             found[name] = MISSING_SLOPE
+        found.update(self.confirmed)
         return found
 
 
@@ -123,8 +135,8 @@ def search(
     if not failing:
         return SearchResult(tried)
     prob, report = failing[0] if flaky else failing[-1]  # Hypothesis replays the shrunk example last
-    generic = generic_problem(task, random_seed)
-    generic_report = check_gradients(loss, grad_fn, *generic[:3])
+    generics = generic_problems(task, random_seed)
+    generic_report = check_gradients(loss, grad_fn, *generics[0][:3])
     return SearchResult(
         first_failure,
         prob,
@@ -132,16 +144,44 @@ def search(
         generic_report if generic_report.verdict == "mismatch" else None,
         _missing_slope(grad_fn, task, random_seed),
         flaky,
+        _confirmed(grad_fn, task, generics),
     )
 
 
 def generic_problem(task: mlp.Task, random_seed: int = 0) -> Problem:
     """A typical problem with distinct sizes (inputs 2, hidden 3, batch 5) and no zero entries."""
-    return sample(np.random.default_rng([random_seed, 7]), task=task, inputs=2, hidden=3, batch=5)
+    return sample(np.random.default_rng([random_seed, 7]), task=task, inputs=2, hidden=3, batch=GENERIC_BATCHES[0])
+
+
+def generic_problems(task: mlp.Task, random_seed: int = 0) -> list[Problem]:
+    """`generic_problem`, then one more typical problem for each further size in `GENERIC_BATCHES`."""
+    return [generic_problem(task, random_seed)] + [
+        sample(np.random.default_rng([random_seed, 7, n]), task=task, inputs=2, hidden=3, batch=n)
+        for n in GENERIC_BATCHES[1:]
+    ]
 
 
 class _Failed(Exception):
     """Raised inside the search to tell Hypothesis that an example fails."""
+
+
+def _confirmed(grad_fn: Callable[..., Any], task: mlp.Task, generics: list[Problem]) -> dict[str, str]:
+    """The mistakes that `_diagnose.confirm` confirms on the generic problems, by parameter."""
+    names = list(mlp.Params._fields)
+    evidence = []
+    for prob in generics:
+        try:
+            returned = grad_fn(*prob[:3])
+            cf, problems = _match_structure(names, list(prob.params), returned, positional=True)
+        except KeyboardInterrupt:
+            raise
+        except BaseException:  # noqa: BLE001 - the user's code; the main check already reported it
+            return {}
+        params = {k: np.asarray(v) for k, v in prob.params._asdict().items()}
+        kept = {k: v for k, v in cf.items() if k not in problems}
+        evidence.append(_diagnose.Evidence(params, prob.x, prob.y[:, None], kept))
+    inputs, hidden = generics[0].params.w1.shape[::-1]
+    return _diagnose.confirm(mlp.network_for(task, inputs=inputs, hidden=hidden), evidence)
 
 
 def _missing_slope(grad_fn: Callable[..., Any], task: mlp.Task, random_seed: int) -> tuple[str, ...]:

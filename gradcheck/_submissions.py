@@ -1,14 +1,27 @@
-"""Load a user's gradient function from ``path/to/file.py:function``."""
+"""Load a user's gradient function from ``path/to/file.py:function``.
+
+A submission is loaded as Python runs a script: while it is imported, and
+again each time its function is called (a submission may import lazily), its
+own folder comes first on ``sys.path``, so ``import network`` finds the
+``network.py`` beside it. The modules that come from its folder are its own:
+after each import or call they leave ``sys.modules`` and are kept with the
+submission, and they come back only while it runs. Two students' ``helpers.py``
+graded in one run never meet, and grading leaves ``sys.modules`` and
+``sys.path`` as it found them.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import importlib
 import importlib.util
 import sys
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 
@@ -30,35 +43,124 @@ def expand(specs: list[str]) -> list[str]:
     return out
 
 
-def load(spec: str) -> Callable[..., Any]:
-    """Import the file in `spec` as a fresh module and return the named function."""
+class LoadedFunction:
+    """A submission's function, run as if its file were the script being run.
+
+    Calling it calls the function with the submission's folder first on
+    ``sys.path`` and its private modules in ``sys.modules``; both are taken
+    away again when the call returns or raises.
+    """
+
+    def __init__(self, func: Callable[..., Any], folder: Path, modules: dict[str, ModuleType]) -> None:
+        self.func = func
+        self.folder = folder
+        #: The modules that came from `folder` (the submission's own file among
+        #: them), by name; installed in ``sys.modules`` only while it runs.
+        self.modules = modules
+        self.__wrapped__ = func
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with running_from(self.folder, self.modules):
+            return self.func(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<submission {getattr(self.func, '__qualname__', self.func)!r} from {self.folder}>"
+
+
+def load(spec: str) -> LoadedFunction:
+    """Import the file in `spec` as a fresh module; return its named function as a `LoadedFunction`."""
     path_text, _, name = spec.rpartition(":")
     path = Path(path_text)
     if not path.is_file():
         raise LoadError(f"cannot read `{path}`: no such file")
+    folder = path.resolve().parent
     module_name = f"gradcheck_submission_{uuid.uuid4().hex}"
     module_spec = importlib.util.spec_from_file_location(module_name, path)
     if module_spec is None or module_spec.loader is None:
         raise LoadError(f"`{path}` is not a Python file that can be imported")
     module = importlib.util.module_from_spec(module_spec)
-    sys.modules[module_name] = module
+    importlib.invalidate_caches()  # files written a moment ago (a test's tmp_path) must be seen
+    modules: dict[str, ModuleType] = {module_name: module}
     try:
-        module_spec.loader.exec_module(module)
+        with running_from(folder, modules):
+            module_spec.loader.exec_module(module)
     except BaseException as exc:  # noqa: BLE001 - the user's code (even SystemExit): show it as theirs
-        sys.modules.pop(module_name, None)
-        raise LoadError(f"importing `{path}` failed:\n{user_traceback(exc, str(path))}") from None
+        raise LoadError(f"importing `{path}` failed:\n{user_traceback(exc, folder)}") from None
     func = getattr(module, name, None)
     if not callable(func):
         available = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
         raise LoadError(f"`{path}` has no function `{name}`; it defines: {', '.join(available) or 'nothing callable'}")
-    return func  # type: ignore[no-any-return]
+    return LoadedFunction(func, folder, modules)
 
 
-def user_traceback(exc: BaseException, path: str) -> str:
-    """The traceback from the user's own frames only, as Python would print it."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == path] or traceback.extract_tb(
-        exc.__traceback__
-    )[-1:]
-    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
+@contextlib.contextmanager
+def running_from(folder: Path, modules: dict[str, ModuleType]) -> Iterator[None]:
+    """Put `folder` first on ``sys.path`` and `modules` in ``sys.modules``; undo both on exit.
+
+    On exit, `modules` gains the modules that the code run inside imported
+    from `folder`, and everything it holds leaves ``sys.modules``. What they
+    displaced is put back. Modules imported from elsewhere (NumPy, say) stay,
+    as they would in a script.
+    """
+    entry = str(folder)
+    local = _local_names(folder)
+    before = set(sys.modules)
+    # A module loaded from elsewhere under the name of a file in the folder
+    # would hide that file from `import`; it steps aside while the code runs.
+    shadowed = [n for n in before if n.partition(".")[0] in local and n not in modules]
+    displaced = {n: sys.modules[n] for n in (*modules, *shadowed) if n in sys.modules}
+    for n in shadowed:
+        del sys.modules[n]
+    sys.modules.update(modules)
+    sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(entry)  # the first occurrence: ours, unless the code put another before it
+        for n, module in list(sys.modules.items()):
+            if n in modules or (n.partition(".")[0] in local and _comes_from(module, folder)):
+                modules[n] = module
+                del sys.modules[n]
+        sys.modules.update(displaced)
+
+
+def _local_names(folder: Path) -> set[str]:
+    """Top-level module names that `folder` defines (``name.py``, or a package ``name/``).
+
+    The standard library's names are left out (a script finds those already
+    loaded, whatever its folder holds), and so is gradcheck's own: the
+    checker never steps aside for a submission.
+    """
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return set()
+    names = {p.stem for p in entries if p.suffix == ".py"}
+    names |= {p.name for p in entries if p.is_dir() and (p / "__init__.py").is_file()}
+    names = {n for n in names if n.isidentifier() and not n.startswith("__")}  # never __main__ or __init__
+    return names - set(sys.stdlib_module_names) - set(sys.builtin_module_names) - {__name__.partition(".")[0]}
+
+
+def _comes_from(module: Any, folder: Path) -> bool:
+    """Whether `module` was loaded from a file (or, for a package, a folder) under `folder`."""
+    places = [getattr(module, "__file__", None), *(getattr(module, "__path__", None) or ())]
+    return any(isinstance(place, str) and _is_under(place, folder) for place in places)
+
+
+def user_traceback(exc: BaseException, folder: Path) -> str:
+    """The traceback from the user's own frames (files under `folder`) only, as Python would print it."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if _is_under(f.filename, folder)] or frames[-1:]
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(own)]
     lines += traceback.format_exception_only(type(exc), exc)
     return "".join(lines).rstrip()
+
+
+def _is_under(filename: str, folder: Path) -> bool:
+    if filename.startswith("<"):  # <frozen importlib._bootstrap>, <string>: no file at all
+        return False
+    try:
+        return Path(filename).resolve().is_relative_to(folder)
+    except (OSError, ValueError):
+        return False

@@ -84,7 +84,8 @@ def test_report_names_parameter_index_and_values() -> None:
 def test_assert_gradients_raises_readable_mismatch() -> None:
     loss, grads = losses("regression")
     with pytest.raises(
-        GradientMismatch, match=r"(?s)MISMATCH in 4 of 4.*likely mistake: off by a constant factor 2 \(a missing 1/2"
+        GradientMismatch,
+        match=r"(?s)MISMATCH in 4 of 4.*likely mistake: off by a constant factor 2 \(on this problem\)",
     ) as info:
         assert_gradients(loss, lambda p, x, y: mlp.Params(*(2 * g for g in grads(p, x, y))), P, X, Y)
     assert isinstance(info.value, AssertionError)

@@ -44,7 +44,7 @@ def test_autograde_grades_both_submissions() -> None:
     out = done.stdout
     assert "alice    PASS      1/1 points" in out
     assert "bob      MISMATCH  0/1 points" in out
-    assert "regression: w1: off by a constant factor 5 (a sum where a mean belongs" in out
+    assert "regression: w1: a sum where a mean belongs: off by a factor N, the batch size; divide the sum" in out
     assert "reproduce: gradcheck check examples/submissions/bob.py:grads --task regression --examples 5" in out
 
 

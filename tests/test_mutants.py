@@ -120,11 +120,13 @@ def test_suite_has_at_least_fifteen_mutants() -> None:
 
 
 # What `gradcheck check` and the pytest plugin say: the search's diagnoses
-# (confirmed on a generic problem, plus the sigma' test on one sample).
+# (confirmed by recomputation on generic problems of two batch sizes, else what
+# one generic problem shows, plus the sigma' test on one sample).
 SEARCH_KINDS = {
     **{name: m.kind for name, m in MUTANTS.items() if m.kind},
     "missing_sigmoid_slope": "missing sigma' factor",
     "sum_not_mean": "a sum where a mean belongs",
+    "noncanonical_delta": "an extra factor sigma'(z2) = a2 (1 - a2) in the output error",
 }
 
 

@@ -21,7 +21,10 @@ def test_wrong_derivation_fails_with_counterexample_and_diagnosis() -> None:
     text = str(info.value)
     assert "minimal counterexample" in text
     assert "batch=2" in text  # shrunk: a sum equals a mean for one sample
-    assert "  w2: off by a constant factor 5 (a sum where a mean belongs" in text
+    assert (
+        "  w2: a sum where a mean belongs: off by a factor N, the batch size; divide the sum over the samples by N"
+        in text
+    )
     assert "Taylor remainder shrinks like h^1" in text
 
 

@@ -1,0 +1,262 @@
+"""Diagnoses: one problem states facts; causes are confirmed by recomputation across batch sizes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gradcheck import _diagnose, check_gradients, heads, mlp, network
+from gradcheck._search import GENERIC_BATCHES, generic_problems
+
+Grad = Callable[[mlp.Params, np.ndarray, np.ndarray, mlp.Task], Any]
+
+
+def _with_delta(delta2: Callable[[mlp.Activations, np.ndarray], np.ndarray]) -> Grad:
+    """The shipped backward pass fed by a (wrong) output error."""
+
+    def grad(p: mlp.Params, x: np.ndarray, y: np.ndarray, task: mlp.Task) -> mlp.Params:
+        act = mlp.forward(p, x, task=task)
+        return mlp.backward(p, x, act.a1, delta2(act, y))
+
+    return grad
+
+
+def _scaled(law: Callable[[int], float]) -> Grad:
+    def grad(p: mlp.Params, x: np.ndarray, y: np.ndarray, task: mlp.Task) -> mlp.Params:
+        return mlp.Params(*(law(len(x)) * g for g in mlp.closed_form_gradients(p, x, y, task=task)))
+
+    return grad
+
+
+def _slope(z: np.ndarray) -> np.ndarray:
+    return mlp.sigmoid(z) * (1 - mlp.sigmoid(z))
+
+
+def _extra_output_slope(act: mlp.Activations, y: np.ndarray) -> np.ndarray:
+    return (act.a2 - y) * _slope(act.z2)  # the squared-error delta of a sigmoid output
+
+
+def _confirm(task: mlp.Task, grad: Grad, batches: tuple[int, ...] = GENERIC_BATCHES) -> dict[str, str]:
+    evidence = []
+    for prob in generic_problems(task, 0):
+        returned = dict(zip(mlp.Params._fields, grad(prob.params, prob.x, prob.y, task)))
+        params = {k: np.asarray(v) for k, v in prob.params._asdict().items()}
+        evidence.append(_diagnose.Evidence(params, prob.x, prob.y[:, None], returned))
+    return _diagnose.confirm(mlp.network_for(task), evidence)
+
+
+# --- one problem: facts, no causes -------------------------------------------------------
+
+
+def test_one_problem_names_no_cause_for_a_factor_it_cannot_tell_apart() -> None:
+    """The issue's counterexample: z2 = 0 (sigma'(z2) = 1/4) and 4 samples, where 1/4 looks like 1/N."""
+    p = mlp.Params(np.zeros((1, 1)), np.zeros(1), np.zeros((1, 1)), np.zeros(1))
+    x, y = np.array([[0.5], [-1.0], [2.0], [0.0]]), np.array([0.0, 0.0, 0.0, 1.0])
+    grad = _with_delta(_extra_output_slope)
+    report = check_gradients(partial(mlp.loss, task="classification"), partial(grad, task="classification"), p, x, y)
+    assert report.verdict == "mismatch"
+    for name in ("w2", "b2"):
+        assert report[name].diagnosis == "off by a constant factor 0.25 (on this problem)"
+    assert "divided by N" not in str(report)
+
+
+# --- across problems: causes confirmed by recomputation -----------------------------------
+
+EXTRA_SIGMOID_SLOPE = "an extra factor sigma'(z2) = a2 (1 - a2) in the output error: with log loss"
+LINEAR_OUTPUT = "this output is linear (a2 = z2, da2/dz2 = 1), so delta2 = a2 - y"
+CONFIRMED = "; confirmed by recomputation on batches of 5 and 7"
+
+SEED_MISTAKES = [
+    pytest.param("classification", _with_delta(_extra_output_slope), EXTRA_SIGMOID_SLOPE, id="cls-extra-slope"),
+    pytest.param(
+        "regression",
+        _with_delta(_extra_output_slope),
+        "an extra factor sigma'(z2) in the output error: " + LINEAR_OUTPUT,
+        id="reg-sigmoid-slope-at-linear-output",
+    ),
+    pytest.param(
+        "regression",
+        _with_delta(lambda act, y: (act.a2 - y) * act.a2 * (1 - act.a2)),
+        "an extra factor a2 (1 - a2) in the output error: " + LINEAR_OUTPUT,
+        id="reg-a2(1-a2)-at-linear-output",
+    ),
+    pytest.param(
+        "classification",
+        _scaled(lambda n: n),
+        "a sum where a mean belongs: off by a factor N, the batch size; divide the sum over the samples by N",
+        id="sum-for-mean",
+    ),
+    pytest.param("regression", _scaled(lambda n: 1 / n), "divided by N twice: off by a factor 1/N", id="mean-twice"),
+    pytest.param(
+        "regression",
+        _scaled(lambda n: 2.0),
+        "off by a constant factor 2 on every batch size (a missing 1/2: the derivative of 1/2 (y - a2)^2",
+        id="missing-half",
+    ),
+    pytest.param("classification", _scaled(lambda n: -1.0), "sign flipped: the closed form is -1 x", id="sign"),
+    pytest.param(
+        "classification",
+        _scaled(lambda n: 1 + 1e-6),
+        "off by a constant factor 1 + 1.0e-06 on every batch size",
+        id="relative-1e-6",
+    ),
+    pytest.param(
+        "classification",
+        lambda p, x, y, task: [len(x) * g for g in _with_delta(_extra_output_slope)(p, x, y, task)],
+        EXTRA_SIGMOID_SLOPE,
+        id="extra-slope-and-sum",
+    ),
+]
+
+
+@pytest.mark.parametrize(("task", "grad", "expected"), SEED_MISTAKES)
+def test_confirm_names_the_mistake_for_every_parameter(task: mlp.Task, grad: Grad, expected: str) -> None:
+    found = _confirm(task, grad)
+    assert set(found) == {"w1", "b1", "w2", "b2"}, found
+    for diagnosis in found.values():
+        assert expected in diagnosis
+        assert diagnosis.endswith(CONFIRMED)
+
+
+def test_the_output_error_diagnosis_says_what_to_change_and_where_it_is_derived() -> None:
+    (diagnosis,) = set(_confirm("classification", _with_delta(_extra_output_slope)).values())
+    assert diagnosis == (
+        "an extra factor sigma'(z2) = a2 (1 - a2) in the output error: with log loss the sigmoid's slope cancels, "
+        "so delta2 = a2 - y, not (a2 - y) a2 (1 - a2) as for squared error; drop the factor "
+        '(docs/derivation.md, "The output error")' + CONFIRMED
+    )
+
+
+def test_two_mistakes_at_once_are_both_named() -> None:
+    found = _confirm(
+        "classification", lambda p, x, y, t: [len(x) * g for g in _with_delta(_extra_output_slope)(p, x, y, t)]
+    )
+    assert "drop the factor" in found["w1"]
+    assert "; and a sum where a mean belongs" in found["w1"]
+
+
+def test_a_factor_that_moves_with_the_batch_is_stated_not_named() -> None:
+    found = _confirm("regression", _scaled(lambda n: n * n))
+    assert found["w1"] == (
+        "off by a factor that changes from problem to problem: 25 on a batch of 5, 49 on a batch of 7 "
+        "(so not a constant, N or 1/N)"
+    )
+    assert "b2" not in found  # one entry is proportional to anything: no fact to state
+
+
+@pytest.mark.parametrize("task", mlp.TASKS)
+def test_confirm_says_nothing_of_a_right_gradient(task: mlp.Task) -> None:
+    assert _confirm(task, lambda p, x, y, t: mlp.closed_form_gradients(p, x, y, task=t)) == {}
+
+
+def test_confirm_judges_a_float32_gradient_at_float32_precision() -> None:
+    right = lambda p, x, y, t: [g.astype(np.float32) for g in mlp.closed_form_gradients(p, x, y, task=t)]  # noqa: E731
+    wrong = lambda p, x, y, t: [g.astype(np.float32) for g in _with_delta(_extra_output_slope)(p, x, y, t)]  # noqa: E731
+    assert _confirm("classification", right) == {}
+    assert EXTRA_SIGMOID_SLOPE in _confirm("classification", wrong)["w1"]
+
+
+def test_confirm_leaves_out_what_it_cannot_compare() -> None:
+    def columns(p: mlp.Params, x: np.ndarray, y: np.ndarray, task: mlp.Task) -> list[np.ndarray]:
+        g = _with_delta(_extra_output_slope)(p, x, y, task)
+        return [g.w1, g.b1[:, None], g.w2, g.b2[:, None]]  # column-vector biases: a shape fact, not a cause
+
+    assert set(_confirm("classification", columns)) == {"w1", "w2"}
+
+
+def test_no_cause_is_named_where_the_problems_cannot_tell_causes_apart() -> None:
+    """With every z2 = 0, sigma'(z2) = 1/4: an extra slope and a factor 1/4 fit equally well, so neither is named."""
+    net = mlp.network_for("classification", inputs=1, hidden=1)
+    # a1 = sigma(0) = 1/2 for every sample, so z2 = 2 * 1/2 - 1 = 0.
+    params = {"w1": np.zeros((1, 1)), "b1": np.zeros(1), "w2": np.array([[2.0]]), "b2": np.array([-1.0])}
+    evidence = []
+    for n in (4, 6):
+        x, y = np.linspace(-1.0, 1.0, n)[:, None], (np.arange(n) == 0).astype(float)[:, None]
+        layers = network.forward(params, x, net=net)
+        assert not layers[-1].z.any()
+        delta = heads.HEADS["sigmoid-mse"].output_error(layers[-1].z, layers[-1].a, y)
+        evidence.append(_diagnose.Evidence(params, x, y, network.backward(params, x, layers, delta, net=net)))
+    assert _diagnose.confirm(net, evidence) == {}
+
+
+# --- the general heads ----------------------------------------------------------------------
+
+
+def _general_evidence(net: network.Network, delta_of: Callable[..., Any]) -> list[_diagnose.Evidence]:
+    out = []
+    for n in GENERIC_BATCHES:
+        rng = np.random.default_rng(n)
+        params = network.init_params(net, n)
+        x = rng.normal(size=(n, net.layers[0]))
+        k = net.layers[-1]
+        if net.head.startswith("softmax"):
+            y = np.eye(k)[rng.integers(0, k, n)]
+        elif net.head == "poisson":
+            y = rng.poisson(2.0, (n, k)).astype(float)
+        else:
+            y = rng.uniform(size=(n, k))
+        layers = network.forward(params, x, net=net)
+        returned = network.backward(params, x, layers, delta_of(layers[-1].z, layers[-1].a, y), net=net)
+        out.append(_diagnose.Evidence(params, x, y, returned))
+    return out
+
+
+GENERAL_MISTAKES = [
+    pytest.param(
+        "softmax",
+        heads.HEADS["softmax-mse"].output_error,
+        "the softmax's Jacobian J = diag(a3) - a3 a3^T in the output error: with cross-entropy it cancels",
+        id="softmax-with-squared-error-delta",
+    ),
+    pytest.param(
+        "softmax",
+        lambda z, a, y: (a - y) * a * (1 - a),
+        "an extra factor a3 (1 - a3) in the output error: with a softmax and cross-entropy",
+        id="softmax-with-sigmoid-slope",
+    ),
+    pytest.param(
+        "poisson",
+        lambda z, a, y: (a - y) * a,
+        "an extra factor a3 = exp(z3) in the output error: with the Poisson loss the exp's slope cancels",
+        id="poisson-with-squared-error-delta",
+    ),
+    pytest.param(
+        "sigmoid-mse",
+        heads.canonical_error,
+        "a missing factor sigma'(z3) = a3 (1 - a3) in the output error: with squared error",
+        id="sigmoid-mse-with-a-minus-y",
+    ),
+    pytest.param(
+        "softmax-mse",
+        heads.canonical_error,
+        "a missing softmax Jacobian in the output error",
+        id="softmax-mse-with-a-minus-y",
+    ),
+]
+
+
+@pytest.mark.parametrize(("head", "delta_of", "expected"), GENERAL_MISTAKES)
+def test_confirm_names_the_output_error_mistakes_of_every_head(
+    head: str, delta_of: Callable[..., Any], expected: str
+) -> None:
+    net = network.Network((2, 4, 3, 3), activation="tanh", head=head)
+    found = _diagnose.confirm(net, _general_evidence(net, delta_of))
+    assert set(found) == set(net.param_names), found
+    assert all(expected in d and 'docs/canonical.md, "The reason' in d for d in found.values()), found
+
+
+@pytest.mark.parametrize("head", heads.HEADS)
+def test_confirm_says_nothing_of_every_head_s_right_output_error(head: str) -> None:
+    net = network.Network((2, 4, 3), activation="sigmoid", head=head)
+    assert _diagnose.confirm(net, _general_evidence(net, heads.HEADS[head].output_error)) == {}
+
+
+def test_confirm_needs_two_batch_sizes() -> None:
+    net = network.Network((2, 3, 1), head="sigmoid")
+    one_size = _general_evidence(net, heads.canonical_error)[:1] * 2
+    with pytest.raises(ValueError, match=r"`evidence` must hold problems of at least two batch sizes, got sizes \[5\]"):
+        _diagnose.confirm(net, one_size)
