@@ -172,7 +172,7 @@ def _confirmed(grad_fn: Callable[..., Any], task: mlp.Task, generics: list[Probl
     for prob in generics:
         try:
             returned = grad_fn(*prob[:3])
-            cf, problems = _match_structure(names, list(prob.params), returned, positional=True)
+            cf, problems = match_structure(names, list(prob.params), returned, positional=True)
         except KeyboardInterrupt:
             raise
         except BaseException:  # noqa: BLE001 - the user's code; the main check already reported it
