@@ -46,13 +46,16 @@ class BatchReport:
       not measured (elementwise finite differences, in a batch);
     - ``along_used``: the largest fraction of the allowance used by autodiff
       or the closed form against the finite differences along each problem's
-      random directions (at most 1 where they agree).
+      random directions (at most 1 where they agree);
+    - ``not_judged[b]``: how many elements of problem b sit at a kink (a
+      non-differentiable point) and were not judged (`ParamResult.not_judged`).
     """
 
     verdicts: tuple[str, ...]
     failures: dict[int, Report]
     worst: dict[str, dict[str, float]]
     along_used: float = math.nan
+    not_judged: tuple[int, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -157,8 +160,11 @@ def check_batch(
     loose = (_tolerance.FD_SAFETY * refs.along.fd_error > LOOSE * scale).any(axis=1)
     blamed = c.blamed.any(axis=1) | (np.abs(refs.along.closed - refs.along.finite_diff) > allowed).any(axis=1)
     unfinished = sorted(int(k) for k in np.flatnonzero(blamed | doubt | loose | ~np.isfinite(cf).all(axis=1)))
-    failures = {k: careful(k, closed) for k in unfinished}
-    failures = {k: r for k, r in failures.items() if not r.ok}
+    rechecked = {k: careful(k, closed) for k in unfinished}
+    failures = {k: r for k, r in rechecked.items() if not r.ok}
+    not_judged = [0] * b
+    for k, r in rechecked.items():
+        not_judged[k] = r.not_judged
     worst = _worst(names, leaves, refs, tol, c)
     gap = np.maximum(
         np.abs(refs.along.autodiff - refs.along.finite_diff), np.abs(refs.along.closed - refs.along.finite_diff)
@@ -173,7 +179,7 @@ def check_batch(
         for r in failures.values():
             for f in WORST_FIELDS:
                 worst[name][f] = _max(worst[name][f], getattr(r[name], f))
-    return BatchReport(tuple(verdicts), failures, worst, along_used)
+    return BatchReport(tuple(verdicts), failures, worst, along_used, tuple(not_judged))
 
 
 def _as_batch_of_one(grad_fn: Callable[..., Any], params: Any, *args: Any) -> Any:
@@ -309,7 +315,7 @@ def _summarise(names: list[str], reports: dict[int, Report], failures: dict[int,
             for f in WORST_FIELDS:
                 worst[p.name][f] = _max(worst[p.name][f], getattr(p, f))
     verdicts = tuple(reports[k].verdict for k in sorted(reports))
-    return BatchReport(verdicts, failures, worst)
+    return BatchReport(verdicts, failures, worst, not_judged=tuple(reports[k].not_judged for k in sorted(reports)))
 
 
 def _max(a: float, b: float) -> float:

@@ -104,6 +104,15 @@ def refine(evaluation: _references.Evaluation, closed: np.ndarray, precision: np
         if not doubt.any():
             break
         refs = _references.refined(refs, evaluation.finer(scale, doubt), doubt)
+    if refs.along is None:
+        # Still in doubt after the finest step: a kink within it, where autodiff's own gradient jumps?
+        doubt = _judge.reference_doubt(refs, closed, precision) & ~refs.kink
+        if doubt.any():
+            where = np.flatnonzero(doubt)
+            tol = _judge.tolerances(refs.autodiff, refs.noise, precision)
+            kink = refs.kink.copy()
+            kink[where] = evaluation.kinks_within_steps(where, tol)
+            refs = refs._replace(kink=kink)
     return refs
 
 

@@ -90,6 +90,12 @@ class References(NamedTuple):
 REFINE = (2.0**-4, 2.0**-8)
 
 
+#: The kink test of `Evaluation.kinks_within_steps` compares autodiff's jump over the finest
+#: step and over this fraction of it: a smooth gradient's change shrinks by this factor,
+#: a kink's jump not at all; a jump that keeps at least KINK_PERSISTENCE of itself is a kink.
+KINK_STEP_RATIO = 4.0
+KINK_PERSISTENCE = 0.5
+
 #: Checks of one loss at one shape on the NumPy path before the compiled path takes over.
 #: One XLA compile of the seed network's references costs 0.13-0.3 s on a 2-core machine,
 #: one NumPy check 2-5 ms (benchmarks/cold.py measures both): a compile is worth about 64
@@ -128,6 +134,7 @@ class Evaluation:
 
     path: Path
     references: References
+    theta: np.ndarray  # (P,)  the point, flat
 
     def finer(self, scale: float, doubt: np.ndarray) -> References:
         """The references with finite differences retaken at `scale` times the step (where `doubt`, at least)."""
@@ -136,6 +143,40 @@ class Evaluation:
     def losses(self, points: np.ndarray) -> np.ndarray:
         """The loss at each row of `points` (M, P), in float64."""
         raise NotImplementedError
+
+    def gradients(self, points: np.ndarray) -> np.ndarray:
+        """Autodiff's gradient at each row of `points` (M, P), in float64: (M, P)."""
+        raise NotImplementedError
+
+    def kinks_within_steps(self, coordinates: np.ndarray, tol: np.ndarray) -> np.ndarray:
+        """Which `coordinates` have a kink within the finest finite-difference steps.
+
+        Where autodiff and the finite differences still disagree after every
+        refinement, autodiff's own gradient along the coordinate tells why: at
+        ``theta +- h e_i`` it moves from its value at theta by about
+        ``|d2L/dtheta_i^2| h`` on a smooth loss, shrinking with h, but by a
+        jump that stays put when a kink (a ReLU's, a max's) lies within h of
+        theta. Taken at the two finest steps, a jump that keeps at least half
+        its size and exceeds the tolerance is a kink. (The one-sided slopes of
+        the loss, `_finite_diff`'s test, see the same jump, but through
+        rounding amplified by 1/h, which can hide it when the loss is large
+        and its gradient tiny.)
+        """
+        theta = self.theta
+        d = coordinates.size
+        if d == 0:
+            return np.zeros(0, bool)
+        finest = _finite_diff.FD_STEP * REFINE[-1] * np.maximum(1.0, np.abs(theta[coordinates]))
+        steps = np.stack([finest, finest / KINK_STEP_RATIO])  # (2, D)
+        points = np.broadcast_to(theta, (2, 2, d, theta.size)).copy()  # (sign, step, D, P)
+        rows = np.arange(d)
+        for k in range(2):
+            points[0, k, rows, coordinates] += steps[k]
+            points[1, k, rows, coordinates] -= steps[k]
+        g = self.gradients(points.reshape(-1, theta.size)).reshape(2, 2, d, theta.size)[..., rows, coordinates]
+        jump = np.abs(g - self.references.autodiff[coordinates]).max(axis=0)  # (step, D)
+        kink: np.ndarray = (jump[1] > KINK_PERSISTENCE * jump[0]) & (jump[1] > tol[coordinates])
+        return kink
 
 
 #: Checks run on the NumPy path, per loss and concrete shape, and the shapes it cannot run.
@@ -261,6 +302,13 @@ class NumpyEvaluation(Evaluation):
         (values,) = _interpret.evaluate(program.batched_loss, [*parts, *self.args], {**dims, _trace.BATCH: m})
         return np.asarray(values, dtype=np.float64)
 
+    def gradients(self, points: np.ndarray) -> np.ndarray:
+        m = points.shape[0]
+        parts = [points[:, a:b].reshape(m, *s) for a, b, s in zip(self.offsets[:-1], self.offsets[1:], self.shapes)]
+        program, dims = self.bound
+        _, *grads = _interpret.evaluate(program.batched_grad(), [*parts, *self.args], {**dims, _trace.BATCH: m})
+        return np.concatenate([np.reshape(x, (m, -1)) for x in grads], axis=1).astype(np.float64)
+
     def _finite_differences(self, coordinates: np.ndarray, scale: float) -> _finite_diff.FiniteDifferences:
         """`_finite_diff.directional` along the given coordinates, with the points in one batched call."""
         theta = self.theta
@@ -311,6 +359,15 @@ class CompiledEvaluation(Evaluation):
         with jax.enable_x64(True):
             jargs = tuple(jnp.asarray(a) for a in self.args)
             return np.asarray(jax.vmap(lambda t: flat_loss(t, jargs))(jnp.asarray(points)), dtype=np.float64)
+
+    def gradients(self, points: np.ndarray) -> np.ndarray:
+        grad = _trace.cached(
+            _COMPILED,
+            (self.traced.key, "gradients"),
+            lambda: jax.jit(jax.vmap(jax.grad(_trace.flat_loss(self.traced)), (0, None))),
+        )
+        with jax.enable_x64(True):
+            return np.asarray(grad(points, self.args), dtype=np.float64)
 
 
 _COMPILED: collections.OrderedDict[Hashable, Callable[..., tuple[jax.Array, ...]]] = collections.OrderedDict()

@@ -179,6 +179,7 @@ class Program(NamedTuple):
     value_and_grad: Any  # (leaves, args) -> (loss, grad of each leaf)
     noisy: Any  # the same, vmapped over a leading axis of NOISE_SAMPLES on every input (for MCA)
     batched_loss: Any  # (leaves with a leading axis B, args) -> (B,) losses
+    batched_grad: Callable[[], Any]  # traced on first use: (leaves with axis B, args) -> (B,) losses, (B, ...) grads
     key: Hashable
 
 
@@ -272,12 +273,19 @@ def _build(
     samples = _tolerance.NOISE_SAMPLES
     stacked = [jax.ShapeDtypeStruct((samples, *s.shape), s.dtype) for s in structs]
     points = [jax.ShapeDtypeStruct((batch, *s.shape), s.dtype) for s in structs[:n]]
+    in_axes = (0,) * n + (None,) * len(arg_dtypes)
+
+    @functools.cache
+    def batched_grad() -> Any:
+        # Needed only where the references still disagree after refinement (kinks within the steps).
+        with jax.enable_x64(True):
+            return jax.make_jaxpr(jax.vmap(value_and_grad, in_axes=in_axes))(*points, *structs[n:])
+
     with jax.enable_x64(True):
         return Program(
             value_and_grad=jax.make_jaxpr(value_and_grad)(*structs),
             noisy=jax.make_jaxpr(jax.vmap(value_and_grad))(*stacked),
-            batched_loss=jax.make_jaxpr(jax.vmap(scalar_loss, in_axes=(0,) * n + (None,) * len(arg_dtypes)))(
-                *points, *structs[n:]
-            ),
+            batched_loss=jax.make_jaxpr(jax.vmap(scalar_loss, in_axes=in_axes))(*points, *structs[n:]),
+            batched_grad=batched_grad,
             key=key,
         )

@@ -362,3 +362,23 @@ def test_general_network_mismatch_names_the_reproduce_command(
 def test_general_network_usage_errors_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(argv) == cli.EXIT_USAGE
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--layers", "2,6,1", "--activation", "relu"], ["--head", "poisson", "--layers", "3,8,1", "--activation", "relu"]],
+)
+def test_a_correct_relu_network_passes_with_its_kinks_listed(
+    flags: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Kinks are listed, not judged: a CI gate for a ReLU network can be green (exit 0)."""
+    assert cli.main([*flags, "--examples", "60"]) == _render.EXIT_OK
+    out = capsys.readouterr().out
+    assert re.search(r"\d+ elements at a kink \(a non-differentiable point\), not judged, in \d+ problems", out)
+    # --strict fails them: exit 3, the one code for "not proved either way".
+    assert cli.main([*flags, "--examples", "60", "--strict", "--json"]) == _render.EXIT_INCONCLUSIVE
+    report = json.loads(capsys.readouterr().out)
+    (task,) = report["tasks"].values()
+    assert task["verdict"] == "inconclusive"
+    assert task["not_judged"]["elements"] > 0
+    assert task["not_judged"]["problems"]

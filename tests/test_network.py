@@ -241,3 +241,15 @@ def test_the_noncanonical_trap_example_shrinks_to_one_logit() -> None:
     assert lines[0] == "minimal counterexample: z = [[0.0]]  y = [[0.0]]"
     assert lines[1].startswith("gradcheck: MISMATCH in 1 of 1 parameters")
     assert lines[-1] == "with δ = (a − y) a (1 − a): pass"
+
+
+def test_a_tiny_relu_network_whose_kinks_lie_within_every_step_passes() -> None:
+    """Pre-activations of 1e-7: every finite-difference step reaches across a kink, yet autodiff's
+    own gradient jumps there, so the elements are found to be at a kink and the rest is judged."""
+    net = network.Network((2, 6, 1), activation="relu", head="identity")
+    for i in range(6):
+        prob = problems.sample_net(np.random.default_rng([12, i]), net, regime="tiny", batch=8)
+        report = check_gradients(
+            partial(network.loss, net=net), partial(network.closed_form_gradients, net=net), prob.params, prob.x, prob.y
+        )
+        assert report.verdict == "pass", str(report)

@@ -49,10 +49,17 @@ class TaskSummary:
     identity_failures: list[tuple[int, str, Report]] = field(default_factory=list)
     along_used: float = math.nan
     failures: list[tuple[int, str, Report]] = field(default_factory=list)
+    #: Elements at a kink (not judged), and the problems they sit in.
+    not_judged: int = 0
+    kinked: list[int] = field(default_factory=list)
 
     def add(self, report: BatchReport, problems: list[tuple[int, str]]) -> None:
         """Fold in a batch of problems: `problems[b]` is problem b's (index, description)."""
         self.examples += len(report)
+        for b, count in enumerate(report.not_judged):
+            if count:
+                self.not_judged += count
+                self.kinked.append(problems[b][0])
         for name, fields in report.worst.items():
             worst = self.worst.setdefault(name, dict.fromkeys(_WORST_FIELDS, math.nan))
             for f in _WORST_FIELDS:
@@ -74,6 +81,10 @@ class TaskSummary:
         if "mismatch" in verdicts:
             return "mismatch"
         return "inconclusive" if verdicts else "pass"
+
+    def strict_verdict(self, strict: bool) -> str:
+        """The verdict; with `strict`, elements not judged (at a kink) make a pass inconclusive."""
+        return "inconclusive" if strict and self.not_judged and self.verdict == "pass" else self.verdict
 
 
 @dataclass(frozen=True)
@@ -141,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--problem", type=integer("--problem", 0), default=None, help="check only problem number K (to reproduce)"
     )
     parser.add_argument("--json", action="store_true", help="print a machine-readable JSON report only")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail (exit 3) when any element was not judged because it sits at a kink (default: such elements "
+        "are listed, and the rest decides)",
+    )
     parser.add_argument("--version", action="version", version=f"gradcheck {gradcheck.__version__}")
     return parser
 
@@ -298,8 +315,9 @@ def _head_output_error(z: dict[str, Any], y: Any, *, head: str) -> dict[str, Any
 
 def render(summaries: list[TaskSummary], jobs: dict[str, Job], args: argparse.Namespace, console: Console) -> None:
     for s in summaries:
-        colour = VERDICT_COLOURS[s.verdict]
-        title = f"{s.task}: {s.examples} problems, seed {args.seed}, verdict [{colour}]{s.verdict.upper()}[/]"
+        verdict = s.strict_verdict(args.strict)
+        colour = VERDICT_COLOURS[verdict]
+        title = f"{s.task}: {s.examples} problems, seed {args.seed}, verdict [{colour}]{verdict.upper()}[/]"
         table = report_table(title, console)
         for column in _HEADERS:
             table.add_column(column, justify="left" if column == "param" else "right", overflow="fold")
@@ -312,6 +330,13 @@ def render(summaries: list[TaskSummary], jobs: dict[str, Job], args: argparse.Na
             "re-checked along every coordinate)",
             soft_wrap=True,
         )
+        if s.not_judged:
+            problems_at_kinks = ", ".join(map(str, s.kinked[:10])) + (", ..." if len(s.kinked) > 10 else "")
+            console.print(
+                f"{s.not_judged} elements at a kink (a non-differentiable point), not judged, in "
+                f"{len(s.kinked)} problems ({problems_at_kinks}){'; --strict fails them' if args.strict else ''}",
+                soft_wrap=True,
+            )
         mark = "holds" if not s.identity_failures else f"FAILS on {len(s.identity_failures)} problems"
         console.print(
             f"identity {s.identity} ({s.task}): {mark}; max |autodiff - claim| = {s.identity_worst_abs:.2e}\n",
@@ -328,14 +353,15 @@ def to_json(summaries: list[TaskSummary], jobs: dict[str, Job], args: argparse.N
     return {
         "schema": JSON_SCHEMA,
         "gradcheck": gradcheck.__version__,
-        "verdict": _overall(summaries),
+        "verdict": _overall(summaries, args.strict),
         "seed": args.seed,
         "tasks": {
             s.task: {
-                "verdict": s.verdict,
+                "verdict": s.strict_verdict(args.strict),
                 "examples": s.examples,
                 "params": s.worst,
                 "along_used": s.along_used,
+                "not_judged": {"elements": s.not_judged, "problems": s.kinked},
                 "identity": {
                     "claim": s.identity,
                     "holds": not s.identity_failures,
@@ -362,8 +388,8 @@ def _failures_json(failures: list[tuple[int, str, Report]], job: Job) -> list[di
     ]
 
 
-def _overall(summaries: list[TaskSummary]) -> str:
-    verdicts = {s.verdict for s in summaries}
+def _overall(summaries: list[TaskSummary], strict: bool = False) -> str:
+    verdicts = {s.strict_verdict(strict) for s in summaries}
     return "mismatch" if "mismatch" in verdicts else ("inconclusive" if "inconclusive" in verdicts else "pass")
 
 
@@ -375,4 +401,6 @@ def main_job(args: argparse.Namespace) -> int:
         print_json(jsonable(to_json(summaries, jobs, args)), allow_nan=False)
     else:
         render(summaries, jobs, args, make_console())
-    return {"pass": EXIT_OK, "mismatch": EXIT_MISMATCH, "inconclusive": EXIT_INCONCLUSIVE}[_overall(summaries)]
+    return {"pass": EXIT_OK, "mismatch": EXIT_MISMATCH, "inconclusive": EXIT_INCONCLUSIVE}[
+        _overall(summaries, args.strict)
+    ]
