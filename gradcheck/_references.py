@@ -229,6 +229,25 @@ def evaluation(
     return CompiledEvaluation(traced, theta, args, unit_roundoff, seed, closed)
 
 
+def autodiff(loss_fn: Callable[..., Any], params: Any, *args: Any) -> Any:
+    """Autodiff's gradient of ``loss_fn(params, *args)`` in float64, as `params`' structure of NumPy arrays.
+
+    By the NumPy path (no compile) where it can; a primitive without a NumPy rule compiles.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    leaves = [np.asarray(leaf, np.float64) for leaf in leaves]
+    data = tuple(np.asarray(a) for a in args)
+    bound = _trace.program(loss_fn, treedef, tuple(leaf.shape for leaf in leaves), data)
+    try:
+        _, *grads = _interpret.evaluate(bound.program.value_and_grad, [*leaves, *data], bound.dims)
+    except _interpret.Unsupported:
+        with jax.enable_x64(True):
+            grads = jax.tree_util.tree_leaves(
+                jax.jit(jax.grad(loss_fn))(jax.tree_util.tree_unflatten(treedef, leaves), *data)
+            )
+    return jax.tree_util.tree_unflatten(treedef, [np.asarray(g, np.float64) for g in grads])
+
+
 #: Environment variable that fixes the path for a whole run: "numpy", "xla" or "auto" (the default).
 ENVIRONMENT = "GRADCHECK_REFERENCES"
 

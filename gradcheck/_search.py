@@ -12,14 +12,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky
 
-from gradcheck import _diagnose, mlp
+from gradcheck import _diagnose, _references, mlp
 from gradcheck import strategies as gs
 from gradcheck._check import check_gradients
 from gradcheck._inputs import match_structure
@@ -165,18 +163,25 @@ class _Failed(Exception):
     """Raised inside the search to tell Hypothesis that an example fails."""
 
 
+def _closed_form(grad_fn: Callable[..., Any], prob: Problem) -> tuple[dict[str, np.ndarray], dict[str, str]] | None:
+    """The user's gradient on `prob`, matched to the parameters; None if their code raised (already reported)."""
+    try:
+        returned = grad_fn(*prob[:3])
+        return match_structure(list(mlp.Params._fields), list(prob.params), returned, positional=True)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001 - the user's code; the main check already reported it
+        return None
+
+
 def _confirmed(grad_fn: Callable[..., Any], task: mlp.Task, generics: list[Problem]) -> dict[str, str]:
     """The mistakes that `_diagnose.confirm` confirms on the generic problems, by parameter."""
-    names = list(mlp.Params._fields)
     evidence = []
     for prob in generics:
-        try:
-            returned = grad_fn(*prob[:3])
-            cf, problems = match_structure(names, list(prob.params), returned, positional=True)
-        except KeyboardInterrupt:
-            raise
-        except BaseException:  # noqa: BLE001 - the user's code; the main check already reported it
+        closed = _closed_form(grad_fn, prob)
+        if closed is None:
             return {}
+        cf, problems = closed
         params = {k: np.asarray(v) for k, v in prob.params._asdict().items()}
         kept = {k: v for k, v in cf.items() if k not in problems}
         evidence.append(_diagnose.Evidence(params, prob.x, prob.y[:, None], kept))
@@ -192,17 +197,11 @@ def _missing_slope(grad_fn: Callable[..., Any], task: mlp.Task, random_seed: int
     of exactly a1 (1 - a1). The fix is applied and compared with autodiff.
     """
     prob = sample(np.random.default_rng([random_seed, 11]), task=task, inputs=2, hidden=3, batch=1)
-    names = list(mlp.Params._fields)
-    try:
-        returned = grad_fn(*prob[:3])
-        cf, problems = match_structure(names, list(prob.params), returned, positional=True)
-    except KeyboardInterrupt:
-        raise
-    except BaseException:  # noqa: BLE001 - the user's code; the main check already reported it
+    closed = _closed_form(grad_fn, prob)
+    if closed is None:
         return ()
-    with jax.enable_x64(True):
-        params = mlp.Params(*(jnp.asarray(a) for a in prob.params))
-        ad = jax.grad(partial(mlp.loss, task=task))(params, jnp.asarray(prob.x), jnp.asarray(prob.y))
+    cf, problems = closed
+    ad = _references.autodiff(partial(mlp.loss, task=task), prob.params, prob.x, prob.y)
     a1 = mlp.forward(prob.params, prob.x, task=task).a1[0]
     slope = {"b1": a1 * (1 - a1), "w1": (a1 * (1 - a1))[:, None]}
     found = []

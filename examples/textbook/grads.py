@@ -17,8 +17,12 @@ COSTS = {
 
 
 def grads(params, x, y, *, task):
+    return textbook_gradients(params, x, y, *COSTS[task])
+
+
+def textbook_gradients(params, x, y, cost, linear_output):
+    """The textbook's `Network.gradient` on the batch, as the autograder's dict of arrays."""
     w1, b1, w2, b2 = params
-    cost, linear_output = COSTS[task]
     net = network.Network([w1.shape[1], w1.shape[0], 1], cost=cost, linear_output=linear_output)
     net.weights = [w1, w2]
     net.biases = [b1.reshape(-1, 1), b2.reshape(-1, 1)]  # the textbook's column vectors
