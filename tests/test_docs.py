@@ -17,7 +17,10 @@ PAGES = sorted(DOCS.rglob("*.md"))
 def test_quickstart_example_prints_what_the_page_shows(tmp_path: Path) -> None:
     page = (DOCS / "quickstart.md").read_text()
     match = re.search(
-        r"```python\n(.*?)```\n\nprints \(this exact script, run with `python`.*?\n\n(?:<!-- .*? -->\n)?```\n(.*?)```", page, re.S
+        r"```python\n(.*?)```\n\nprints \(this exact script, run with `python`.*?\n\n"
+        r"(?:<!-- .*? -->\n)?```\n(.*?)```",
+        page,
+        re.S,
     )
     assert match, "docs/quickstart.md lost its API example"
     script, shown = match.groups()

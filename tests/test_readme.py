@@ -15,7 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_api_example_prints_what_the_readme_shows(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
     match = re.search(
-        r"```python\n(.*?)```\n\nprints \(this exact script, run with `python`\):\n\n(?:<!-- .*? -->\n)?```\n(.*?)```", readme, re.S
+        r"```python\n(.*?)```\n\nprints \(this exact script, run with `python`\):\n\n"
+        r"(?:<!-- .*? -->\n)?```\n(.*?)```",
+        readme,
+        re.S,
     )
     assert match, "README lost its API example"
     script, shown = match.groups()
