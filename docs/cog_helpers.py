@@ -47,9 +47,7 @@ def python_block(page: str, index: int = 0) -> None:
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / page).read_text(), re.S)
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "example.py").write_text(blocks[index])
-        done = subprocess.run(
-            [sys.executable, "example.py"], cwd=folder, capture_output=True, text=True, check=False
-        )
+        done = subprocess.run([sys.executable, "example.py"], cwd=folder, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"the python block {index} of {page} failed:\n{done.stderr}")
     _fenced(done.stdout)
