@@ -1,6 +1,8 @@
-"""Speed and sensitivity of one `check_gradients` call on the seed network.
+"""Speed and sensitivity of one `check_gradients` call on the seed network, on the compiled path.
 
-Reports, for inputs 2, hidden 3, batch 8 (both tasks):
+Reports, for inputs 2, hidden 3, batch 8 (both tasks), with the references
+forced onto the compiled path (a shape checked often; benchmarks/cold.py
+measures the NumPy path that new shapes take):
 - the cold call (tracing and compiling the references for a new shape);
 - the warm call (compiled functions cached across calls for the same shapes);
 - the smallest relative error in the largest gradient entry that the check
@@ -52,14 +54,15 @@ def main() -> None:
         grads = partial(mlp.closed_form_gradients, task=task)
         prob = problems.sample(np.random.default_rng(0), task=task)
         _references.clear_caches()
-        t0 = time.perf_counter()
-        check_gradients(loss, grads, *prob[:3])
-        cold = time.perf_counter() - t0
-        times = []
-        for _ in range(args.repeats):
+        with _references.forced("xla"):
             t0 = time.perf_counter()
             check_gradients(loss, grads, *prob[:3])
-            times.append(time.perf_counter() - t0)
+            cold = time.perf_counter() - t0
+            times = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                check_gradients(loss, grads, *prob[:3])
+                times.append(time.perf_counter() - t0)
         limits = [smallest_flagged(problems.sample(np.random.default_rng(s), task=task)) for s in range(args.problems)]
         print(
             f"{task:<15} cold {cold * 1e3:7.0f} ms   warm median {np.median(times) * 1e3:5.2f} ms"
