@@ -43,10 +43,12 @@ class BatchReport:
       from `check_gradients`, by problem index;
     - ``worst[name][field]``: the largest of each `ParamResult` error field
       over the batch, per parameter (fields in ``WORST_FIELDS``); NaN where
-      not measured (elementwise finite differences, in a batch);
-    - ``along_used``: the largest fraction of the allowance used by autodiff
-      or the closed form against the finite differences along each problem's
-      random directions (at most 1 where they agree);
+      not measured;
+    - ``along_used``: for models above `MAX_COORDINATES` parameters, whose
+      finite differences run along random directions, the largest fraction of
+      the allowance used by autodiff or the closed form against them (at most 1
+      where they agree); NaN for smaller models, whose finite differences run
+      along every coordinate and fill the ``*_fd`` fields of ``worst``;
     - ``not_judged[b]``: how many elements of problem b sit at a kink (a
       non-differentiable point) and were not judged (`ParamResult.not_judged`).
     """
@@ -145,40 +147,54 @@ def check_batch(
     shapes = tuple(leaf.shape[1:] for leaf in leaves)
     first = problem(0)
     traced = _trace.trace_loss(loss_fn, treedef, shapes, first[1])
+    elementwise = theta.shape[1] <= _references.MAX_COORDINATES
     with jax.enable_x64(True):
-        refs = _references.assemble(_batch_references(traced, theta, data, seed, eps / 2, cf))
-    assert refs.along is not None
+        refs = _references.assemble(_batch_references(traced, theta, data, seed, eps / 2, cf, elementwise=elementwise))
+        if elementwise:
+            refs = _refine_in_batch(traced, refs, theta, data, seed, eps / 2, cf, precision)
     tol = _judge.tolerances(refs.autodiff, refs.noise, precision)
-    c = _judge.compare(cf, refs.autodiff, tol, refs.finite_diff, refs.fd_error, refs.kink, elementwise_fd=False)
-    # Along the random directions: autodiff and the closed form against the finite differences.
-    allowed = _tolerance.FD_SAFETY * refs.along.fd_error + tol.sum(axis=1, keepdims=True)
-    doubt = _judge.along_doubt(refs.along, tol).any(axis=1) | c.doubt.any(axis=1)
-    # A pass needs the finite differences to confirm autodiff to LOOSE along
-    # every direction; where their own error is larger (a step across ReLU
-    # kinks, a loss that bends sharply) the careful path decides.
-    scale = np.abs(refs.along.autodiff) + tol.sum(axis=1, keepdims=True)
-    loose = (_tolerance.FD_SAFETY * refs.along.fd_error > LOOSE * scale).any(axis=1)
-    blamed = c.blamed.any(axis=1) | (np.abs(refs.along.closed - refs.along.finite_diff) > allowed).any(axis=1)
-    unfinished = sorted(int(k) for k in np.flatnonzero(blamed | doubt | loose | ~np.isfinite(cf).all(axis=1)))
+    c = _judge.compare(
+        cf, refs.autodiff, tol, refs.finite_diff, refs.fd_error, refs.kink, elementwise_fd=refs.along is None
+    )
+    if refs.along is None:
+        # Every coordinate's finite differences, refined in the batch where they disagreed: the
+        # verdict's arithmetic is check_gradients' own. Only problems that fail it, or whose
+        # references still disagree (a kink, a loss not finite nearby), are re-checked one by one.
+        unfinished_mask = c.blamed.any(axis=1) | c.doubt.any(axis=1) | ~np.isfinite(cf).all(axis=1)
+        along_used = math.nan
+    else:
+        # Along the random directions: autodiff and the closed form against the finite differences.
+        allowed = _tolerance.FD_SAFETY * refs.along.fd_error + tol.sum(axis=1, keepdims=True)
+        doubt = _judge.along_doubt(refs.along, tol).any(axis=1) | c.doubt.any(axis=1)
+        # A pass needs the finite differences to confirm autodiff to LOOSE along
+        # every direction; where their own error is larger (a step across ReLU
+        # kinks, a loss that bends sharply) the careful path decides.
+        scale = np.abs(refs.along.autodiff) + tol.sum(axis=1, keepdims=True)
+        loose = (_tolerance.FD_SAFETY * refs.along.fd_error > LOOSE * scale).any(axis=1)
+        blamed = c.blamed.any(axis=1) | (np.abs(refs.along.closed - refs.along.finite_diff) > allowed).any(axis=1)
+        unfinished_mask = blamed | doubt | loose | ~np.isfinite(cf).all(axis=1)
+    unfinished = sorted(int(k) for k in np.flatnonzero(unfinished_mask))
     rechecked = {k: careful(k, closed) for k in unfinished}
     failures = {k: r for k, r in rechecked.items() if not r.ok}
     not_judged = [0] * b
     for k, r in rechecked.items():
         not_judged[k] = r.not_judged
-    worst = _worst(names, leaves, refs, tol, c)
-    gap = np.maximum(
-        np.abs(refs.along.autodiff - refs.along.finite_diff), np.abs(refs.along.closed - refs.along.finite_diff)
-    )
     settled = np.ones(b, bool)
-    settled[unfinished] = False  # re-checked along every coordinate: their reports say how it went
-    along_used = float((gap / allowed)[settled].max()) if settled.any() else math.nan
+    settled[unfinished] = False  # re-checked one by one: their reports say how it went
+    worst = _worst(names, leaves, refs, tol, c, settled)
+    if refs.along is not None:
+        gap = np.maximum(
+            np.abs(refs.along.autodiff - refs.along.finite_diff), np.abs(refs.along.closed - refs.along.finite_diff)
+        )
+        along_used = float((gap / allowed)[settled].max()) if settled.any() else math.nan
     verdicts = ["pass"] * b
     for k, r in failures.items():
         verdicts[k] = r.verdict
     for name in names:  # the careful reports' extremes count too
-        for r in failures.values():
+        for r in rechecked.values():
             for f in WORST_FIELDS:
                 worst[name][f] = _max(worst[name][f], getattr(r[name], f))
+    _CAREFUL_CHECKS[0] += len(unfinished)
     return BatchReport(tuple(verdicts), failures, worst, along_used, tuple(not_judged))
 
 
@@ -257,53 +273,110 @@ LOOSE = 1e-4
 BATCH_DIRECTIONS = 2
 
 
+#: Problems re-checked one by one by `check_gradients` since the process started (tests count them).
+_CAREFUL_CHECKS = [0]
+#: Batches are padded up to the next power of two of at least this size, so that the
+#: batch function compiles once per shape and bucket, not once per chunk size.
+MIN_BUCKET = 8
+
+
+def _bucket(b: int, devices: int) -> int:
+    """The padded batch size: a power of two, at least `MIN_BUCKET`, divisible by the device count."""
+    size = max(MIN_BUCKET, 1 << (b - 1).bit_length())
+    return size + (-size % devices)
+
+
+def _refine_in_batch(
+    traced: Any,
+    refs: _references.References,
+    theta: np.ndarray,
+    data: tuple[np.ndarray, ...],
+    seed: int,
+    unit_roundoff: float,
+    cf: np.ndarray,
+    precision: np.dtype,
+) -> _references.References:
+    """`_check.refine` for a batch: finer steps for the problems whose references disagree, vectorised."""
+    for scale in _references.REFINE:
+        doubt = _judge.reference_doubt(refs, cf, precision)  # (B, P)
+        rows = np.flatnonzero(doubt.any(axis=1))
+        if rows.size == 0:
+            break
+        sub = tuple(a[rows] for a in (theta, *data, cf))
+        finer = _references.assemble(
+            _batch_references(traced, sub[0], sub[1:-1], seed, unit_roundoff, sub[-1], elementwise=True, scale=scale)
+        )
+        fd = [np.array(a, copy=True) for a in refs[2:5]]
+        for field, new in zip(fd, finer[2:5]):
+            field[rows] = np.where(doubt[rows], new, field[rows])
+        refs = refs._replace(finite_diff=fd[0], fd_error=fd[1], kink=fd[2])
+    return refs
+
+
 def _batch_references(
-    traced: Any, theta: np.ndarray, data: tuple[np.ndarray, ...], seed: int, unit_roundoff: float, cf: np.ndarray
+    traced: Any,
+    theta: np.ndarray,
+    data: tuple[np.ndarray, ...],
+    seed: int,
+    unit_roundoff: float,
+    cf: np.ndarray,
+    *,
+    elementwise: bool,
+    scale: float = 1.0,
 ) -> tuple[np.ndarray, ...]:
     if theta.shape[1] > MAX_PARAMETERS:
         raise ValueError(
             f"`params` has {theta.shape[1]} entries per problem; batched checking is for small models "
             f"(at most {MAX_PARAMETERS}). Check large models one at a time with check_gradients."
         )
+    directions = None if elementwise else BATCH_DIRECTIONS
     fn = _trace.cached(
         _COMPILED,
-        traced.key,
+        (traced.key, directions),
         lambda: jax.jit(
-            jax.vmap(
-                _references.reference_function(traced, directions=BATCH_DIRECTIONS), in_axes=(0, 0, None, None, 0, None)
-            )
+            jax.vmap(_references.reference_function(traced, directions=directions), in_axes=(0, 0, None, None, 0, None))
         ),
     )
     devices = jax.devices()
     b = theta.shape[0]
-    pad = -b % len(devices)
+    pad = _bucket(b, len(devices)) - b
     inputs = (theta, data, cf)
     if pad:  # every device gets the same number of problems; the padding repeats problem 0
         inputs = jax.tree_util.tree_map(lambda a: np.concatenate([a, np.repeat(a[:1], pad, axis=0)]), inputs)
     sharding = NamedSharding(Mesh(np.array(devices), ("problems",)), PartitionSpec("problems"))
     theta_d, data_d, cf_d = jax.device_put(jax.tree_util.tree_map(jnp.asarray, inputs), sharding)
-    out = fn(theta_d, data_d, jnp.uint32(seed), unit_roundoff, cf_d, 1.0)
+    out = fn(theta_d, data_d, jnp.uint32(seed), unit_roundoff, cf_d, scale)
     return tuple(np.asarray(o)[:b] for o in out)
 
 
 def _worst(
-    names: list[str], leaves: list[np.ndarray], refs: _references.References, tol: np.ndarray, c: _judge.Comparison
+    names: list[str],
+    leaves: list[np.ndarray],
+    refs: _references.References,
+    tol: np.ndarray,
+    c: _judge.Comparison,
+    settled: np.ndarray,
 ) -> dict[str, dict[str, float]]:
-    """Per parameter, the largest autodiff error fields over the batch (vectorised `ParamResult` fields).
+    """Per parameter, the largest error fields over the problems the batch settled (`ParamResult` fields).
 
-    The elementwise finite-difference fields are NaN: in a batch the finite
-    differences run along random directions (see `BatchReport.along_used`).
+    The finite-difference fields are NaN where the batch took its finite
+    differences along random directions (models above MAX_COORDINATES; see
+    `BatchReport.along_used`). Problems re-checked one by one add their own.
     """
     offsets = np.cumsum([0, *(leaf[0].size for leaf in leaves)])
+    elementwise = refs.along is None
     worst = {}
     for name, lo, hi in zip(names, offsets[:-1], offsets[1:]):
-        s = slice(lo, hi)
+        s = (settled, slice(lo, hi))
+        ratio = np.fmax(c.ratio_ad[s], c.ratio_fd[s]) if elementwise else c.ratio_ad[s]
         worst[name] = {
-            "max_abs_err_autodiff": float(c.err_ad[:, s].max(initial=0.0)),
-            "max_rel_err_autodiff": _judge.resolved_relative(c.err_ad[:, s], refs.autodiff[:, s], tol[:, s]),
-            "max_abs_err_fd": math.nan,
-            "max_rel_err_fd": math.nan,
-            "tolerance_used": float(c.ratio_ad[:, s].max(initial=0.0)),
+            "max_abs_err_autodiff": float(c.err_ad[s].max(initial=0.0)),
+            "max_rel_err_autodiff": _judge.resolved_relative(c.err_ad[s], refs.autodiff[s], tol[s]),
+            "max_abs_err_fd": float(c.err_fd[s].max(initial=0.0)) if elementwise else math.nan,
+            "max_rel_err_fd": _judge.resolved_relative(c.err_fd[s], refs.finite_diff[s], c.allowed[s])
+            if elementwise
+            else math.nan,
+            "tolerance_used": float(ratio.max(initial=0.0)),
         }
     return worst
 

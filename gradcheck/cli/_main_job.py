@@ -324,12 +324,19 @@ def render(summaries: list[TaskSummary], jobs: dict[str, Job], args: argparse.Na
         for name, worst in s.worst.items():
             table.add_row(name, *("-" if math.isnan(worst[f]) else f"{worst[f]:.2e}" for f in _WORST_FIELDS))
         console.print(table)
-        console.print(
-            f"finite differences along {BATCH_DIRECTIONS} random ±1 directions per problem: worst "
-            f"|ad·d − fd|, |cf·d − fd| = {s.along_used:.2g} of the allowance (problems that do not pass are "
-            "re-checked along every coordinate)",
-            soft_wrap=True,
-        )
+        if math.isnan(s.along_used):
+            console.print(
+                "finite differences along every coordinate of every problem (Richardson, refined in the batch "
+                "where they disagree with autodiff); problems that do not pass are re-checked one by one",
+                soft_wrap=True,
+            )
+        else:
+            console.print(
+                f"finite differences along {BATCH_DIRECTIONS} random ±1 directions per problem: worst "
+                f"|ad·d − fd|, |cf·d − fd| = {s.along_used:.2g} of the allowance (problems that do not pass are "
+                "re-checked along every coordinate)",
+                soft_wrap=True,
+            )
         if s.not_judged:
             problems_at_kinks = ", ".join(map(str, s.kinked[:10])) + (", ..." if len(s.kinked) > 10 else "")
             console.print(
