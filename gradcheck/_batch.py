@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from gradcheck import _check, _inputs, _judge, _references, _tolerance, _trace, _validate
+from gradcheck import _check, _inputs, _interpret, _judge, _references, _stacked, _tolerance, _trace, _validate
 from gradcheck._report import Report
 
 __all__ = ["BatchReport", "check_batch"]
@@ -146,12 +146,20 @@ def check_batch(
     cf = np.concatenate([c.reshape(b, -1).astype(np.float64) for c in closed], axis=1)
     shapes = tuple(leaf.shape[1:] for leaf in leaves)
     first = problem(0)
-    traced = _trace.trace_loss(loss_fn, treedef, shapes, first[1])
     elementwise = theta.shape[1] <= _references.MAX_COORDINATES
-    with jax.enable_x64(True):
-        refs = _references.assemble(_batch_references(traced, theta, data, seed, eps / 2, cf, elementwise=elementwise))
-        if elementwise:
-            refs = _refine_in_batch(traced, refs, theta, data, seed, eps / 2, cf, precision)
+    refs = (
+        _stacked_references(loss_fn, treedef, shapes, leaves, data, seed, eps / 2, cf, precision)
+        if elementwise
+        else None
+    )
+    if refs is None:
+        traced = _trace.trace_loss(loss_fn, treedef, shapes, first[1])
+        with jax.enable_x64(True):
+            refs = _references.assemble(
+                _batch_references(traced, theta, data, seed, eps / 2, cf, elementwise=elementwise)
+            )
+            if elementwise:
+                refs = _refine_in_batch(traced, refs, theta, data, seed, eps / 2, cf, precision)
     tol = _judge.tolerances(refs.autodiff, refs.noise, precision)
     c = _judge.compare(
         cf, refs.autodiff, tol, refs.finite_diff, refs.fd_error, refs.kink, elementwise_fd=refs.along is None
@@ -273,6 +281,51 @@ LOOSE = 1e-4
 BATCH_DIRECTIONS = 2
 
 
+#: Work done by NumPy (`_stacked`) on one loss and shape before the batch compiles, in units
+#: of parameters times data values per problem (a problem's finite differences evaluate the
+#: loss 6 P times over its data). A compile of the batched references costs 1-2 s on a 2-core
+#: machine, a seed-network problem (P = 13, 24 data values) about 0.3 ms by NumPy and
+#: 0.05-0.1 ms compiled (benchmarks/regimes.py): about 4,000 such problems repay a compile.
+#: A batch whose own work exceeds this compiles at once (2,048 samples per problem: 16 problems).
+COMPILE_AFTER_WORK = 4096 * 13 * 24
+_STACKED_COUNTS: collections.OrderedDict[Hashable, int] = collections.OrderedDict()
+
+
+def _stacked_references(
+    loss_fn: Callable[..., Any],
+    treedef: Any,
+    shapes: tuple[tuple[int, ...], ...],
+    leaves: list[np.ndarray],
+    data: tuple[np.ndarray, ...],
+    seed: int,
+    unit_roundoff: float,
+    cf: np.ndarray,
+    precision: np.dtype,
+) -> _references.References | None:
+    """The batch's references by NumPy, refined; None where the compiled path should run instead."""
+    bound = _trace.program(loss_fn, treedef, shapes, tuple(a[0] for a in data))
+    key = (bound.program.key, tuple(sorted(bound.dims.items())), shapes)
+    done = _trace.cached(_STACKED_COUNTS, key, int)
+    work = len(leaves[0]) * sum(int(np.prod(s)) for s in shapes) * max(1, sum(int(np.prod(a.shape[1:])) for a in data))
+    want = _references.preferred_path()
+    if want == "xla" or key in _UNSTACKABLE or (want is None and done + work > COMPILE_AFTER_WORK):
+        return None
+    try:
+        evaluation = _stacked.StackedEvaluation(bound, leaves, data, unit_roundoff, int(seed))
+    except _interpret.Unsupported:
+        _UNSTACKABLE.add(key)
+        return None
+    _STACKED_COUNTS[key] = done + work
+    refs = evaluation.references
+    for scale in _references.REFINE:
+        doubt = _judge.reference_doubt(refs, cf, precision)
+        if not doubt.any():
+            break
+        refs = _references.refined(refs, evaluation.finer(scale, doubt), doubt)
+    return refs
+
+
+_UNSTACKABLE: set[Hashable] = set()
 #: Problems re-checked one by one by `check_gradients` since the process started (tests count them).
 _CAREFUL_CHECKS = [0]
 #: Batches are padded up to the next power of two of at least this size, so that the

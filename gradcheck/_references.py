@@ -214,7 +214,7 @@ def evaluation(
     bound = _trace.program(loss_fn, treedef, shapes, args)
     key = (bound.program.key, tuple(sorted(bound.dims.items())), shapes)
     count = _trace.cached(_COUNTS, key, int)
-    want = _FORCED[-1] if _FORCED else _from_environment()
+    want = preferred_path()
     if want is None:
         want = "xla" if key in _UNSUPPORTED or count >= COMPILE_AFTER else "numpy"
     if want == "numpy":
@@ -250,6 +250,11 @@ def autodiff(loss_fn: Callable[..., Any], params: Any, *args: Any) -> Any:
 
 #: Environment variable that fixes the path for a whole run: "numpy", "xla" or "auto" (the default).
 ENVIRONMENT = "GRADCHECK_REFERENCES"
+
+
+def preferred_path() -> Path | None:
+    """The path fixed by `forced` or by `GRADCHECK_REFERENCES`, or None for the cost model's choice."""
+    return _FORCED[-1] if _FORCED else _from_environment()
 
 
 def _from_environment() -> Path | None:

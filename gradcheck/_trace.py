@@ -180,6 +180,7 @@ class Program(NamedTuple):
     noisy: Any  # the same, vmapped over a leading axis of NOISE_SAMPLES on every input (for MCA)
     batched_loss: Any  # (leaves with a leading axis B, args) -> (B,) losses
     batched_grad: Callable[[], Any]  # traced on first use: (leaves with axis B, args) -> (B,) losses, (B, ...) grads
+    stacked: Callable[[], tuple[Any, Any]]  # traced on first use: value_and_grad and the loss, every input with axis B
     key: Hashable
 
 
@@ -281,11 +282,22 @@ def _build(
         with jax.enable_x64(True):
             return jax.make_jaxpr(jax.vmap(value_and_grad, in_axes=in_axes))(*points, *structs[n:])
 
+    @functools.cache
+    def stacked_problems() -> tuple[Any, Any]:
+        # For `check_batch`: B problems, each with its own data, in one NumPy evaluation.
+        every = [jax.ShapeDtypeStruct((batch, *s.shape), s.dtype) for s in structs]
+        with jax.enable_x64(True):
+            return (
+                jax.make_jaxpr(jax.vmap(value_and_grad))(*every),
+                jax.make_jaxpr(jax.vmap(scalar_loss))(*every),
+            )
+
     with jax.enable_x64(True):
         return Program(
             value_and_grad=jax.make_jaxpr(value_and_grad)(*structs),
             noisy=jax.make_jaxpr(jax.vmap(value_and_grad))(*stacked),
             batched_loss=jax.make_jaxpr(jax.vmap(scalar_loss, in_axes=in_axes))(*points, *structs[n:]),
             batched_grad=batched_grad,
+            stacked=stacked_problems,
             key=key,
         )

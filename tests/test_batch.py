@@ -189,3 +189,21 @@ def test_relu_networks_whose_directions_cross_kinks_get_the_careful_verdict() ->
     careful = [check_gradients(blind, grads, p.params, p.x, p.y).verdict for p in probs]
     assert list(report.verdicts) == careful
     assert "pass" not in careful
+
+
+@pytest.mark.parametrize("path", ["numpy", "xla"])
+@pytest.mark.parametrize("task", mlp.TASKS)
+def test_no_correct_problem_of_any_regime_is_rechecked_one_by_one(task: mlp.Task, path: str) -> None:
+    """Doubtful problems are refined in the batch: a correct closed form never reaches check_gradients."""
+    from gradcheck import _batch
+
+    loss, grad = partial(mlp.loss, task=task), partial(mlp.closed_form_gradients, task=task)
+    with _references.forced(path):  # type: ignore[arg-type]
+        for regime in problems.REGIMES:
+            probs = draw(task, regime, 4 if regime == "large_batch" else 24, seed=5)
+            before = _batch._CAREFUL_CHECKS[0]
+            report = check_batch(loss, grad, *stack(probs))
+            assert report.verdict == "pass", f"{regime}: {report.failures}"
+            assert _batch._CAREFUL_CHECKS[0] == before, f"{regime}: re-checked one by one"
+            # Every parameter's finite-difference columns are measured in the batch.
+            assert all(np.isfinite(w["max_abs_err_fd"]) for w in report.worst.values()), regime
