@@ -5,6 +5,18 @@ from importlib.metadata import PackageNotFoundError, version
 from gradcheck import mlp, network, problems, strategies
 from gradcheck._batch import BatchReport, check_batch
 from gradcheck._check import assert_gradients, check_gradients
+from gradcheck._derivatives import (
+    assert_custom_rule,
+    assert_hessian,
+    assert_jacobian,
+    assert_jvp,
+    assert_vjp,
+    check_custom_rule,
+    check_hessian,
+    check_jacobian,
+    check_jvp,
+    check_vjp,
+)
 from gradcheck._report import GradientMismatch, ParamResult, ReferencesDisagree, Report
 
 try:
@@ -19,9 +31,19 @@ __all__ = [
     "ReferencesDisagree",
     "Report",
     "__version__",
+    "assert_custom_rule",
     "assert_gradients",
+    "assert_hessian",
+    "assert_jacobian",
+    "assert_jvp",
+    "assert_vjp",
     "check_batch",
+    "check_custom_rule",
     "check_gradients",
+    "check_hessian",
+    "check_jacobian",
+    "check_jvp",
+    "check_vjp",
     "mlp",
     "network",
     "problems",

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax.extend.core as jcore
@@ -63,18 +63,32 @@ class Noise:
 
 
 def evaluate(
-    closed: Any, args: Sequence[Any], dims: Mapping[str, int] | None = None, noise: Noise | None = None
+    closed: Any,
+    args: Sequence[Any],
+    dims: Mapping[str, int] | None = None,
+    noise: Noise | None = None,
+    watch: Callable[[Any, list[np.ndarray]], None] | None = None,
 ) -> list[np.ndarray]:
-    """Run the ClosedJaxpr `closed` on NumPy `args`; `dims` gives each symbolic dimension its size."""
+    """Run the ClosedJaxpr `closed` on NumPy `args`; `dims` gives each symbolic dimension its size.
+
+    `watch(eqn, inputs)` is called for every custom_jvp/custom_vjp call, with its inputs.
+    """
     env = dict(dims or {})
     args = [np.asarray(a) for a in args]
     if noise is not None:  # the inputs stand for values rounded to the working precision
         args = [noise.relative(a) for a in args]
     with np.errstate(all="ignore"):  # overflow to inf, 0/0 to NaN: as XLA does, reported downstream
-        return _run(closed.jaxpr, [np.asarray(c) for c in closed.consts], args, env, noise)
+        return _run(closed.jaxpr, [np.asarray(c) for c in closed.consts], args, env, noise, watch)
 
 
-def _run(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any], dims: dict[str, int], noise: Noise | None) -> list:
+def _run(
+    jaxpr: Any,
+    consts: Sequence[Any],
+    args: Sequence[Any],
+    dims: dict[str, int],
+    noise: Noise | None,
+    watch: Callable[[Any, list[np.ndarray]], None] | None = None,
+) -> list:
     values: dict[Any, Any] = {}
 
     def read(v: Any) -> Any:
@@ -86,11 +100,13 @@ def _run(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any], dims: dict[str,
     for eqn, name, sub, symbolic in _plan(jaxpr):
         invals = [read(v) for v in eqn.invars]
         if sub is not None:
-            outvals = _run(sub[0], sub[1], invals, dims, noise)
+            if watch is not None and name in _CUSTOM:
+                watch(eqn, invals)
+            outvals = _run(sub[0], sub[1], invals, dims, noise, watch)
         elif name == "cond":
             index = int(np.clip(invals[0], 0, len(eqn.params["branches"]) - 1))
             branch = eqn.params["branches"][index]
-            outvals = _run(branch.jaxpr, [np.asarray(c) for c in branch.consts], invals[1:], dims, noise)
+            outvals = _run(branch.jaxpr, [np.asarray(c) for c in branch.consts], invals[1:], dims, noise, watch)
         else:
             rule = RULES.get(name)
             if rule is None:
@@ -163,6 +179,8 @@ def _subjaxpr(eqn: Any) -> tuple[Any, Sequence[Any]] | None:
     return (sub.jaxpr, sub.consts) if hasattr(sub, "consts") else (sub, ())
 
 
+#: Calls whose derivative is a rule written by hand (`_derivatives.check_custom_rule` checks them).
+_CUSTOM = ("custom_jvp_call", "custom_vjp_call")
 _CALLS = {
     **_noise.CALLS,
     "core_call": "call_jaxpr",

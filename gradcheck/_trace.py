@@ -23,6 +23,7 @@ import collections
 import functools
 import hashlib
 import math
+import warnings
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple, TypeVar
 
@@ -128,6 +129,16 @@ def _trace_jaxpr(
         with jax.enable_x64(True):
             # A fresh wrapper each time: JAX caches traces by function identity.
             closed = jax.make_jaxpr(lambda *a: loss_fn(*a))(params, *structs)
+            if _narrow_constants(closed) and jaxpr_key(closed) not in _NARROW_BY_DESIGN:
+                # A NumPy float64 array the loss closes over comes out float32 when the loss was
+                # traced before without x64: JAX keeps that conversion in its caches. Judged
+                # against it, a correct float64 closed form would differ by float32 rounding.
+                # Clear JAX's caches and trace again; constants still narrow are the user's own.
+                jax.clear_caches()
+                closed = jax.make_jaxpr(lambda *a: loss_fn(*a))(params, *structs)
+                if _narrow_constants(closed):
+                    _NARROW_BY_DESIGN.add(jaxpr_key(closed))
+                    warnings.warn(NarrowConstants(), stacklevel=5)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:
@@ -141,6 +152,30 @@ def _trace_jaxpr(
         got = f"shape {shape}" if shape is not None else f"{len(outs)} outputs"
         raise ValueError(f"`loss_fn` must return a scalar, got {got}; reduce it with a sum or mean.")
     return closed
+
+
+class NarrowConstants(UserWarning):
+    """The loss holds float32 (or coarser) constants, so its float64 references are not float64 throughout."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "`loss_fn` holds float32 constants: arrays it closes over rather than takes as arguments. If they "
+            "are float64 NumPy arrays, JAX converted them to float32 when the loss last ran without x64 and "
+            "keeps that copy, and a correct float64 closed form will then differ by float32 rounding. Pass "
+            "the data as arguments (check_gradients(loss, grad, params, x, y)), or enable x64 before the "
+            "loss first runs."
+        )
+
+
+#: Losses whose narrow (float32, float16) constants survive a clean trace: the user's own data.
+_NARROW_BY_DESIGN: set[Hashable] = set()
+
+
+def _narrow_constants(closed: Any) -> bool:
+    """Whether the jaxpr holds floating constants coarser than float64."""
+    return any(
+        np.issubdtype(np.asarray(c).dtype, np.floating) and np.asarray(c).dtype != np.float64 for c in closed.consts
+    )
 
 
 def jaxpr_key(closed: Any) -> Hashable:

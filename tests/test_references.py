@@ -188,3 +188,27 @@ def test_the_cold_path_leaves_the_users_jax_configuration_alone() -> None:
             *prob[:3],
         )
     assert jax.config.jax_enable_x64 == before
+
+
+def test_a_loss_closing_over_data_it_ran_on_without_x64_is_warned_about() -> None:
+    """JAX keeps a float32 copy of a NumPy array a function closed over when it ran without x64.
+
+    Checked later in float64, such a loss is not float64 throughout: the check says so, and how to avoid it.
+    """
+    from gradcheck._trace import NarrowConstants
+
+    x = np.random.default_rng(1).normal(size=(5, 2))
+
+    def loss(w: jax.Array) -> jax.Array:
+        return jnp.sum(jnp.tanh(x @ w))
+
+    w = np.array([0.3, -0.2])
+    jax.jit(loss)(w)  # the user's own earlier run, in JAX's default float32
+    with jax.enable_x64(True):
+        consts = jax.make_jaxpr(loss)(w).consts
+    if all(np.asarray(c).dtype == np.float64 for c in consts):
+        pytest.skip("this JAX keeps no float32 copy of closed-over arrays")
+    with pytest.warns(NarrowConstants, match="holds float32 constants"):
+        check_gradients(loss, lambda w: x.T @ (1 - np.tanh(x @ w) ** 2), w)
+    # Passed as an argument, the same data is float64 and the same closed form passes.
+    assert check_gradients(lambda w, x: jnp.sum(jnp.tanh(x @ w)), lambda w, x: x.T @ (1 - np.tanh(x @ w) ** 2), w, x).ok

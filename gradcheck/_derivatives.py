@@ -1,0 +1,408 @@
+"""Beyond scalar losses: hand-written VJPs, JVPs, Jacobians, Hessians and JAX custom rules.
+
+Each check is turned into the gradient of a scalar function, so that it is
+judged by `check_gradients` itself: float64 autodiff, Monte Carlo noise,
+Richardson finite differences, kinks, diagnosis and the Taylor test, with no
+second copy of that machinery.
+
+- **VJP** ``vjp_fn(primals, c)`` is the gradient of ``<c, f(primals)>``, for
+  random cotangents c.
+- **Jacobian** ``J[i, j] = df_i/dx_j`` is the gradient of
+  ``E -> sum_i f(x + E[i])_i`` at E = 0, where row ``E[i]`` moves the inputs
+  of output i alone: every entry of J is an element of that gradient, so the
+  report names the output and input element of a wrong entry.
+- **JVP** ``J t`` is the gradient of ``e -> sum_i f(x + e_i t)_i`` at e = 0,
+  for random tangents t: one element per output element.
+- **Hessian** is the Jacobian of the gradient (autodiff differentiates the
+  gradient, the finite differences difference it).
+- **Custom rules** (``jax.custom_vjp``, ``jax.custom_jvp``): each rule, at the
+  point where `f` calls it, against autodiff of its own primal
+  implementation with the rule removed.
+
+Every check returns a `Report` and has an ``assert_`` twin.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.extend.core as jcore
+import jax.numpy as jnp
+import numpy as np
+
+from gradcheck import _interpret, _validate
+from gradcheck._check import check_gradients
+from gradcheck._report import SEVERITY, GradientMismatch, ParamResult, ReferencesDisagree, Report
+
+#: Random cotangents (VJP) or tangents (JVP) each check draws: a wrong rule is
+#: caught along almost every direction, and a few guard against an unlucky one.
+DIRECTIONS = 3
+
+
+def check_vjp(
+    f: Callable[..., Any], vjp_fn: Callable[..., Any], *primals: Any, directions: int = DIRECTIONS, seed: int = 0
+) -> Report:
+    """Check a hand-written VJP: ``vjp_fn(primals, cotangent)`` returns one cotangent per primal.
+
+    It is the gradient of ``<cotangent, f(*primals)>``, checked for `directions`
+    random cotangents against `jax.vjp` in float64 and finite differences.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> import numpy as np
+        >>> from gradcheck import check_vjp
+        >>> def softmax_vjp(primals, c):
+        ...     (z,) = primals
+        ...     s = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        ...     return (s * (c - np.dot(c, s)),)
+        >>> check_vjp(lambda z: jnp.exp(z) / jnp.exp(z).sum(), softmax_vjp, np.array([0.5, -1.0, 2.0])).ok
+        True
+    """
+    _callable("f", f)
+    _callable("vjp_fn", vjp_fn)
+    inputs = _primals(primals)
+    with jax.enable_x64(True):  # shapes only; outside x64 JAX would cache float32 copies of f's constants
+        cotangents = _random_like(jax.eval_shape(f, *inputs), directions, seed)
+    keys = [f"primals[{i}]" for i in range(len(inputs))]
+
+    def check(c: Any) -> Report:
+        def loss(p: dict[str, Any]) -> Any:
+            out = f(*(p[k] for k in keys))
+            return sum(
+                jnp.vdot(jnp.asarray(ci), o)
+                for ci, o in zip(jax.tree_util.tree_leaves(c), jax.tree_util.tree_leaves(out))
+            )
+
+        def grad(p: dict[str, Any]) -> dict[str, Any]:
+            return dict(zip(keys, _as_tuple(vjp_fn(tuple(p[k] for k in keys), c), "vjp_fn", len(keys))))
+
+        return check_gradients(loss, grad, dict(zip(keys, inputs)), seed=seed)
+
+    return _worst_of([check(c) for c in cotangents], "cotangent")
+
+
+def check_jvp(
+    f: Callable[..., Any], jvp_fn: Callable[..., Any], *primals: Any, directions: int = DIRECTIONS, seed: int = 0
+) -> Report:
+    """Check a hand-written JVP: ``jvp_fn(primals, tangents)`` returns the output tangent.
+
+    Each output element of ``J t`` is checked, for `directions` random tangents
+    t, against autodiff and finite differences of ``e -> f(x + e t)``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> import numpy as np
+        >>> from gradcheck import check_jvp
+        >>> x = np.array([0.3, -2.0, 1.5])
+        >>> check_jvp(jnp.tanh, lambda p, t: (1 - np.tanh(p[0]) ** 2) * t[0], x).ok
+        True
+    """
+    _callable("f", f)
+    _callable("jvp_fn", jvp_fn)
+    inputs = _primals(primals)
+    with jax.enable_x64(True):  # shapes only; outside x64 JAX would cache float32 copies of f's constants
+        out = jax.eval_shape(f, *inputs)
+    out_leaves, out_tree = jax.tree_util.tree_flatten(out)
+
+    def check(t: tuple[Any, ...]) -> Report:
+        def loss(e: Any) -> Any:
+            total: Any = 0.0
+            for k, e_k in enumerate(jax.tree_util.tree_leaves(e)):
+                size = int(np.prod(out_leaves[k].shape))
+
+                def element(scale: Any, unit: Any, k: int = k) -> Any:
+                    moved = jax.tree_util.tree_map(lambda x, d: x + scale * d, inputs, t)
+                    return jnp.vdot(jax.tree_util.tree_leaves(f(*moved))[k].reshape(-1), unit)
+
+                total = total + jnp.sum(jax.vmap(element)(e_k.reshape(-1), jnp.eye(size)))
+            return total
+
+        def grad(e: Any) -> Any:
+            return jvp_fn(inputs, t)
+
+        zeros = jax.tree_util.tree_unflatten(out_tree, [np.zeros(o.shape) for o in out_leaves])
+        return check_gradients(loss, grad, zeros, seed=seed)
+
+    return _worst_of([check(tuple(t)) for t in _random_like(inputs, directions, seed + 1)], "tangent")
+
+
+def check_jacobian(f: Callable[..., Any], jac_fn: Callable[..., Any], *primals: Any, seed: int = 0) -> Report:
+    """Check a hand-written Jacobian: ``jac_fn(*primals)`` in `jax.jacrev`'s layout.
+
+    For one array input and one array output that is an array of shape
+    ``out.shape + in.shape``; for several primals, a tuple over them.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> import numpy as np
+        >>> from gradcheck import check_jacobian
+        >>> A, x = np.array([[1.0, 2.0], [0.5, -1.0], [3.0, 0.0]]), np.array([0.2, -0.7])
+        >>> check_jacobian(lambda x: A @ jnp.tanh(x), lambda x: A * (1 - np.tanh(x) ** 2), x).ok
+        True
+    """
+    _callable("f", f)
+    _callable("jac_fn", jac_fn)
+    inputs = _primals(primals)
+    argnums: Any = 0 if len(inputs) == 1 else tuple(range(len(inputs)))
+    with jax.enable_x64(True):
+        layout = jax.eval_shape(jax.jacrev(f, argnums=argnums), *inputs)
+        out_leaves = jax.tree_util.tree_leaves(jax.eval_shape(f, *inputs))
+    in_leaves, in_tree = jax.tree_util.tree_flatten(inputs)
+    blocks, block_tree = jax.tree_util.tree_flatten(layout)
+    n_in = len(in_leaves)
+
+    def loss(jacobian: Any) -> Any:
+        e = jax.tree_util.tree_leaves(jacobian)
+        total: Any = 0.0
+        for k, out_k in enumerate(out_leaves):
+            size = int(np.prod(out_k.shape))
+            rows = [e[k * n_in + j].reshape(size, *in_leaves[j].shape) for j in range(n_in)]
+
+            def element(deltas: list[Any], unit: Any, k: int = k) -> Any:
+                moved = jax.tree_util.tree_unflatten(in_tree, [x + d for x, d in zip(in_leaves, deltas)])
+                return jnp.vdot(jax.tree_util.tree_leaves(f(*moved))[k].reshape(-1), unit)
+
+            total = total + jnp.sum(jax.vmap(element)(rows, jnp.eye(size)))
+        return total
+
+    zeros = jax.tree_util.tree_unflatten(block_tree, [np.zeros(b.shape) for b in blocks])
+    return check_gradients(loss, lambda _: jac_fn(*inputs), zeros, seed=seed)
+
+
+def check_hessian(
+    loss_fn: Callable[..., Any], hess_fn: Callable[..., Any], params: Any, *args: Any, seed: int = 0
+) -> Report:
+    """Check a hand-written Hessian: ``hess_fn(params, *args)`` in `jax.hessian`'s layout, or a flat (P, P) matrix.
+
+    The references are autodiff of the gradient and finite differences of
+    the gradient. The report says when the closed form is not symmetric.
+
+    Examples:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> import numpy as np
+        >>> from gradcheck import check_hessian
+        >>> X, y = np.array([[1.0, 0.5], [-0.3, 2.0], [0.7, -1.0]]), np.array([1.0, 0.0, 1.0])
+        >>> def loss(w, X, y):
+        ...     z = X @ w
+        ...     return jnp.mean(jax.nn.softplus(z) - y * z)
+        >>> def hessian(w, X, y):
+        ...     s = 1 / (1 + np.exp(-X @ w))
+        ...     return X.T @ (X * (s * (1 - s))[:, None]) / len(y)
+        >>> check_hessian(loss, hessian, np.array([0.1, -0.2]), X, y).ok
+        True
+    """
+    _callable("loss_fn", loss_fn)
+    _callable("hess_fn", hess_fn)
+    data = tuple(_validate.data_argument(f"args[{i}]", a) for i, a in enumerate(args))
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    sizes = [int(np.size(leaf)) for leaf in leaves]
+
+    def gradient(p: Any) -> Any:
+        return jax.grad(loss_fn)(p, *data)
+
+    def hessian(p: Any) -> Any:
+        h = hess_fn(p, *data)
+        total = sum(sizes)
+        if (
+            isinstance(h, np.ndarray)
+            and h.shape == (total, total)
+            and not (len(leaves) == 1 and h.shape == np.shape(leaves[0]) * 2)
+        ):
+            # A flat (P, P) matrix: cut it into jax.hessian's blocks.
+            offsets = np.cumsum([0, *sizes])
+            shapes = [np.shape(leaf) for leaf in leaves]
+            rows = [
+                jax.tree_util.tree_unflatten(
+                    tree, [h[a:b, c:d].reshape(*si, *sj) for (c, d), sj in zip(itertools.pairwise(offsets), shapes)]
+                )
+                for (a, b), si in zip(itertools.pairwise(offsets), shapes)
+            ]
+            return jax.tree_util.tree_unflatten(tree, rows)
+        return h
+
+    report = check_jacobian(gradient, hessian, params, seed=seed)
+    return _with_symmetry_note(report, hess_fn, params, data, sizes)
+
+
+def check_custom_rule(f: Callable[..., Any], *primals: Any, seed: int = 0) -> Report:
+    """Check every `jax.custom_vjp` and `jax.custom_jvp` rule that `f` calls, at the point where it calls it.
+
+    Each rule is judged against autodiff of its own primal implementation,
+    with the rule removed, and against finite differences; the report names
+    each rule by its function's name ("logsumexp: primals[0]").
+
+    Examples:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> import numpy as np
+        >>> from gradcheck import check_custom_rule
+        >>> @jax.custom_jvp
+        ... def safe_norm(x):
+        ...     return jnp.sqrt(jnp.sum(x**2))
+        >>> @safe_norm.defjvp
+        ... def _(primals, tangents):
+        ...     (x,), (t,) = primals, tangents
+        ...     n = safe_norm(x)
+        ...     return n, jnp.where(n > 0, jnp.vdot(x, t) / n, 0.0)
+        >>> check_custom_rule(lambda x: safe_norm(x) ** 2, np.array([3.0, -4.0])).ok
+        True
+    """
+    _callable("f", f)
+    inputs = _primals(primals)
+    flat, _ = jax.tree_util.tree_flatten(inputs)
+    with jax.enable_x64(True):
+        closed = jax.make_jaxpr(lambda *a: f(*jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(inputs), a)))(
+            *flat
+        )
+    calls: list[tuple[Any, list[np.ndarray]]] = []
+    _interpret.evaluate(closed, flat, watch=lambda eqn, invals: calls.append((eqn, invals)))
+    if not calls:
+        raise ValueError(
+            "`f` calls no jax.custom_vjp or jax.custom_jvp function; check_custom_rule checks such rules. "
+            "For a hand-written derivative of f itself, use check_vjp, check_jvp or check_jacobian."
+        )
+    reports = []
+    for eqn, invals in calls:
+        name = _rule_name(eqn)
+        primal = jcore.jaxpr_as_fun(eqn.params["call_jaxpr"])  # the implementation, its rule removed
+
+        def with_rule(*a: Any, eqn: Any = eqn) -> Any:  # the call itself: autodiff goes through its rule
+            params = eqn.primitive.get_bind_params(
+                eqn.params
+            )  # the rule's own functions, as jax.core.eval_jaxpr rebinds them
+            out = eqn.primitive.bind(*a, **params)
+            return out if eqn.primitive.multiple_results else [out]
+
+        def rule_vjp(p: tuple[Any, ...], c: Any, with_rule: Any = with_rule) -> tuple[Any, ...]:
+            with jax.enable_x64(True):
+                _, pullback = jax.vjp(with_rule, *p)
+                return tuple(np.asarray(g) for g in pullback(list(_as_tuple(c, "cotangent", None))))
+
+        report = check_vjp(primal, rule_vjp, *invals, seed=seed)
+        reports.append(_renamed(report, name))
+    merged = [p for r in reports for p in r.params]
+    notes = tuple(n for r in reports for n in r.notes)
+    rate = next((r.taylor_rate for r in reports if r.verdict == "mismatch"), float("nan"))
+    return Report(tuple(merged), notes=notes, taylor_rate=rate, references=reports[0].references)
+
+
+def _asserting(check: Callable[..., Report]) -> Callable[..., Report]:
+    def assert_(*args: Any, **kwargs: Any) -> Report:
+        report = check(*args, **kwargs)
+        if report.verdict == "mismatch":
+            raise GradientMismatch(report)
+        if report.verdict == "inconclusive":
+            raise ReferencesDisagree(report)
+        return report
+
+    assert_.__name__ = check.__name__.replace("check_", "assert_")
+    assert_.__doc__ = f"Like `{check.__name__}`, but raise `GradientMismatch` or `ReferencesDisagree` unless it passes."
+    return assert_
+
+
+assert_vjp = _asserting(check_vjp)
+assert_jvp = _asserting(check_jvp)
+assert_jacobian = _asserting(check_jacobian)
+assert_hessian = _asserting(check_hessian)
+assert_custom_rule = _asserting(check_custom_rule)
+
+
+# --- helpers ------------------------------------------------------------------
+
+
+def _callable(label: str, fn: Any) -> None:
+    if not callable(fn):
+        raise TypeError(f"`{label}` must be a function, got {type(fn).__name__} {fn!r}.")
+
+
+def _primals(primals: Sequence[Any]) -> tuple[Any, ...]:
+    if not primals:
+        raise ValueError("no `primals` given; pass the point to check at, e.g. check_vjp(f, vjp_fn, x).")
+    return tuple(
+        jax.tree_util.tree_map(lambda a, i=i: _validate.real_finite(f"primals[{i}]", a).astype(np.float64), p)
+        for i, p in enumerate(primals)
+    )
+
+
+def _random_like(tree: Any, count: int, seed: int) -> list[Any]:
+    """`count` standard normal pytrees shaped like `tree` (arrays or ShapeDtypeStructs), from `seed`."""
+    rng = np.random.default_rng([seed, 0x565450])
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return [
+        jax.tree_util.tree_unflatten(treedef, [rng.standard_normal(np.shape(x)) for x in leaves]) for _ in range(count)
+    ]
+
+
+def _as_tuple(value: Any, label: str, n: int | None) -> tuple[Any, ...]:
+    out = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if n is not None and len(out) != n:
+        raise ValueError(f"`{label}` returned {len(out)} cotangents, one per primal expected ({n}).")
+    return out
+
+
+def _worst_of(reports: list[Report], what: str) -> Report:
+    """One report from several random directions: each parameter at its worst direction."""
+    rank = {s: i for i, s in enumerate(SEVERITY)}
+    worst: list[ParamResult] = []
+    chosen: dict[str, int] = {}
+    for name in (p.name for p in reports[0].params):
+        k, best = min(
+            enumerate(r[name] for r in reports),
+            key=lambda kp: (rank[kp[1].status], -np.nan_to_num(kp[1].tolerance_used, nan=0.0)),
+        )
+        worst.append(best)
+        chosen[name] = k
+    failing = next((r for r in reports if r.verdict == "mismatch"), reports[0])
+    notes = (
+        f"checked along {len(reports)} random {what}s; each row is its worst",
+        *(n for n in failing.notes if n not in reports[0].notes or failing is reports[0]),
+    )
+    return Report(
+        tuple(worst),
+        precision=failing.precision,
+        notes=notes,
+        taylor_rate=failing.taylor_rate,
+        references=failing.references,
+    )
+
+
+def _renamed(report: Report, rule: str) -> Report:
+    params = tuple(dataclasses.replace(p, name=f"{rule}: {p.name}") for p in report.params)
+    return dataclasses.replace(report, params=params, notes=tuple(f"{rule}: {n}" for n in report.notes))
+
+
+def _rule_name(eqn: Any) -> str:
+    info = getattr(eqn.params["call_jaxpr"].jaxpr, "debug_info", None)
+    return str(getattr(info, "func_name", None) or eqn.primitive.name)
+
+
+def _flat(h: Any, sizes: list[int]) -> np.ndarray:
+    """A Hessian in jax.hessian's layout (or already flat) as one (P, P) matrix."""
+    if isinstance(h, np.ndarray) and h.shape == (sum(sizes), sum(sizes)):
+        return np.asarray(h, dtype=np.float64)
+    blocks, n = jax.tree_util.tree_leaves(h), len(sizes)
+    rows = [
+        np.concatenate([np.reshape(blocks[i * n + j], (sizes[i], sizes[j])) for j in range(n)], axis=1)
+        for i in range(n)
+    ]
+    return np.concatenate(rows, axis=0).astype(np.float64)
+
+
+def _with_symmetry_note(report: Report, hess_fn: Any, params: Any, data: tuple[Any, ...], sizes: list[int]) -> Report:
+    """A note when the closed-form Hessian is not symmetric (a Hessian always is)."""
+    try:
+        h = _flat(hess_fn(params, *data), sizes)
+    except Exception:  # noqa: BLE001 - a malformed Hessian is already reported by the check
+        return report
+    gap = np.abs(h - h.T)
+    scale = float(np.abs(h).max(initial=0.0))
+    if gap.max(initial=0.0) > 64 * np.finfo(float).eps * max(scale, np.finfo(float).tiny):
+        i, j = (int(v) for v in np.unravel_index(np.argmax(gap), gap.shape))
+        note = f"the closed form is not symmetric: |H[{i}, {j}] - H[{j}, {i}]| = {gap[i, j]:.3e} (a Hessian is)"
+        return dataclasses.replace(report, notes=(*report.notes, note))
+    return report
