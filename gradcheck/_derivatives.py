@@ -125,12 +125,16 @@ def check_jvp(
             return jvp_fn(inputs, t)
 
         zeros = jax.tree_util.tree_unflatten(out_tree, [np.zeros(o.shape) for o in out_leaves])
+        if jax.tree_util.treedef_is_leaf(out_tree):  # one array out: name it
+            return check_gradients(lambda e: loss(e["jvp"]), lambda _: {"jvp": grad(None)}, {"jvp": zeros}, seed=seed)
         return check_gradients(loss, grad, zeros, seed=seed)
 
     return _worst_of([check(tuple(t)) for t in _random_like(inputs, directions, seed + 1)], "tangent")
 
 
-def check_jacobian(f: Callable[..., Any], jac_fn: Callable[..., Any], *primals: Any, seed: int = 0) -> Report:
+def check_jacobian(
+    f: Callable[..., Any], jac_fn: Callable[..., Any], *primals: Any, seed: int = 0, _label: str = "jacobian"
+) -> Report:
     """Check a hand-written Jacobian: ``jac_fn(*primals)`` in `jax.jacrev`'s layout.
 
     For one array input and one array output that is an array of shape
@@ -170,6 +174,10 @@ def check_jacobian(f: Callable[..., Any], jac_fn: Callable[..., Any], *primals: 
         return total
 
     zeros = jax.tree_util.tree_unflatten(block_tree, [np.zeros(b.shape) for b in blocks])
+    if jax.tree_util.treedef_is_leaf(block_tree):  # one array in, one out: name it
+        return check_gradients(
+            lambda e: loss(e[_label]), lambda _: {_label: jac_fn(*inputs)}, {_label: zeros}, seed=seed
+        )
     return check_gradients(loss, lambda _: jac_fn(*inputs), zeros, seed=seed)
 
 
@@ -225,7 +233,7 @@ def check_hessian(
             return jax.tree_util.tree_unflatten(tree, rows)
         return h
 
-    report = check_jacobian(gradient, hessian, params, seed=seed)
+    report = check_jacobian(gradient, hessian, params, seed=seed, _label="hessian")
     return _with_symmetry_note(report, hess_fn, params, data, sizes)
 
 

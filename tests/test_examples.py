@@ -64,3 +64,12 @@ def test_plugin_example_passes_under_pytest() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 passed" in done.stdout
+
+
+def test_beyond_scalar_example_passes_the_right_ones_and_names_the_wrong_ones() -> None:
+    done = _run(str(EXAMPLES / "beyond_scalar.py"))
+    assert done.returncode == 1, done.stderr
+    assert "== softmax VJP: pass" in done.stdout
+    assert "== Jacobian of A tanh(x): pass" in done.stdout
+    assert "hessian: likely mistake: off by a constant factor 6" in done.stdout
+    assert "logsumexp: primals[0]" in done.stdout
