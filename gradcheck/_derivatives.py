@@ -68,19 +68,19 @@ def check_vjp(
     with jax.enable_x64(True):  # shapes only; outside x64 JAX would cache float32 copies of f's constants
         cotangents = _random_like(jax.eval_shape(f, *inputs), directions, seed)
     keys = [f"primals[{i}]" for i in range(len(inputs))]
+    c_tree = jax.tree_util.tree_structure(cotangents[0])
+
+    # The cotangent is an argument, not a constant: the loss traces to the same program for every one.
+    def loss(p: dict[str, Any], *c: Any) -> Any:
+        out = jax.tree_util.tree_leaves(f(*(p[k] for k in keys)))
+        return sum(jnp.vdot(ci, o) for ci, o in zip(c, out))
+
+    def grad(p: dict[str, Any], *c: Any) -> dict[str, Any]:
+        cotangent = jax.tree_util.tree_unflatten(c_tree, list(c))
+        return dict(zip(keys, _as_tuple(vjp_fn(tuple(p[k] for k in keys), cotangent), "vjp_fn", len(keys))))
 
     def check(c: Any) -> Report:
-        def loss(p: dict[str, Any]) -> Any:
-            out = f(*(p[k] for k in keys))
-            return sum(
-                jnp.vdot(jnp.asarray(ci), o)
-                for ci, o in zip(jax.tree_util.tree_leaves(c), jax.tree_util.tree_leaves(out))
-            )
-
-        def grad(p: dict[str, Any]) -> dict[str, Any]:
-            return dict(zip(keys, _as_tuple(vjp_fn(tuple(p[k] for k in keys), c), "vjp_fn", len(keys))))
-
-        return check_gradients(loss, grad, dict(zip(keys, inputs)), seed=seed)
+        return check_gradients(loss, grad, dict(zip(keys, inputs)), *jax.tree_util.tree_leaves(c), seed=seed)
 
     return _worst_of([check(c) for c in cotangents], "cotangent")
 
@@ -108,28 +108,41 @@ def check_jvp(
         out = jax.eval_shape(f, *inputs)
     out_leaves, out_tree = jax.tree_util.tree_flatten(out)
 
-    def check(t: tuple[Any, ...]) -> Report:
-        def loss(e: Any) -> Any:
-            total: Any = 0.0
-            for k, e_k in enumerate(jax.tree_util.tree_leaves(e)):
-                size = int(np.prod(out_leaves[k].shape))
+    in_leaves, in_tree = jax.tree_util.tree_flatten(inputs)
+    n = len(in_leaves)
 
-                def element(scale: Any, unit: Any, k: int = k) -> Any:
-                    moved = jax.tree_util.tree_map(lambda x, d: x + scale * d, inputs, t)
-                    return jnp.vdot(jax.tree_util.tree_leaves(f(*moved))[k].reshape(-1), unit)
+    # The point and the tangent are arguments, not constants: one program serves every tangent and point.
+    def loss(e: Any, *data: Any) -> Any:
+        x, t = data[:n], data[n:]
+        total: Any = 0.0
+        for k, e_k in enumerate(jax.tree_util.tree_leaves(e)):
+            size = int(np.prod(out_leaves[k].shape))
 
-                total = total + jnp.sum(jax.vmap(element)(e_k.reshape(-1), jnp.eye(size)))
-            return total
+            def element(scale: Any, unit: Any, k: int = k) -> Any:
+                moved = jax.tree_util.tree_unflatten(in_tree, [xi + scale * ti for xi, ti in zip(x, t)])
+                return jnp.vdot(jax.tree_util.tree_leaves(f(*moved))[k].reshape(-1), unit)
 
-        def grad(e: Any) -> Any:
-            return jvp_fn(inputs, t)
+            total = total + jnp.sum(jax.vmap(element)(e_k.reshape(-1), jnp.eye(size)))
+        return total
 
+    def grad(e: Any, *data: Any) -> Any:
+        t = jax.tree_util.tree_unflatten(in_tree, list(data[n:]))
+        return jvp_fn(inputs, tuple(t))
+
+    def check(t: Any) -> Report:
         zeros = jax.tree_util.tree_unflatten(out_tree, [np.zeros(o.shape) for o in out_leaves])
+        data = (*in_leaves, *jax.tree_util.tree_leaves(t))
         if jax.tree_util.treedef_is_leaf(out_tree):  # one array out: name it
-            return check_gradients(lambda e: loss(e["jvp"]), lambda _: {"jvp": grad(None)}, {"jvp": zeros}, seed=seed)
-        return check_gradients(loss, grad, zeros, seed=seed)
+            return check_gradients(
+                lambda e, *d: loss(e["jvp"], *d),
+                lambda e, *d: {"jvp": grad(None, *d)},
+                {"jvp": zeros},
+                *data,
+                seed=seed,
+            )
+        return check_gradients(loss, grad, zeros, *data, seed=seed)
 
-    return _worst_of([check(tuple(t)) for t in _random_like(inputs, directions, seed + 1)], "tangent")
+    return _worst_of([check(t) for t in _random_like(inputs, directions, seed + 1)], "tangent")
 
 
 def check_jacobian(
@@ -159,7 +172,8 @@ def check_jacobian(
     blocks, block_tree = jax.tree_util.tree_flatten(layout)
     n_in = len(in_leaves)
 
-    def loss(jacobian: Any) -> Any:
+    # The point is an argument, not a constant: one program serves every point of these shapes.
+    def loss(jacobian: Any, *x: Any) -> Any:
         e = jax.tree_util.tree_leaves(jacobian)
         total: Any = 0.0
         for k, out_k in enumerate(out_leaves):
@@ -167,7 +181,7 @@ def check_jacobian(
             rows = [e[k * n_in + j].reshape(size, *in_leaves[j].shape) for j in range(n_in)]
 
             def element(deltas: list[Any], unit: Any, k: int = k) -> Any:
-                moved = jax.tree_util.tree_unflatten(in_tree, [x + d for x, d in zip(in_leaves, deltas)])
+                moved = jax.tree_util.tree_unflatten(in_tree, [xi + d for xi, d in zip(x, deltas)])
                 return jnp.vdot(jax.tree_util.tree_leaves(f(*moved))[k].reshape(-1), unit)
 
             total = total + jnp.sum(jax.vmap(element)(rows, jnp.eye(size)))
@@ -176,9 +190,13 @@ def check_jacobian(
     zeros = jax.tree_util.tree_unflatten(block_tree, [np.zeros(b.shape) for b in blocks])
     if jax.tree_util.treedef_is_leaf(block_tree):  # one array in, one out: name it
         return check_gradients(
-            lambda e: loss(e[_label]), lambda _: {_label: jac_fn(*inputs)}, {_label: zeros}, seed=seed
+            lambda e, *x: loss(e[_label], *x),
+            lambda *_: {_label: jac_fn(*inputs)},
+            {_label: zeros},
+            *in_leaves,
+            seed=seed,
         )
-    return check_gradients(loss, lambda _: jac_fn(*inputs), zeros, seed=seed)
+    return check_gradients(loss, lambda *_: jac_fn(*inputs), zeros, *in_leaves, seed=seed)
 
 
 def check_hessian(
