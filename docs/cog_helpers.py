@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -25,21 +26,40 @@ import cog  # type: ignore[import-not-found]
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _fenced(text: str) -> None:
-    cog.outl("```")
+def _fenced(text: str, lang: str = "") -> None:
+    cog.outl(f"```{lang}")
     cog.out(text.rstrip("\n") + "\n")
     cog.outl("```")
 
 
-def shell(command: str, *, columns: int | None = None, expect: int = 0) -> None:
-    """Run `command` from the repository root and show its standard output."""
+def _run(command: str, columns: int | None, expect: int) -> str:
     env = {**os.environ, "NO_COLOR": "1"}
     if columns is not None:
         env["COLUMNS"] = str(columns)
     done = subprocess.run(command, shell=True, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     if done.returncode != expect:
         raise RuntimeError(f"`{command}` exited {done.returncode}, expected {expect}:\n{done.stderr}")
-    _fenced(done.stdout)
+    return done.stdout
+
+
+def shell(command: str, *, columns: int | None = None, expect: int = 0, lang: str = "") -> None:
+    """Run `command` from the repository root and show its standard output."""
+    _fenced(_run(command, columns, expect), lang)
+
+
+def written(command: str, file: str, *, expect: int = 0, lang: str = "", volatile: str | None = None) -> None:
+    """Run `command` from the repository root and show the file it writes, `file`.
+
+    `file` is written in a temporary folder (its name in `command` stands for
+    it), so that no run leaves files in the repository. What the regular
+    expression `volatile` matches (a run's duration) changes from run to run;
+    it is shown as "…", so that the page does not.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / file
+        _run(command.replace(file, shlex.quote(str(target))), None, expect)
+        text = target.read_text()
+    _fenced(re.sub(volatile, "…", text) if volatile else text, lang)
 
 
 def python_block(page: str, index: int = 0) -> None:

@@ -3,8 +3,9 @@
 Each submission defines ``grads(params, x, y, *, task)`` for the seed network
 (see examples/submissions/). The command's JSON report (schema 1, docs/cli.md)
 has one entry per submission; a student earns one point per task passed.
-gradcheck exits 1 when a submission fails, which for a grader is a result,
-not an error: this script exits 0 once every submission is graded.
+gradcheck exits 1 when a submission is wrong and 2 when one fails to load,
+which for a grader are results, not errors: this script exits 0 once every
+submission is graded (a file that fails to load earns no points).
 
 Run: python examples/autograde.py [--examples 25] [--task both]
 """
@@ -31,19 +32,22 @@ def main() -> int:
         *("--task", args.task, "--examples", args.examples, "--json"),
     ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
-    if done.returncode not in (0, 1):  # 2: a file failed to load or bad usage; 4: internal error
+    try:  # exit 1 (a submission is wrong) and 2 (one failed to load) come with a report: grade it
+        report = json.loads(done.stdout)
+    except json.JSONDecodeError:  # no report: bad usage (2) or an internal error (4)
         print(done.stderr, file=sys.stderr)
         return done.returncode
-    report = json.loads(done.stdout)
+    tasks_checked = 2 if args.task == "both" else 1
 
     print(f"graded by gradcheck {report['gradcheck']}, {report['examples']} problems per task, seed {report['seed']}")
     for sub in report["submissions"]:
         student = Path(sub["submission"].rsplit(":", 1)[0]).stem
         tasks = sub["tasks"]
         points = sum(t["verdict"] == "pass" for t in tasks.values())
-        print(f"{student:<8} {sub['verdict'].upper():<9} {points}/{len(tasks)} points")
-        if sub["error"]:
-            print(f"    {sub['error'].splitlines()[0]}")
+        print(f"{student:<8} {sub['verdict'].upper():<9} {points}/{tasks_checked} points")
+        if sub["error"]:  # what failed to load, and the exception (the traceback's last line)
+            lines = sub["error"].splitlines()
+            print(f"    {lines[0]} {lines[-1]}" if len(lines) > 1 else f"    {lines[0]}")
         for task, result in tasks.items():
             for name, diagnosis in result["diagnoses"].items():
                 print(f"    {task}: {name}: {diagnosis}")

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
+import fnmatch
 import re
+import shlex
 import subprocess
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+
+from gradcheck.cli import _app, _main_job
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -44,3 +52,110 @@ def test_readme_links_point_at_files() -> None:
     assert targets
     missing = [t for t in targets if not (ROOT / t).exists()]
     assert not missing, f"README links to missing files: {missing}"
+
+
+# --- commands and recipes shown in the docs --------------------------------------------
+
+#: Shell operators that end a command (`gradcheck ... > report.json || status=$?`).
+_OPERATORS = {">", ">>", "<", "|", "||", "&&", ";", "&"}
+
+
+def parse_gradcheck(command: str) -> argparse.Namespace:
+    """Parse a `gradcheck ...` command line with its command's parser; fail on a flag that does not exist."""
+    lexer = shlex.shlex(command.replace("\\\n", " "), posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    argv = []
+    for token in lexer:
+        if token in _OPERATORS:
+            break
+        argv.append(token)
+    assert argv[0] == "gradcheck", command
+    name = argv[1] if len(argv) > 1 and argv[1] in _app._SUBCOMMANDS else None
+    build = _app._SUBCOMMANDS[name][0] if name else _main_job.build_parser
+    args = argv[2:] if name else argv[1:]
+    parser = build()
+    parser.allow_abbrev = False  # the docs name each flag in full
+    try:
+        return parser.parse_args(args)
+    except SystemExit as exc:  # argparse printed why
+        pytest.fail(f"`{command}` does not parse (exit {exc.code})")
+
+
+def _bash_commands(page: Path) -> list[str]:
+    """The `gradcheck` command lines in the ```bash blocks of `page`, continuation lines joined."""
+    blocks = re.findall(r"```bash\n(.*?)```", page.read_text(), re.S)
+    lines = [line.strip() for block in blocks for line in block.replace("\\\n", " ").splitlines()]
+    return [line for line in lines if line.startswith("gradcheck ") or line == "gradcheck"]
+
+
+SHOWN = sorted({(page, c) for page in [ROOT / "README.md", *PAGES] for c in _bash_commands(page)})
+
+
+@pytest.mark.parametrize(("page", "command"), SHOWN, ids=[f"{p.name}: {c[:60]}" for p, c in SHOWN])
+def test_every_gradcheck_command_in_the_docs_parses(page: Path, command: str) -> None:
+    parse_gradcheck(command)
+
+
+def _yaml_blocks(page: Path) -> list[Any]:
+    return [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", page.read_text(), re.S)]
+
+
+def _recipes() -> dict[str, Any]:
+    """The CI guide's YAML, by what it is: GitHub Actions, GitLab CI, a pre-commit config."""
+    found = {}
+    for block in _yaml_blocks(DOCS / "guides" / "ci.md"):
+        kind = "github" if "jobs" in block else "pre-commit" if "repos" in block else "gitlab"
+        assert kind not in found, f"two {kind} recipes"
+        found[kind] = block
+    assert set(found) == {"github", "gitlab", "pre-commit"}
+    return found
+
+
+def _junit_path(command: str) -> str:
+    path = parse_gradcheck(command).junit_xml
+    assert path is not None, f"`{command}` writes no JUnit report"
+    return str(path)
+
+
+def test_the_github_actions_workflow_publishes_the_junit_report_gradcheck_writes() -> None:
+    workflow = _recipes()["github"]
+    assert workflow[True] == ["push", "pull_request"]  # YAML 1.1 reads the key `on` as true
+    (job,) = workflow["jobs"].values()
+    runs = [step["run"] for step in job["steps"] if "run" in step]
+    reports = [step["with"]["report_paths"] for step in job["steps"] if "junit-report" in step.get("uses", "")]
+    commands = [run for run in runs if run.startswith("gradcheck")]
+    assert commands
+    assert reports
+    for command in commands:
+        assert any(fnmatch.fnmatch(_junit_path(command), report) for report in reports)
+
+
+def test_the_gitlab_jobs_give_gitlab_the_junit_report_gradcheck_writes() -> None:
+    pipeline = _recipes()["gitlab"]
+    jobs = {name: job for name, job in pipeline.items() if not name.startswith(".")}
+    assert {job["extends"] for job in jobs.values()} == {".gradcheck"}
+    template = pipeline[".gradcheck"]
+    assert template["artifacts"]["when"] == "always"
+    report = template["artifacts"]["reports"]["junit"]
+    commands = [line for job in jobs.values() for line in job["script"] if line.startswith("gradcheck")]
+    assert {shlex.split(c)[1] == "check" for c in commands} == {True, False}  # `gradcheck check` and the main job
+    for command in commands:
+        assert fnmatch.fnmatch(_junit_path(command), report)
+
+
+def test_the_pre_commit_config_names_a_hook_gradcheck_provides() -> None:
+    provided = {hook["id"]: hook for hook in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
+    scripts = {script.name for script in entry_points(group="console_scripts") if script.value.startswith("gradcheck")}
+    for hook in provided.values():
+        assert {"id", "name", "entry", "language"} <= set(hook)  # what pre-commit requires of a hook
+        assert hook["entry"].split()[0] in scripts  # a command that installing gradcheck provides
+        assert hook["language"] == "python"
+        assert hook["pass_filenames"] is False  # the arguments are FILE:FUNC specs, not the changed files
+    config = _recipes()["pre-commit"]
+    used = [hook for repo in config["repos"] for hook in repo["hooks"]]
+    assert used
+    for hook in used:
+        assert hook["id"] in provided
+        args = parse_gradcheck(shlex.join([*shlex.split(provided[hook["id"]]["entry"]), *hook["args"]]))
+        for spec in args.submissions:  # the hook runs when a commit touches the files it checks
+            assert re.search(hook["files"], spec.rpartition(":")[0])

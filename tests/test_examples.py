@@ -38,12 +38,14 @@ def test_custom_loss_passes_and_catches_a_forgotten_weight_decay() -> None:
     assert "assert_gradients raised GradientMismatch, as a test would" in wrong
 
 
-def test_autograde_grades_both_submissions() -> None:
+def test_autograde_grades_every_submission_even_one_that_fails_to_load() -> None:
     done = _run(str(EXAMPLES / "autograde.py"), "--examples", "5", "--task", "regression")
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "alice    PASS      1/1 points" in out
     assert "bob      MISMATCH  0/1 points" in out
+    assert "carol    ERROR     0/1 points" in out
+    assert "importing `examples/submissions/carol.py` failed: NameError: name 'params' is not defined" in out
     assert "regression: w1: a sum where a mean belongs: off by a factor N, the batch size; divide the sum" in out
     assert "reproduce: gradcheck check examples/submissions/bob.py:grads --task regression --examples 5" in out
 

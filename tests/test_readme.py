@@ -34,4 +34,5 @@ def test_example_submissions_grade_as_documented(capsys) -> None:  # type: ignor
     out = capsys.readouterr().out
     assert re.search(r"alice\.py:grads \[regression\]: PASS", out)
     assert re.search(r"bob\.py:grads \[regression\]: MISMATCH", out)
+    assert re.search(r"carol\.py:grads: ERROR\nimporting `.*carol\.py` failed:\nTraceback", out)
     assert "a sum where a mean belongs: off by a factor N, the batch size; divide the sum over the samples by N" in out

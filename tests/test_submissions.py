@@ -119,6 +119,20 @@ def test_an_import_error_in_a_sibling_shows_the_sibling_s_frame(tmp_path: Path) 
     assert _from(tmp_path) == []
 
 
+@pytest.mark.parametrize("inside", [True, False], ids=["under-the-current-folder", "elsewhere"])
+def test_a_traceback_names_files_as_the_user_named_them(
+    inside: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Relative to the current folder when under it (the same report on every machine), else absolute."""
+    path = _student(tmp_path / "erin", EAGER, "import numpy as np\nSCALE = 1 / 0\n")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path if inside else tmp_path / "elsewhere")
+    with pytest.raises(_submissions.LoadError) as info:
+        _submissions.load(f"{path}:grads")
+    helpers = "erin/helpers.py" if inside else str((tmp_path / "erin" / "helpers.py").resolve())
+    assert f'File "{helpers}", line 2, in <module>' in str(info.value)
+
+
 def test_the_cli_grades_each_student_with_their_own_helpers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _student(tmp_path / "alice", EAGER, RIGHT_HELPERS)
     _student(tmp_path / "bob", EAGER, FLIPPED_HELPERS)

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
-from dataclasses import dataclass, field
+import time
 from functools import partial
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 
 import gradcheck
-from gradcheck import _search, _submissions, mlp, problems
-from gradcheck.cli._args import integer, positive
+from gradcheck import _search, _submissions, mlp
+from gradcheck.cli import _gradescope, _junit
+from gradcheck.cli._args import integer, output_file, points, positive
+from gradcheck.cli._graded import Submission, counterexample_json, diagnosis_line, failure_text, reproduce
 from gradcheck.cli._render import (
     EXIT_MISMATCH,
     EXIT_OK,
@@ -28,7 +30,11 @@ from gradcheck.cli._render import (
     make_console,
     print_json,
     report_table,
+    write_report,
 )
+
+#: --points when it is not given: a grade out of 100.
+DEFAULT_POINTS = 100.0
 
 
 def build_check_parser() -> argparse.ArgumentParser:
@@ -48,47 +54,54 @@ def build_check_parser() -> argparse.ArgumentParser:
     parser.add_argument("--examples", type=positive("--examples"), default=100, help="problems per task (default 100)")
     parser.add_argument("--seed", type=integer("--seed", 0), default=0, help="seed of the search (default 0)")
     parser.add_argument("--json", action="store_true", help="print a machine-readable JSON report only")
+    grading = parser.add_argument_group("reports for grading platforms and CI (docs/cli.md)")
+    grading.add_argument(
+        "--format",
+        choices=("gradescope",),
+        default=None,
+        help="write the report as Gradescope's results.json: to --output FILE (stdout keeps the usual report), "
+        "else as the whole of stdout",
+    )
+    grading.add_argument(
+        "--points",
+        type=points("--points"),
+        default=None,
+        metavar="N",
+        help=f"--format gradescope: points per submission, split evenly over the tasks (default {DEFAULT_POINTS:g})",
+    )
+    grading.add_argument(
+        "--output",
+        type=output_file("--output", "results.json"),
+        default=None,
+        metavar="FILE",
+        help="--format gradescope: the file to write (Gradescope reads /autograder/results/results.json)",
+    )
+    grading.add_argument(
+        "--junit-xml",
+        type=output_file("--junit-xml", "gradcheck.xml"),
+        default=None,
+        metavar="FILE",
+        help="also write a JUnit XML report to FILE, one test case per submission and task (as pytest's flag)",
+    )
     return parser
-
-
-@dataclass
-class Submission:
-    """One FILE:FUNC and what the search found for each task."""
-
-    spec: str
-    results: dict[str, _search.SearchResult] = field(default_factory=dict)
-    load_error: str | None = None
-
-    @property
-    def verdict(self) -> str:
-        if self.load_error:
-            return "error"
-        return "pass" if all(r.ok for r in self.results.values()) else "mismatch"
-
-    def summary(self) -> str:
-        if self.load_error:
-            return self.load_error.splitlines()[0]
-        failed = {t: r for t, r in self.results.items() if not r.ok}
-        if not failed:
-            return "-"
-        task, result = next(iter(failed.items()))
-        name, diagnosis = next(iter(result.diagnoses().items()), ("?", "unclassified"))
-        return f"{task}: {name}: {diagnosis}"
 
 
 def check_main(args: argparse.Namespace) -> int:
     """Check every submission that `args` name; print the report; return the exit code."""
+    _check_format_flags(args)
     try:
         specs = _submissions.expand(args.submissions)
     except _submissions.LoadError as exc:
         print(f"gradcheck check: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     tasks: list[mlp.Task] = list(mlp.TASKS) if args.task == "both" else [args.task]
-    console = make_console(stderr=args.json)
+    # A machine-readable document alone on stdout (--json, or --format without --output): progress and
+    # whatever the submissions print go to stderr.
+    machine = args.json or (args.format is not None and args.output is None)
+    console = make_console(stderr=machine)
     done: list[Submission] = []
-    # With --json, whatever the submissions print goes to stderr: stdout is the JSON alone.
-    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
-    with quiet, Progress(console=console, transient=True, disable=args.json or not console.is_terminal) as progress:
+    quiet = contextlib.redirect_stdout(sys.stderr) if machine else contextlib.nullcontext()
+    with quiet, Progress(console=console, transient=True, disable=machine or not console.is_terminal) as progress:
         bar = progress.add_task("checking", total=len(specs) * len(tasks))
         for spec in specs:
             sub = Submission(spec)
@@ -101,37 +114,49 @@ def check_main(args: argparse.Namespace) -> int:
                 continue
             for task in tasks:
                 grad = partial(_call_with_task, func, task=task)
+                began = time.perf_counter()
                 sub.results[task] = _search.search(grad, task=task, examples=args.examples, random_seed=args.seed)
+                sub.seconds[task] = time.perf_counter() - began
                 progress.advance(bar)
+    if args.junit_xml is not None:
+        junit = _junit.document("gradcheck check", junit_suites(done, tasks, args))
+        write_report(args.junit_xml, junit, "--junit-xml", "JUnit XML")
+    if args.format == "gradescope":
+        results = _gradescope.results(done, tasks, args)
+        if args.output is not None:
+            document = json.dumps(results, indent=2).encode() + b"\n"
+            write_report(args.output, document, "--output", f"Gradescope results (score {results['score']:g})")
+        else:
+            print_json(results, allow_nan=False)
     if args.json:
         print_json(check_to_json(done, args))
-    else:
+    elif not machine:
         render_check(done, args, console)
     if any(s.verdict == "mismatch" for s in done):
         return EXIT_MISMATCH
     return EXIT_USAGE if any(s.verdict == "error" for s in done) else EXIT_OK
 
 
-_FLAKY = "note: the same problem passed once and failed once: the function is not deterministic"
-_DIAGNOSIS_PROBLEM = "a generic problem (inputs 2, hidden 3, batch 5) where it fails too, else on the counterexample"
+def _check_format_flags(args: argparse.Namespace) -> None:
+    """--format, --points, --output and --json: combinations that do not say what to write are usage errors."""
+    if args.format is None:
+        if args.points is not None:
+            raise ValueError("`--points` sets the total of a Gradescope report; add `--format gradescope`.")
+        if args.output is not None:
+            raise ValueError(
+                "`--output` is where `--format gradescope` writes results.json; add `--format gradescope` "
+                "(the --json report goes to stdout: redirect it, `--json > report.json`)."
+            )
+    elif args.json and args.output is None:
+        raise ValueError(
+            f"`--json` and `--format {args.format}` both want stdout; add `--output results.json` to write the "
+            f"{args.format} report to a file and keep --json on stdout."
+        )
+    args.points = DEFAULT_POINTS if args.points is None else args.points
 
 
 def _call_with_task(func: Any, params: Any, x: Any, y: Any, *, task: mlp.Task) -> Any:
     return func(params, x, y, task=task)
-
-
-def _reproduce_check(spec: str, task: str, args: argparse.Namespace) -> str:
-    return f"gradcheck check {spec} --task {task} --examples {args.examples} --seed {args.seed}"
-
-
-def _counterexample(prob: problems.Problem) -> dict[str, Any]:
-    return {
-        "task": prob.task,
-        "regime": prob.regime,
-        "params": {k: np.asarray(v).tolist() for k, v in prob.params._asdict().items()},
-        "x": prob.x.tolist(),
-        "y": prob.y.tolist(),
-    }
 
 
 def render_check(done: list[Submission], args: argparse.Namespace, console: Console) -> None:
@@ -142,26 +167,8 @@ def render_check(done: list[Submission], args: argparse.Namespace, console: Cons
         for task, result in sub.results.items():
             if result.ok:
                 console.print(f"{sub.spec} [{task}]: PASS on {result.examples} problems", markup=False, soft_wrap=True)
-                continue
-            assert result.counterexample is not None
-            assert result.report is not None
-            prob = result.counterexample
-            console.print(
-                f"{sub.spec} [{task}]: MISMATCH, first at problem {result.examples}; minimal counterexample "
-                f"({prob.describe()}):",
-                markup=False,
-                soft_wrap=True,
-            )
-            arrays = {**prob.params._asdict(), "x": prob.x, "y": prob.y}
-            for name, value in arrays.items():
-                console.print(f"  {name} = {np.array2string(np.asarray(value), separator=', ')}", markup=False)
-            console.print(str(result.report), markup=False, soft_wrap=True)
-            if result.flaky:
-                console.print(_FLAKY, markup=False, soft_wrap=True)
-            console.print(f"diagnosis, confirmed on {_DIAGNOSIS_PROBLEM}:", markup=False, soft_wrap=True)
-            for name, diagnosis in result.diagnoses().items():
-                console.print(f"  {name}: {diagnosis}", markup=False, soft_wrap=True)
-            console.print(f"reproduce: {_reproduce_check(sub.spec, task, args)}\n", markup=False, soft_wrap=True)
+            else:
+                console.print(failure_text(sub.spec, task, result, args) + "\n", markup=False, soft_wrap=True)
     if len(done) > 1:
         table = report_table(f"{len(done)} submissions", console)
         for column in ("submission", "verdict", "diagnosis"):
@@ -189,9 +196,9 @@ def check_to_json(done: list[Submission], args: argparse.Namespace) -> dict[str,
                         "examples": r.examples,
                         "flaky": r.flaky,
                         "diagnoses": r.diagnoses(),
-                        "counterexample": _counterexample(r.counterexample) if r.counterexample else None,
+                        "counterexample": counterexample_json(r.counterexample) if r.counterexample else None,
                         "report": r.report.to_dict() if r.report else None,
-                        "reproduce": _reproduce_check(sub.spec, task, args),
+                        "reproduce": reproduce(sub.spec, task, args),
                     }
                     for task, r in sub.results.items()
                 },
@@ -199,3 +206,23 @@ def check_to_json(done: list[Submission], args: argparse.Namespace) -> dict[str,
             for sub in done
         ],
     }
+
+
+def junit_suites(done: list[Submission], tasks: list[mlp.Task], args: argparse.Namespace) -> list[_junit.Suite]:
+    """One JUnit suite per submission, one case per task: failed with the diagnosis, or an error if it did not load."""
+    suites = []
+    for sub in done:
+        cases = []
+        for task in tasks:
+            outcome = None
+            if sub.load_error:
+                last = sub.load_error.splitlines()[-1]
+                outcome = _junit.Outcome("error", "LoadError", f"cannot load {sub.spec}: {last}", sub.load_error)
+            elif not sub.results[task].ok:
+                result = sub.results[task]
+                outcome = _junit.Outcome(
+                    "failure", "GradientMismatch", diagnosis_line(result), failure_text(sub.spec, task, result, args)
+                )
+            cases.append(_junit.Case(task, sub.spec, outcome, sub.seconds.get(task, 0.0)))
+        suites.append(_junit.Suite(sub.spec, sum(sub.seconds.values()), cases))
+    return suites

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -24,7 +25,8 @@ from gradcheck import activations, heads, mlp, network, problems
 from gradcheck._batch import BATCH_DIRECTIONS, BatchReport, check_batch
 from gradcheck._report import Report, jsonable
 from gradcheck._trace import pure_loss
-from gradcheck.cli._args import integer, positive
+from gradcheck.cli import _junit
+from gradcheck.cli._args import integer, output_file, positive
 from gradcheck.cli._render import (
     EXIT_INCONCLUSIVE,
     EXIT_MISMATCH,
@@ -34,6 +36,7 @@ from gradcheck.cli._render import (
     make_console,
     print_json,
     report_table,
+    write_report,
 )
 
 
@@ -52,6 +55,8 @@ class TaskSummary:
     #: Elements at a kink (not judged), and the problems they sit in.
     not_judged: int = 0
     kinked: list[int] = field(default_factory=list)
+    #: Seconds the task's checks took.
+    seconds: float = 0.0
 
     def add(self, report: BatchReport, problems: list[tuple[int, str]]) -> None:
         """Fold in a batch of problems: `problems[b]` is problem b's (index, description)."""
@@ -158,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="fail (exit 3) when any element was not judged because it sits at a kink (default: such elements "
         "are listed, and the rest decides)",
     )
+    parser.add_argument(
+        "--junit-xml",
+        type=output_file("--junit-xml", "gradcheck.xml"),
+        default=None,
+        metavar="FILE",
+        help="also write a JUnit XML report to FILE, one test case per task and parameter (as pytest's flag)",
+    )
     parser.add_argument("--version", action="version", version=f"gradcheck {gradcheck.__version__}")
     return parser
 
@@ -260,6 +272,7 @@ CHUNK = 2048
 
 def run_task(job: Job, args: argparse.Namespace) -> TaskSummary:
     """Check every problem of `job` with `check_batch`, grouped by shape and in chunks."""
+    began = time.perf_counter()
     summary = TaskSummary(job.label, identity=job.identity)
     indices = [args.problem] if args.problem is not None else list(range(args.examples))
     drawn = {i: job.problem(i) for i in indices}
@@ -282,6 +295,7 @@ def run_task(job: Job, args: argparse.Namespace) -> TaskSummary:
                 progress.advance(bar, len(chunk))
     summary.failures.sort(key=lambda failure: failure[0])
     summary.identity_failures.sort(key=lambda failure: failure[0])
+    summary.seconds = time.perf_counter() - began
     return summary
 
 
@@ -350,10 +364,14 @@ def render(summaries: list[TaskSummary], jobs: dict[str, Job], args: argparse.Na
             soft_wrap=True,
         )
         shown = [("", f) for f in s.failures[:3]] + [(f"identity {s.identity}, ", f) for f in s.identity_failures[:3]]
-        for what, (i, description, report) in shown:
-            console.print(f"{what}problem {i} ({description}):", markup=False, soft_wrap=True)
-            console.print(str(report), markup=False, highlight=False, soft_wrap=True)
-            console.print(f"reproduce: {jobs[s.task].reproduce(i)}\n", markup=False, soft_wrap=True)
+        for what, failure in shown:
+            console.print(_failure_text(what, failure, jobs[s.task]) + "\n", markup=False, soft_wrap=True)
+
+
+def _failure_text(what: str, failure: tuple[int, str, Report], job: Job) -> str:
+    """One failing problem: what failed on it, its report, and the command that re-runs it."""
+    i, description, report = failure
+    return f"{what}problem {i} ({description}):\n{report}\nreproduce: {job.reproduce(i)}"
 
 
 def to_json(summaries: list[TaskSummary], jobs: dict[str, Job], args: argparse.Namespace) -> dict[str, Any]:
@@ -404,6 +422,9 @@ def main_job(args: argparse.Namespace) -> int:
     """Run the main job that `args` describe; print its report; return the exit code."""
     jobs = {job.label: job for job in _jobs(args)}
     summaries = [run_task(job, args) for job in jobs.values()]
+    if args.junit_xml is not None:
+        junit = _junit.document("gradcheck", [junit_suite(s, jobs[s.task], args) for s in summaries])
+        write_report(args.junit_xml, junit, "--junit-xml", "JUnit XML")
     if args.json:
         print_json(jsonable(to_json(summaries, jobs, args)), allow_nan=False)
     else:
@@ -411,3 +432,63 @@ def main_job(args: argparse.Namespace) -> int:
     return {"pass": EXIT_OK, "mismatch": EXIT_MISMATCH, "inconclusive": EXIT_INCONCLUSIVE}[
         _overall(summaries, args.strict)
     ]
+
+
+#: Failing problems told in full in a JUnit failure, as on the console; the message counts them all.
+JUNIT_SHOWN = 3
+
+
+def junit_suite(s: TaskSummary, job: Job, args: argparse.Namespace) -> _junit.Suite:
+    """One JUnit suite per task: a case per parameter, one for the output-error identity, and with --strict one
+    for the elements at a kink."""
+    cases = []
+    for name in s.worst:
+        worst = s.worst[name]
+        measured = ", ".join(f"{f} = {worst[f]:.2e}" for f in _WORST_FIELDS if not math.isnan(worst[f]))
+        blamed = [f for f in s.failures if _status(f[2], name) in ("mismatch", "error")]
+        doubted = [f for f in s.failures if _status(f[2], name) == "doubt"]
+        outcome = _outcome(name, blamed, doubted, s.examples, job, param=name)
+        cases.append(_junit.Case(name, s.task, outcome, output=f"worst over {s.examples} problems: {measured}"))
+    identity = f"identity {s.identity}"
+    blamed = [f for f in s.identity_failures if f[2].verdict == "mismatch"]
+    doubted = [f for f in s.identity_failures if f[2].verdict != "mismatch"]
+    outcome = _outcome(identity, blamed, doubted, s.examples, job)
+    measured = f"max |autodiff - claim| = {s.identity_worst_abs:.2e} over {s.examples} problems"
+    cases.append(_junit.Case(identity, s.task, outcome, output=measured))
+    if args.strict:
+        outcome = None
+        if s.not_judged:
+            message = (
+                f"{s.not_judged} elements at a kink (a non-differentiable point), not judged, in {len(s.kinked)} "
+                "problems; --strict fails them"
+            )
+            outcome = _junit.Outcome("error", "NotJudged", message, "problems: " + ", ".join(map(str, s.kinked)))
+        cases.append(_junit.Case("every element judged (--strict)", s.task, outcome))
+    return _junit.Suite(s.task, s.seconds, cases)
+
+
+def _status(report: Report, name: str) -> str:
+    return next((p.status for p in report.params if p.name == name), "pass")
+
+
+Failure = tuple[int, str, Report]
+
+
+def _outcome(
+    what: str, blamed: list[Failure], doubted: list[Failure], examples: int, job: Job, param: str | None = None
+) -> _junit.Outcome | None:
+    """A failure if problems blame `what`, with the likely mistake (of `param`, else of any parameter); an error if
+    their references only disagree."""
+    failures = sorted(blamed + doubted, key=lambda failure: failure[0])
+    if not failures:
+        return None
+    text = "\n\n".join(_failure_text("", f, job) for f in failures[:JUNIT_SHOWN])
+    if len(failures) > JUNIT_SHOWN:
+        text += f"\n\n... and {len(failures) - JUNIT_SHOWN} more problems"
+    if blamed:
+        diagnoses = [p.diagnosis for _, _, r in blamed for p in r.params if p.diagnosis and param in (None, p.name)]
+        message = f"{what}: MISMATCH on {len(blamed)} of {examples} problems"
+        message += f"; likely mistake: {diagnoses[0]}" if diagnoses else ""
+        return _junit.Outcome("failure", "GradientMismatch", message, text)
+    message = f"{what}: INCONCLUSIVE on {len(doubted)} of {examples} problems: the references disagree with each other"
+    return _junit.Outcome("error", "ReferencesDisagree", message, text)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -53,3 +55,19 @@ def report_table(title: str, console: Console) -> Table:
 def print_json(document: Any, *, allow_nan: bool = True) -> None:
     """Print a --json report, indented, as the whole of stdout."""
     print(json.dumps(document, indent=2, allow_nan=allow_nan))
+
+
+def write_report(path: Path, data: bytes, flag: str, what: str) -> None:
+    """Write a report file that `flag` named (making missing folders); say so on stderr.
+
+    A file that cannot be written is a usage error (exit 2) naming `flag`, the
+    path and the reason. The line on stderr leaves stdout to the report there.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError as exc:
+        raise ValueError(
+            f"`{flag} {path}`: cannot write it ({exc.strerror or exc}); pick a file in a folder you can write to"
+        ) from None
+    print(f"gradcheck: wrote {what} to {path}", file=sys.stderr)

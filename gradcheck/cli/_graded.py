@@ -1,0 +1,102 @@
+"""One submission as `gradcheck check` graded it, and the text that tells a failure.
+
+The same text reaches every output: the console report, the failure of a
+JUnit test case and the output of a Gradescope test.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gradcheck import _search, mlp, problems
+
+#: The parameters of the seed network that `gradcheck check` grades, in order.
+PARAMS: tuple[str, ...] = mlp.Params._fields
+
+FLAKY = "note: the same problem passed once and failed once: the function is not deterministic"
+#: The problem on which a search's diagnosis is confirmed (`_search.generic_problem`).
+GENERIC_PROBLEM = "a generic problem (inputs 2, hidden 3, batch 5)"
+DIAGNOSIS_PROBLEM = f"{GENERIC_PROBLEM} where it fails too, else on the counterexample"
+
+
+@dataclass
+class Submission:
+    """One FILE:FUNC and what the search found for each task."""
+
+    spec: str
+    results: dict[str, _search.SearchResult] = field(default_factory=dict)
+    load_error: str | None = None
+    #: Seconds each task's search took.
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        if self.load_error:
+            return "error"
+        return "pass" if all(r.ok for r in self.results.values()) else "mismatch"
+
+    def summary(self) -> str:
+        if self.load_error:  # what failed, and the exception it raised (a traceback's last line)
+            lines = self.load_error.splitlines()
+            return lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
+        failed = {t: r for t, r in self.results.items() if not r.ok}
+        if not failed:
+            return "-"
+        task, result = next(iter(failed.items()))
+        name, diagnosis = next(iter(result.diagnoses().items()), ("?", "unclassified"))
+        return f"{task}: {name}: {diagnosis}"
+
+
+def reproduce(spec: str, task: str, args: argparse.Namespace) -> str:
+    """The command that re-runs one submission's search for one task."""
+    return f"gradcheck check {spec} --task {task} --examples {args.examples} --seed {args.seed}"
+
+
+def counterexample_json(prob: problems.Problem) -> dict[str, Any]:
+    return {
+        "task": prob.task,
+        "regime": prob.regime,
+        "params": {k: np.asarray(v).tolist() for k, v in prob.params._asdict().items()},
+        "x": prob.x.tolist(),
+        "y": prob.y.tolist(),
+    }
+
+
+def failure_text(spec: str, task: str, result: _search.SearchResult, args: argparse.Namespace) -> str:
+    """A failed search as the console shows it: minimal counterexample, its report, diagnosis, reproduce command."""
+    assert result.counterexample is not None
+    assert result.report is not None
+    prob = result.counterexample
+    lines = [
+        f"{spec} [{task}]: MISMATCH, first at problem {result.examples}; minimal counterexample ({prob.describe()}):"
+    ]
+    arrays = {**prob.params._asdict(), "x": prob.x, "y": prob.y}
+    lines += [f"  {name} = {np.array2string(np.asarray(value), separator=', ')}" for name, value in arrays.items()]
+    lines.append(str(result.report))
+    if result.flaky:
+        lines.append(FLAKY)
+    lines.append(f"diagnosis, confirmed on {DIAGNOSIS_PROBLEM}:")
+    lines += [f"  {name}: {diagnosis}" for name, diagnosis in result.diagnoses().items()]
+    lines.append(f"reproduce: {reproduce(spec, task, args)}")
+    return "\n".join(lines)
+
+
+def failed_params(result: _search.SearchResult) -> list[str]:
+    """The parameters a failed search blames: wrong on the counterexample or the generic problem, or diagnosed."""
+    blamed = set(result.diagnoses())
+    for report in (result.report, result.generic):
+        blamed |= {p.name for p in (report.params if report else ()) if p.status in ("mismatch", "error")}
+    return [name for name in PARAMS if name in blamed]
+
+
+def diagnosis_line(result: _search.SearchResult) -> str:
+    """The diagnoses of a failed search on one line, parameters with the same one together ("w1, b1: ...")."""
+    by_diagnosis: dict[str, list[str]] = {}
+    diagnoses = result.diagnoses()
+    for name in failed_params(result):
+        by_diagnosis.setdefault(diagnoses.get(name, "MISMATCH"), []).append(name)
+    return "; ".join(f"{', '.join(names)}: {diagnosis}" for diagnosis, names in by_diagnosis.items())
