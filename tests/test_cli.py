@@ -242,12 +242,86 @@ def test_check_survives_exit_and_print_in_submissions(tmp_path, capsys: pytest.C
         'print("importing!")\n' + CORRECT_SUBMISSION.replace("    n = len(y)", '    print("computing")\n    n = len(y)')
     )
     code = cli.main(["check", f"{tmp_path}/*.py:grads", "--task", "regression", "--examples", "5", "--json"])
-    assert code == cli.EXIT_MISMATCH  # sys.exit(0) inside a submission is a failed check, not a pass
+    assert code == cli.EXIT_USAGE  # sys.exit(0) inside a submission is an error, not a pass
     captured = capsys.readouterr()
     data = json.loads(captured.out)  # the submissions' prints went to stderr
     verdicts = {Path(s["submission"].split(":")[0]).stem: s["verdict"] for s in data["submissions"]}
-    assert verdicts == {"chatty": "pass", "quitter": "mismatch"}
+    assert verdicts == {"chatty": "pass", "quitter": "error"}
     assert "computing" in captured.err
+
+
+NO_TASK = CORRECT_SUBMISSION.replace("def grads(params, x, y, *, task):", "def grads(params, x, y):").replace(
+    'task == "regression"', "True"
+)
+
+
+def test_check_a_wrong_call_is_an_error_with_no_search(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "no_task.py").write_text(NO_TASK)
+    argv = ["check", f"{tmp_path}/no_task.py:grads", "--task", "regression", "--examples", "50"]
+    assert cli.main(argv) == cli.EXIT_USAGE
+    out = capsys.readouterr().out
+    assert "no_task.py:grads [regression]: ERROR, a wrong call, not a mismatch (no search was run)" in out
+    assert "got an unexpected keyword argument 'task'" in out
+    assert "FUNC must be FUNC(params, x, y, *, task)" in out
+    assert "MISMATCH" not in out
+    assert "counterexample" not in out
+    assert "diagnosis, confirmed" not in out
+    assert cli.main([*argv, "--json"]) == cli.EXIT_USAGE
+    (sub,) = json.loads(capsys.readouterr().out)["submissions"]
+    task = sub["tasks"]["regression"]
+    assert sub["verdict"] == task["verdict"] == task["report"]["verdict"] == "error"
+    assert "got an unexpected keyword argument 'task'" in task["error"]
+    assert task["examples"] == 0  # no problem was searched
+    assert task["counterexample"] is None
+
+
+SYNTAX_ERROR = "def grads(params, x, y, *, task)\n    return params\n"
+
+
+@pytest.mark.parametrize("with_mismatch", [False, True], ids=["error-and-pass", "error-and-mismatch"])
+def test_every_submission_gets_its_row_and_full_reason(  # type: ignore[no-untyped-def]
+    tmp_path, with_mismatch: bool, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)  # as piped to a file: every cell whole, on one line
+    (tmp_path / "alice.py").write_text(CORRECT_SUBMISSION)
+    (tmp_path / "broken.py").write_text(SYNTAX_ERROR)
+    if with_mismatch:
+        (tmp_path / "bob.py").write_text(SIGN_FLIPPED)
+    code = cli.main(["check", f"{tmp_path}/*.py:grads", "--task", "regression", "--examples", "5"])
+    # The most severe verdict decides the exit code: mismatch before error before pass.
+    assert code == (cli.EXIT_MISMATCH if with_mismatch else cli.EXIT_USAGE)
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("│")]
+    assert any("alice.py:grads" in r and "PASS" in r for r in rows)
+    broken = next(r for r in rows if "broken.py:grads" in r)
+    assert "ERROR" in broken
+    assert re.search(r"importing `.*broken\.py` failed: SyntaxError: expected ':'", broken), broken
+
+
+def test_autograde_grades_every_submission_beside_a_broken_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "alice.py").write_text(CORRECT_SUBMISSION)
+    (tmp_path / "broken.py").write_text(SYNTAX_ERROR)
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "examples/autograde.py",
+            "--examples",
+            "5",
+            "--task",
+            "regression",
+            "--submissions",
+            f"{tmp_path}/*.py:grads",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "alice    PASS      1/1 points" in done.stdout
+    assert "broken   ERROR     0/1 points" in done.stdout
+    assert "SyntaxError: expected ':'" in done.stdout  # the whole reason, not its first line
 
 
 # --- output that is piped or saved ---------------------------------------------------

@@ -19,6 +19,7 @@ from rich.progress import Progress
 
 import gradcheck
 from gradcheck import _search, _submissions, mlp, problems
+from gradcheck._report import worst_verdict
 from gradcheck.cli._args import integer, positive
 from gradcheck.cli._render import (
     EXIT_MISMATCH,
@@ -41,10 +42,16 @@ def build_check_parser() -> argparse.ArgumentParser:
             "fields of params (w1, b1, w2, b2). Hypothesis searches problems in every regime and "
             "shrinks the first failure to a minimal counterexample."
         ),
-        epilog="Exit codes: 0 all pass, 1 a mismatch, 2 usage or load error, 4 internal error.",
+        epilog=(
+            "Exit codes: 0 all pass, 1 a mismatch, 2 usage, load error or a wrong call (a FUNC that cannot be "
+            "called as above: no search is run), 4 internal error; with several submissions the most severe wins, "
+            "in that order (1 before 2)."
+        ),
     )
     parser.add_argument("submissions", nargs="+", metavar="FILE:FUNC", help="e.g. hw2/alice.py:grads (globs allowed)")
-    parser.add_argument("--task", choices=(*mlp.TASKS, "both"), default="both", help="which task to check")
+    parser.add_argument(
+        "--task", choices=(*mlp.TASKS, "both"), default="both", help="which task to check (default both)"
+    )
     parser.add_argument("--examples", type=positive("--examples"), default=100, help="problems per task (default 100)")
     parser.add_argument("--seed", type=integer("--seed", 0), default=0, help="seed of the search (default 0)")
     parser.add_argument("--json", action="store_true", help="print a machine-readable JSON report only")
@@ -63,15 +70,18 @@ class Submission:
     def verdict(self) -> str:
         if self.load_error:
             return "error"
-        return "pass" if all(r.ok for r in self.results.values()) else "mismatch"
+        return worst_verdict(r.verdict for r in self.results.values())
 
     def summary(self) -> str:
+        """The reason in full: what failed to load and why, the wrong call, or the likely mistake."""
         if self.load_error:
-            return self.load_error.splitlines()[0]
+            return _reason(self.load_error)
         failed = {t: r for t, r in self.results.items() if not r.ok}
         if not failed:
             return "-"
         task, result = next(iter(failed.items()))
+        if result.error is not None:
+            return f"{task}: {_reason(result.error)}"
         name, diagnosis = next(iter(result.diagnoses().items()), ("?", "unclassified"))
         return f"{task}: {name}: {diagnosis}"
 
@@ -107,12 +117,21 @@ def check_main(args: argparse.Namespace) -> int:
         print_json(check_to_json(done, args))
     else:
         render_check(done, args, console)
-    if any(s.verdict == "mismatch" for s in done):
-        return EXIT_MISMATCH
-    return EXIT_USAGE if any(s.verdict == "error" for s in done) else EXIT_OK
+    # The most severe verdict decides (docs/cli.md, "Exit codes"): mismatch, then error, then pass.
+    return {"mismatch": EXIT_MISMATCH, "error": EXIT_USAGE, "pass": EXIT_OK}[worst_verdict(s.verdict for s in done)]
+
+
+def _reason(error: str) -> str:
+    """An error's first line and, when it differs, its exception's (the last line of a traceback)."""
+    lines = [line for line in error.splitlines() if line.strip()]
+    exception = next((line for line in reversed(lines) if not line.startswith(" ") and ": " in line), lines[-1])
+    return lines[0] if exception == lines[0] else f"{lines[0].rstrip(':')}: {exception.strip()}"
 
 
 _FLAKY = "note: the same problem passed once and failed once: the function is not deterministic"
+_SIGNATURE = (
+    "FUNC must be FUNC(params, x, y, *, task) -> gradients with the fields w1, b1, w2, b2 (gradcheck check --help)"
+)
 _DIAGNOSIS_PROBLEM = "a generic problem (inputs 2, hidden 3, batch 5) where it fails too, else on the counterexample"
 
 
@@ -140,6 +159,14 @@ def render_check(done: list[Submission], args: argparse.Namespace, console: Cons
             console.print(f"{sub.spec}: ERROR\n{sub.load_error}\n", markup=False, soft_wrap=True)
             continue
         for task, result in sub.results.items():
+            if result.error is not None:
+                console.print(
+                    f"{sub.spec} [{task}]: ERROR, a wrong call, not a mismatch (no search was run):\n{result.error}\n"
+                    f"{_SIGNATURE}\n",
+                    markup=False,
+                    soft_wrap=True,
+                )
+                continue
             if result.ok:
                 console.print(f"{sub.spec} [{task}]: PASS on {result.examples} problems", markup=False, soft_wrap=True)
                 continue
@@ -158,7 +185,8 @@ def render_check(done: list[Submission], args: argparse.Namespace, console: Cons
             console.print(str(result.report), markup=False, soft_wrap=True)
             if result.flaky:
                 console.print(_FLAKY, markup=False, soft_wrap=True)
-            console.print(f"diagnosis, confirmed on {_DIAGNOSIS_PROBLEM}:", markup=False, soft_wrap=True)
+            if result.diagnoses():
+                console.print(f"diagnosis, confirmed on {_DIAGNOSIS_PROBLEM}:", markup=False, soft_wrap=True)
             for name, diagnosis in result.diagnoses().items():
                 console.print(f"  {name}: {diagnosis}", markup=False, soft_wrap=True)
             console.print(f"reproduce: {_reproduce_check(sub.spec, task, args)}\n", markup=False, soft_wrap=True)
@@ -185,7 +213,8 @@ def check_to_json(done: list[Submission], args: argparse.Namespace) -> dict[str,
                 "error": sub.load_error,
                 "tasks": {
                     task: {
-                        "verdict": "pass" if r.ok else "mismatch",
+                        "verdict": r.verdict,
+                        "error": r.error,
                         "examples": r.examples,
                         "flaky": r.flaky,
                         "diagnoses": r.diagnoses(),

@@ -22,13 +22,14 @@ from rich.progress import Progress
 import gradcheck
 from gradcheck import activations, heads, mlp, network, problems
 from gradcheck._batch import BATCH_DIRECTIONS, BatchReport, check_batch
-from gradcheck._report import Report, jsonable
+from gradcheck._report import Report, jsonable, worst_verdict
 from gradcheck._trace import pure_loss
 from gradcheck.cli._args import integer, positive
 from gradcheck.cli._render import (
     EXIT_INCONCLUSIVE,
     EXIT_MISMATCH,
     EXIT_OK,
+    EXIT_USAGE,
     JSON_SCHEMA,
     VERDICT_COLOURS,
     make_console,
@@ -77,10 +78,7 @@ class TaskSummary:
 
     @property
     def verdict(self) -> str:
-        verdicts = {r.verdict for _, _, r in (*self.failures, *self.identity_failures)}
-        if "mismatch" in verdicts:
-            return "mismatch"
-        return "inconclusive" if verdicts else "pass"
+        return worst_verdict(r.verdict for _, _, r in (*self.failures, *self.identity_failures))
 
     def strict_verdict(self, strict: bool) -> str:
         """The verdict; with `strict`, elements not judged (at a kink) make a pass inconclusive."""
@@ -324,11 +322,14 @@ def render(summaries: list[TaskSummary], jobs: dict[str, Job], args: argparse.Na
         for name, worst in s.worst.items():
             table.add_row(name, *("-" if math.isnan(worst[f]) else f"{worst[f]:.2e}" for f in _WORST_FIELDS))
         console.print(table)
+        along = (
+            f"worst |ad·d − fd|, |cf·d − fd| = {s.along_used:.2g} of the allowance (problems that do not pass are "
+            "re-checked along every coordinate)"
+            if not math.isnan(s.along_used)
+            else "none settled there: every problem was re-checked along every coordinate (its report decides)"
+        )
         console.print(
-            f"finite differences along {BATCH_DIRECTIONS} random ±1 directions per problem: worst "
-            f"|ad·d − fd|, |cf·d − fd| = {s.along_used:.2g} of the allowance (problems that do not pass are "
-            "re-checked along every coordinate)",
-            soft_wrap=True,
+            f"finite differences along {BATCH_DIRECTIONS} random ±1 directions per problem: {along}", soft_wrap=True
         )
         if s.not_judged:
             problems_at_kinks = ", ".join(map(str, s.kinked[:10])) + (", ..." if len(s.kinked) > 10 else "")
@@ -389,8 +390,7 @@ def _failures_json(failures: list[tuple[int, str, Report]], job: Job) -> list[di
 
 
 def _overall(summaries: list[TaskSummary], strict: bool = False) -> str:
-    verdicts = {s.strict_verdict(strict) for s in summaries}
-    return "mismatch" if "mismatch" in verdicts else ("inconclusive" if "inconclusive" in verdicts else "pass")
+    return worst_verdict(s.strict_verdict(strict) for s in summaries)
 
 
 def main_job(args: argparse.Namespace) -> int:
@@ -401,6 +401,6 @@ def main_job(args: argparse.Namespace) -> int:
         print_json(jsonable(to_json(summaries, jobs, args)), allow_nan=False)
     else:
         render(summaries, jobs, args, make_console())
-    return {"pass": EXIT_OK, "mismatch": EXIT_MISMATCH, "inconclusive": EXIT_INCONCLUSIVE}[
+    return {"pass": EXIT_OK, "mismatch": EXIT_MISMATCH, "error": EXIT_USAGE, "inconclusive": EXIT_INCONCLUSIVE}[
         _overall(summaries, args.strict)
     ]
