@@ -516,3 +516,21 @@ def test_check_json_is_the_same_twice_and_its_reproduce_command_reproduces_it(  
     assert cli.main([*command[1:], "--json"]) == cli.EXIT_MISMATCH
     (again,) = json.loads(capsys.readouterr().out)["submissions"]
     assert again["tasks"] == sub["tasks"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--help"], ["gradcheck check --help", "gradcheck prove --help", "gradcheck plot --help"]),
+        (["check", "--help"], ["which task to check (default both)", "the most severe wins"]),
+    ],
+    ids=["main", "check"],
+)
+def test_help_names_every_command_and_every_default(
+    argv: list[str], expected: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps to COLUMNS: one line per paragraph
+    assert cli.main(argv) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    for text in expected:
+        assert text in out

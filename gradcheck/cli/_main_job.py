@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Check the seed network's closed-form gradients (docs/derivation.md) against float64 JAX "
             "autodiff and Richardson finite differences on many seeded random problems in every "
             "numerical regime. To check your own gradient functions: gradcheck check --help. "
+            "To prove the closed forms symbolically with SymPy: gradcheck prove --help. "
             "To draw the docs' figures: gradcheck plot --help."
         ),
         epilog="Exit codes: 0 pass, 1 mismatch, 2 usage or input error, 3 inconclusive, 4 internal error.",
