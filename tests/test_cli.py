@@ -534,3 +534,12 @@ def test_help_names_every_command_and_every_default(
     out = capsys.readouterr().out
     for text in expected:
         assert text in out
+
+
+def test_a_problem_rechecked_along_every_coordinate_prints_no_nan(capsys: pytest.CaptureFixture[str]) -> None:
+    """ReLU problem 12 sits at kinks, so it is re-checked along every coordinate: no directional figure exists."""
+    assert cli.main(["--activation", "relu", "--problem", "12"]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "nan" not in out
+    assert "none settled there: every problem was re-checked along every coordinate" in out
+    assert "not judged, in 1 problems (12)" in out
