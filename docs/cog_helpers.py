@@ -71,3 +71,12 @@ def python_block(page: str, index: int = 0) -> None:
     if done.returncode != 0:
         raise RuntimeError(f"the python block {index} of {page} failed:\n{done.stderr}")
     _fenced(done.stdout)
+
+
+def test_files() -> None:
+    """A list of every ``tests/test_*.py`` with the first line of its docstring (so no file is left out)."""
+    import ast
+
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        cog.outl(f"- `{path.name}`: {doc.splitlines()[0] if doc else '(no docstring)'}")

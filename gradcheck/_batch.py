@@ -26,7 +26,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from gradcheck import _check, _inputs, _interpret, _judge, _references, _stacked, _tolerance, _trace, _validate
-from gradcheck._report import Report
+from gradcheck._report import VERDICT_ORDER, Report, worst_verdict
 
 __all__ = ["BatchReport", "check_batch"]
 
@@ -38,7 +38,8 @@ WORST_FIELDS = ("max_abs_err_autodiff", "max_rel_err_autodiff", "max_abs_err_fd"
 class BatchReport:
     """What `check_batch` found for B problems.
 
-    - ``verdicts[b]``: "pass", "mismatch" or "inconclusive" for problem b;
+    - ``verdicts[b]``: "pass", "mismatch", "inconclusive" or "error" (a wrong
+      call: `grad_fn` raised, or returned no gradient) for problem b;
     - ``failures``: the full `Report` of every problem that did not pass,
       from `check_gradients`, by problem index;
     - ``worst[name][field]``: the largest of each `ParamResult` error field
@@ -65,11 +66,65 @@ class BatchReport:
 
     @property
     def verdict(self) -> str:
-        found = set(self.verdicts)
-        return "mismatch" if "mismatch" in found else ("inconclusive" if "inconclusive" in found else "pass")
+        """The most severe of `verdicts`: "mismatch", then "error", "inconclusive", "pass" (`VERDICT_ORDER`)."""
+        return worst_verdict(self.verdicts)
 
     def __len__(self) -> int:
         return len(self.verdicts)
+
+    def __str__(self) -> str:
+        """A summary: the verdicts counted, the worst errors per parameter, and the problems that did not pass.
+
+        The full reports of the first `SHOWN` problems that did not pass
+        follow; a wrong call (verdict "error") is told once, with the problems
+        it happened on.
+        """
+        counts = collections.Counter(self.verdicts)
+        tally = ", ".join(f"{counts[v]} {v}" for v in VERDICT_ORDER if counts[v])
+        lines = [f"gradcheck: {self.verdict.upper()}, {len(self)} problems ({tally})"]
+        rows = [("param", "max |cf-ad|", "max rel vs ad", "tol used")] + [
+            (name, *(_g(w[f]) for f in ("max_abs_err_autodiff", "max_rel_err_autodiff", "tolerance_used")))
+            for name, w in self.worst.items()
+        ]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        if not math.isnan(self.along_used):
+            lines.append(
+                f"  finite differences along random directions: autodiff and the closed form use at most "
+                f"{self.along_used:.2g} of the allowance (problems that do not pass: along every coordinate)"
+            )
+        kinked = [b for b, n in enumerate(self.not_judged) if n]
+        if kinked:
+            lines.append(
+                f"  {sum(self.not_judged)} elements at a kink (a non-differentiable point), not judged, in problems "
+                f"{_listed(kinked)}"
+            )
+        errors: dict[str, list[int]] = {}
+        shown: list[int] = []
+        for k, report in sorted(self.failures.items()):
+            if report.error is not None:
+                errors.setdefault(report.error, []).append(k)
+            elif len(shown) < SHOWN:
+                shown.append(k)
+                lines.append(f"problem {k}:\n{report}")
+        for problems in errors.values():
+            lines.append(f"problems {_listed(problems)}: {self.failures[problems[0]]}")
+        rest = [k for k, r in self.failures.items() if r.error is None and k not in shown]
+        if rest:
+            lines.append(f"{len(rest)} more problems did not pass: {_listed(rest)} (their reports: `failures[k]`)")
+        return "\n".join(lines)
+
+
+#: Full reports that `str(BatchReport)` shows.
+SHOWN = 3
+
+
+def _listed(indices: list[int], shown: int = 10) -> str:
+    return ", ".join(map(str, indices[:shown])) + (", ..." if len(indices) > shown else "")
+
+
+def _g(x: float) -> str:
+    return "-" if math.isnan(x) else f"{x:.2e}"
 
 
 def check_batch(
@@ -237,6 +292,7 @@ def _closed_forms(
 ) -> list[np.ndarray] | None:
     """The closed form of every problem, stacked per parameter; None if it does not stack as the params do."""
     b = leaves[0].shape[0]
+    positional = isinstance(params, (tuple, list))
     try:
         if batched:
             returned = [grad_fn(params, *(a.copy() for a in data))]
@@ -245,18 +301,44 @@ def _closed_forms(
     except KeyboardInterrupt:
         raise
     except BaseException:  # noqa: BLE001 - the careful path reports the user's error, problem by problem
+        if batched:
+            _per_problem(grad_fn, names, leaves, problem, positional)
         return None
     stacked = []
     for r in returned:
         closed, problems = _inputs.match_structure(
-            names, [leaf if batched else leaf[0] for leaf in leaves], r, positional=isinstance(params, (tuple, list))
+            names, [leaf if batched else leaf[0] for leaf in leaves], r, positional=positional
         )
         if problems and not all("returned" in m and "at index" in m for m in problems.values()):
+            if batched:
+                _per_problem(grad_fn, names, leaves, problem, positional)
             return None  # wrong shapes or structure: each problem's report says so
         stacked.append([closed[n] for n in names])
     if batched:
         return stacked[0]
     return [np.stack([s[i] for s in stacked]) for i in range(len(names))]
+
+
+def _per_problem(
+    grad_fn: Callable[..., Any],
+    names: list[str],
+    leaves: list[np.ndarray],
+    problem: Callable[[int], tuple[Any, tuple[np.ndarray, ...]]],
+    positional: bool,
+) -> None:
+    """Raise if `grad_fn`, which failed on the stack, takes one problem at a time (then batched=False is meant)."""
+    p, a = problem(0)
+    try:
+        one = grad_fn(p, *(x.copy() for x in a))
+    except Exception:  # noqa: BLE001 - not a per-problem function either: the reports say what it does
+        return
+    _, problems = _inputs.match_structure(names, [leaf[0] for leaf in leaves], one, positional=positional)
+    if not problems:
+        raise ValueError(
+            "`grad_fn` takes one problem at a time: called on problem 0 alone it returns a gradient of the right "
+            "shapes, but on the stack of all problems (`batched=True`, the default) it fails or returns the wrong "
+            "shapes. Pass `batched=False` to check_batch, or make `grad_fn` handle the leading problem axis."
+        )
 
 
 #: Compiled batched references, keyed by the traced loss (an XLA executable each).

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from gradcheck import _inputs, _judge, _references, _taylor, _tolerance, _validate
-from gradcheck._report import GradientMismatch, ParamResult, ReferencesDisagree, Report
+from gradcheck._report import GradientMismatch, ParamResult, ReferencesDisagree, Report, misuse_exception
 
 
 def check_gradients(
@@ -68,10 +68,11 @@ def check_gradients(
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - the user's code (even sys.exit): reported, not raised
-        message = f"`grad_fn` raised {_inputs.describe_exception(exc)}"
-        return Report(tuple(ParamResult(n, leaf.shape, "error", message=message) for n, leaf in zip(names, leaves)))
+        return _misuse(names, leaves, _inputs.call_failed(exc, names, leaves, ref_args), exc)
     positional = isinstance(params, (tuple, list)) and isinstance(returned, (tuple, list))
     closed, problems = _inputs.match_structure(names, leaves, returned, positional=positional)
+    if not closed:  # nothing returned matches any parameter: not a gradient of `params` at all
+        return _misuse(names, leaves, _inputs.not_a_gradient(returned, names, leaves))
     precision = _tolerance.precision_of([c.dtype for c in closed.values()])
     eps = float(np.finfo(precision).eps)
     cf = np.concatenate(
@@ -94,6 +95,12 @@ def check_gradients(
         observed = _taylor.rate(evaluation.losses, theta, cf, direction)
         report = dataclasses.replace(report, notes=(*report.notes, _taylor.describe(observed)), taylor_rate=observed)
     return report
+
+
+def _misuse(names: list[str], leaves: list[np.ndarray], message: str, cause: BaseException | None = None) -> Report:
+    """The report of a wrong call: verdict "error", told once, and nothing compared."""
+    results = tuple(ParamResult(n, leaf.shape, "error") for n, leaf in zip(names, leaves))
+    return Report(results, error=message, cause=cause)
 
 
 def refine(evaluation: _references.Evaluation, closed: np.ndarray, precision: np.dtype) -> _references.References:
@@ -126,8 +133,17 @@ def assert_gradients(
             `AssertionError` whose message is the report).
         ReferencesDisagree: autodiff and finite differences disagree with each
             other (for example at a non-differentiable point).
+        TypeError: a wrong call, not a wrong gradient: `grad_fn` does not take
+            ``(params, *args)`` (it raised `TypeError`), or it returned
+            something that is not a gradient of `params` (None, say). The
+            message says which, with the user's traceback; the exception
+            `grad_fn` raised is chained.
+        ValueError: `grad_fn` raised any other exception (data of a shape it
+            does not take, say); the same message, and the exception chained.
     """
     report = check_gradients(loss_fn, grad_fn, params, *args, seed=seed)
+    if report.verdict == "error":
+        raise misuse_exception(report) from report.cause
     if report.verdict == "mismatch":
         raise GradientMismatch(report)
     if report.verdict == "inconclusive":

@@ -66,6 +66,9 @@ def diagnose(
         return f"non-finite values at {', '.join(map(str, where))}{rest}"
     if not cf.any() and np.any(np.abs(ad) > tol):
         return "all zeros, but the reference is not: is this gradient ever written?"
+    if cf.ndim == 2 and cf.shape[0] == cf.shape[1] and passes(cf.T):
+        # The subtle case: a square matrix keeps its shape when transposed.
+        return f"transposed: the transpose is right (a square {cf.shape} matrix, so its shape could not show it)"
     if passes(-cf):
         return "sign flipped: the closed form is -1 x the reference (a residual written y - a2 where a2 - y belongs?)"
     for other, (other_ad, other_tol) in reference.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import traceback
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -75,6 +76,71 @@ def match_structure(
     return closed, problems
 
 
+#: Frames of the user's traceback shown (the innermost ones).
+FRAMES_SHOWN = 8
+
+
 def describe_exception(exc: BaseException) -> str:
-    frames = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    return f"{type(exc).__name__}: {exc}\n" + "".join(frames[-3:]).rstrip()
+    """The exception with the user's traceback: the frames below the one that called them.
+
+    `exc` was raised by a function that gradcheck called; its first frame is
+    gradcheck's own call, and is left out. A call that failed before the
+    function ran (a wrong number of arguments) has no frame of the user's.
+    """
+    tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+    # gradcheck's private modules' frames (a wrapper that called the user) are ours, not the user's.
+    own = [f for f in traceback.extract_tb(tb) if not _is_private(f.filename)] if tb is not None else []
+    frames = traceback.format_list(own[-FRAMES_SHOWN:])
+    head = ["Traceback (most recent call last):\n", *frames] if frames else []
+    return "".join([*head, *traceback.format_exception_only(type(exc), exc)]).rstrip()
+
+
+def own_frames(exc: BaseException) -> bool:
+    """Whether `exc` was raised inside the user's function (not by the call itself)."""
+    tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+    return tb is not None and any(not _is_private(f.filename) for f in traceback.extract_tb(tb))
+
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _is_private(filename: str) -> bool:
+    """Whether `filename` is one of gradcheck's private modules (``_batch.py``; not ``mlp.py``, which users call)."""
+    path = Path(filename)
+    return path.name.startswith("_") and path.parent.resolve() == _PACKAGE
+
+
+def expected(names: list[str], leaves: list[np.ndarray]) -> str:
+    """``w1 (3, 2), b1 (3,)``: the entries a gradient of the parameters has."""
+    return ", ".join(f"{n} {leaf.shape}" for n, leaf in zip(names, leaves))
+
+
+def call_failed(exc: BaseException, names: list[str], leaves: list[np.ndarray], args: tuple[np.ndarray, ...]) -> str:
+    """Why `grad_fn` raised, with its traceback, and how it is called."""
+    shapes = ", ".join(str(np.shape(a)) for a in args)
+    further = f"and {len(args)} further argument{'s' if len(args) != 1 else ''} of shapes {shapes}" if args else "alone"
+    trace = f"{describe_exception(exc)}\n" if own_frames(exc) else ""
+    return (
+        f"`grad_fn` raised {type(exc).__name__}: {exc}\n{trace}"
+        f"`grad_fn` is called as grad_fn(params, *args): here with `params` {further}. "
+        "Make it take these arguments and return the gradient with the structure of `params` "
+        f"({expected(names, leaves)}), or pass the arguments it takes."
+    )
+
+
+def not_a_gradient(returned: Any, names: list[str], leaves: list[np.ndarray]) -> str:
+    """Why `returned` is not a gradient of the parameters, and what is expected instead."""
+    try:
+        got = [
+            jax.tree_util.keystr(p, simple=True, separator=".")
+            for p, _ in jax.tree_util.tree_flatten_with_path(returned)[0]
+        ]
+    except Exception:  # noqa: BLE001 - any odd object
+        got = []
+    hint = " (a missing `return`?)" if returned is None else ""
+    entries = f" with entries {got}" if got and got != [""] else ""
+    return (
+        f"`grad_fn` returned {type(returned).__name__}{entries}{hint}, which is not a gradient of `params`: "
+        f"no entry matches a parameter. Return the gradient with the structure of `params`, one array per "
+        f"parameter: {expected(names, leaves)}."
+    )

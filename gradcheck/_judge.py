@@ -138,11 +138,19 @@ def _judge_param(
     else:
         status = "pass"
     ratio = np.where(judged, np.fmax(ratio_ad, ratio_fd), -np.inf)
-    flat_index = int(np.argmax(ratio)) if cf.size else 0
-    index = tuple(int(i) for i in np.unravel_index(flat_index, cf.shape))
+    # The row shows the worst judged element; for a doubt, the element in
+    # doubt that its message names (the references' worst disagreement).
+    if status == "doubt":
+        gap = np.where(
+            doubt, np.nan_to_num(np.abs(ad - fd) / np.maximum(allowed, np.finfo(float).tiny), nan=np.inf), -1
+        )
+        flat_index = int(np.argmax(gap))
+    else:
+        flat_index = int(np.argmax(ratio))
+    index: tuple[int, ...] | None = tuple(int(i) for i in np.unravel_index(flat_index, cf.shape))
     message = None
     if status == "doubt":
-        where = tuple(int(i) for i in np.argwhere(doubt)[0])
+        where = index
         if np.isnan(fd[where]) or np.isnan(fd_err[where]):
             message = (
                 f"the loss is not finite at the finite-difference points around index {where}, even with the "
@@ -155,18 +163,25 @@ def _judge_param(
                 "doubt (is the loss's own derivative rule wrong?), so the closed form is not blamed"
             )
     diagnosis = _diagnose.diagnose(name, cf, ad, tol, reference) if status == "mismatch" else None
+    at: dict[str, float] = {}
+    if judged.any():  # else every element sits at a kink: no element to show
+        at = {
+            "closed_form": float(cf[index]),
+            "autodiff": float(ad[index]),
+            "finite_diff": float(fd[index]),
+            "fd_error": float(fd_err[index]),
+            "abs_error": float(err_ad[index]),
+            "rel_error": _relative(float(err_ad[index]), float(ad[index])),
+            "tolerance": float(tol[index]),
+        }
+    else:
+        index = None
     return ParamResult(
         name,
         cf.shape,
         status,  # type: ignore[arg-type]
         index=index,
-        closed_form=float(cf[index]),
-        autodiff=float(ad[index]),
-        finite_diff=float(fd[index]),
-        fd_error=float(fd_err[index]),
-        abs_error=float(err_ad[index]),
-        rel_error=_relative(err_ad[index], ad[index]),
-        tolerance=float(tol[index]),
+        **at,
         max_abs_err_autodiff=float(err_ad[judged].max(initial=0.0)),
         max_rel_err_autodiff=resolved_relative(err_ad[judged], ad[judged], tol[judged]),
         max_abs_err_fd=float(err_fd[judged].max(initial=0.0)),

@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Status = Literal["pass", "mismatch", "doubt", "error"]
-Verdict = Literal["pass", "mismatch", "inconclusive"]
+Verdict = Literal["pass", "mismatch", "inconclusive", "error"]
+
+#: Verdicts, most severe first: what a run of many checks (a batch, the CLI's
+#: exit code) reports when its checks differ. A gradient proven wrong outranks
+#: one that could not be checked (a wrong call), which outranks one that the
+#: references could not judge.
+VERDICT_ORDER: tuple[Verdict, ...] = ("mismatch", "error", "inconclusive", "pass")
+
+
+def worst_verdict(verdicts: Iterable[str]) -> Verdict:
+    """The most severe of `verdicts` by `VERDICT_ORDER` ("pass" for none)."""
+    found = set(verdicts)
+    return next((v for v in VERDICT_ORDER if v in found), "pass")
+
 
 #: Status, most severe first; a report's verdict follows its worst parameter.
 SEVERITY: tuple[Status, ...] = ("error", "mismatch", "doubt", "pass")
@@ -100,6 +114,13 @@ class Report:
     #: compile: shapes seen for the first time) or "xla" (compiled: shapes
     #: checked often, large models). Both give the same verdicts.
     references: Literal["numpy", "xla"] = "xla"
+    #: Set when `grad_fn` could not be checked at all (a wrong call, not a wrong
+    #: gradient): it raised, or returned something that is not a gradient of
+    #: `params`. The message says what happened, with the user's traceback, and
+    #: how to fix the call; the verdict is then "error" and nothing was compared.
+    error: str | None = None
+    #: The exception `grad_fn` raised, if it raised (`assert_gradients` chains it).
+    cause: BaseException | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -112,6 +133,10 @@ class Report:
 
     @property
     def verdict(self) -> Verdict:
+        """ "error" for a wrong call (`error`); else "mismatch" when a parameter is wrong, "inconclusive"
+        when the references disagree with each other, "pass" otherwise."""
+        if self.error is not None:
+            return "error"
         statuses = {p.status for p in self.params}
         if statuses & {"error", "mismatch"}:
             return "mismatch"
@@ -132,10 +157,16 @@ class Report:
             "notes": list(self.notes),
             "taylor_rate": jsonable(self.taylor_rate),
             "references": self.references,
+            "error": self.error,
             "params": [jsonable(asdict(p)) for p in self.params],
         }
 
     def __str__(self) -> str:
+        if self.error is not None:
+            return (
+                f"gradcheck: ERROR, `grad_fn` could not be checked (a wrong call, not a wrong gradient; "
+                f"nothing was compared)\n{self.error}"
+            )
         blamed = [p for p in self.params if p.status in ("mismatch", "error")]
         head = {
             "pass": f"gradcheck: PASS, {len(self.params)} parameters",
@@ -152,6 +183,17 @@ class Report:
                 lines.append(f"  {p.name}: {_not_judged(p.not_judged)}")
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
+
+
+def misuse_exception(report: Report, context: str = "") -> Exception:
+    """The exception for a report whose verdict is "error" (a wrong call), its message the report.
+
+    `TypeError` when `grad_fn` returned no gradient or raised `TypeError` (a
+    wrong signature, say); `ValueError` when it raised anything else. Raise it
+    ``from report.cause`` so that the user's own exception is chained.
+    """
+    kind = TypeError if report.cause is None or isinstance(report.cause, TypeError) else ValueError
+    return kind(f"{context}\n{report}" if context else str(report))
 
 
 class GradientMismatch(AssertionError):

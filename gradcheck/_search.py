@@ -55,10 +55,19 @@ class SearchResult:
     #: Mistakes confirmed by recomputation on the generic problems of every
     #: batch size in `GENERIC_BATCHES` (`_diagnose.confirm`), by parameter.
     confirmed: dict[str, str] = field(default_factory=dict)
+    #: Set when `grad_fn` could not be checked on the first, generic problem
+    #: (a wrong call: it raised, or returned no gradient): no search was run,
+    #: and `report` (verdict "error") says why, with the user's traceback.
+    error: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.counterexample is None
+        return self.counterexample is None and self.error is None
+
+    @property
+    def verdict(self) -> str:
+        """ "error" (a wrong call: no search), "mismatch" (a counterexample was found) or "pass"."""
+        return "error" if self.error is not None else ("pass" if self.counterexample is None else "mismatch")
 
     def diagnoses(self) -> dict[str, str]:
         """The likely mistake for each failing parameter.
@@ -97,8 +106,19 @@ def search(
     `grad_fn` has the signature of `mlp.closed_form_gradients` without the
     `task` keyword. Problems whose verdict is "inconclusive" do not count as
     failures.
+
+    `grad_fn` is first checked on a generic problem (`generic_problem`). If it
+    cannot be checked there (a wrong call: it raised, or returned no
+    gradient), that is misuse, not a mismatch: no search is run, and the
+    result's `error` says why. A problem found by the search on which it
+    raises, though it ran on the generic one, is a failure like a mismatch:
+    its minimal counterexample is reported with the user's traceback.
     """
     loss = partial(mlp.loss, task=task)
+    generics = generic_problems(task, random_seed)
+    generic_report = check_gradients(loss, grad_fn, *generics[0][:3])
+    if generic_report.verdict == "error":
+        return SearchResult(0, report=generic_report, error=generic_report.error)
     tried = 0
     first_failure = 0
     failing: list[tuple[Problem, Report]] = []
@@ -118,7 +138,7 @@ def search(
         nonlocal tried, first_failure
         tried += 1
         report = check_gradients(loss, grad_fn, *prob[:3])
-        if report.verdict == "mismatch":
+        if report.verdict in ("mismatch", "error"):
             first_failure = first_failure or tried
             failing.append((prob, report))
             raise _Failed
@@ -133,8 +153,6 @@ def search(
     if not failing:
         return SearchResult(tried)
     prob, report = failing[0] if flaky else failing[-1]  # Hypothesis replays the shrunk example last
-    generics = generic_problems(task, random_seed)
-    generic_report = check_gradients(loss, grad_fn, *generics[0][:3])
     return SearchResult(
         first_failure,
         prob,

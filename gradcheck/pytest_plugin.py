@@ -23,13 +23,17 @@ import numpy as np
 import pytest
 
 from gradcheck import _search, mlp
-from gradcheck._report import GradientMismatch
+from gradcheck._report import GradientMismatch, misuse_exception
 
 
 def check_property(
     grad_fn: Callable[..., Any], *, task: mlp.Task | str = "both", examples: int = 100, seed: int = 0
 ) -> None:
     """Search for a problem on which `grad_fn` fails; raise `GradientMismatch` if one is found.
+
+    A wrong call (`grad_fn` raises on a typical problem, or returns no
+    gradient) raises `TypeError` or `ValueError` instead, as
+    `assert_gradients` does, and no search is run.
 
     This is what the fixture ``gradcheck_property`` returns.
 
@@ -52,6 +56,10 @@ def check_property(
         result = _search.search(partial(grad_fn, task=t), task=t, examples=examples, random_seed=seed)
         if result.ok:
             continue
+        if result.error is not None:  # a wrong call, not a wrong gradient
+            assert result.report is not None
+            context = f"`grad_fn` could not be checked for task {t!r}; no search was run."
+            raise misuse_exception(result.report, context) from result.report.cause
         assert result.counterexample is not None
         assert result.report is not None
         prob = result.counterexample

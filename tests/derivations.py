@@ -218,5 +218,5 @@ MUTANTS: dict[str, Mutant] = {
     "relative_1e-6": Mutant(relative_1e6, ("w1", "b1", "w2", "b2"), "factor"),
     "bias_sum_not_mean": Mutant(bias_sum_not_mean, ("b2",), "factor"),
     "all_zero_hidden": Mutant(all_zero_hidden, ("w1",), "zeros"),
-    "forgotten_weight_decay": Mutant(mlp.closed_form_gradients, ("w1", "b1", "w2", "b2"), weight_decay=1e-6),
+    "forgotten_weight_decay": Mutant(mlp.closed_form_gradients, ("w1", "w2"), weight_decay=1e-6),  # b1, b2 not decayed
 }

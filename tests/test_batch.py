@@ -207,3 +207,64 @@ def test_no_correct_problem_of_any_regime_is_rechecked_one_by_one(task: mlp.Task
             assert _batch._CAREFUL_CHECKS[0] == before, f"{regime}: re-checked one by one"
             # Every parameter's finite-difference columns are measured in the batch.
             assert all(np.isfinite(w["max_abs_err_fd"]) for w in report.worst.values()), regime
+
+
+def _one_problem_at_a_time(p: Any, x: Any, y: Any) -> mlp.Params:
+    """A closed form written for one problem: `.T` and `len(y)` assume no problem axis."""
+    act = mlp.forward(p, x, task="regression")
+    d2 = (act.a2 - y)[:, None] / len(y)
+    d1 = d2 @ p.w2 * act.a1 * (1 - act.a1)
+    return mlp.Params(d1.T @ x, d1.sum(0), d2.T @ act.a1, d2.sum(0))
+
+
+def test_a_per_problem_grad_fn_under_batched_true_is_named_with_the_fix() -> None:
+    probs = draw("regression", "typical", 4)
+    loss = partial(mlp.loss, task="regression")
+    assert check_batch(loss, _one_problem_at_a_time, *stack(probs), batched=False).verdicts == ("pass",) * 4
+    with pytest.raises(ValueError, match=r"`grad_fn` takes one problem at a time(.|\n)*Pass `batched=False`"):
+        check_batch(loss, _one_problem_at_a_time, *stack(probs))
+
+
+def test_a_wrong_call_in_a_batch_is_an_error_told_once() -> None:
+    probs = draw("regression", "typical", 3)
+    report = check_batch(partial(mlp.loss, task="regression"), lambda p, x: p, *stack(probs))
+    assert report.verdicts == ("error",) * 3
+    assert report.verdict == "error"
+    text = str(report)
+    assert text.startswith("gradcheck: ERROR, 3 problems (3 error)")
+    assert text.count("takes 2 positional arguments but 3 were given") == 1
+    assert "problems 0, 1, 2: gradcheck: ERROR" in text
+
+
+def test_a_batch_report_prints_a_summary_not_a_repr() -> None:
+    probs = draw("regression", "typical", 5)
+
+    def b2_doubled_in_problems_1_and_3(p: Any, x: Any, y: Any) -> mlp.Params:
+        g = mlp.closed_form_gradients(p, x, y, task="regression")
+        return g._replace(b2=g.b2 * np.array([1.0, 2.0, 1.0, 2.0, 1.0])[:, None])
+
+    report = check_batch(partial(mlp.loss, task="regression"), b2_doubled_in_problems_1_and_3, *stack(probs))
+    text = str(report)
+    assert "BatchReport(" not in text
+    lines = text.splitlines()
+    assert lines[0] == "gradcheck: MISMATCH, 5 problems (2 mismatch, 3 pass)"
+    assert lines[1].split() == ["param", "max", "|cf-ad|", "max", "rel", "vs", "ad", "tol", "used"]
+    assert [line.split()[0] for line in lines[2:6]] == ["w1", "b1", "w2", "b2"]
+    assert "problem 1:\ngradcheck: MISMATCH in 1 of 4 parameters" in text
+    assert "problem 3:\ngradcheck: MISMATCH in 1 of 4 parameters" in text
+    assert "b2: likely mistake: off by a constant factor 2" in text
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "expected"),
+    [
+        (("pass", "inconclusive", "error", "mismatch"), "mismatch"),
+        (("pass", "inconclusive", "error"), "error"),
+        (("pass", "inconclusive"), "inconclusive"),
+        (("pass",), "pass"),
+    ],
+)
+def test_a_batch_verdict_is_its_most_severe_mismatch_error_inconclusive(verdicts: Any, expected: str) -> None:
+    from gradcheck._batch import BatchReport
+
+    assert BatchReport(verdicts, {}, {}).verdict == expected

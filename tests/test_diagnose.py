@@ -260,3 +260,19 @@ def test_confirm_needs_two_batch_sizes() -> None:
     one_size = _general_evidence(net, heads.canonical_error)[:1] * 2
     with pytest.raises(ValueError, match=r"`evidence` must hold problems of at least two batch sizes, got sizes \[5\]"):
         _diagnose.confirm(net, one_size)
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (3, 2)], ids=["square", "not-square"])
+def test_a_transpose_is_named_whatever_the_shape(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(0)
+    p = mlp.init_params(0)._replace(w1=rng.normal(size=shape))
+    x, y = rng.normal(size=(4, shape[1])), rng.normal(size=4)
+
+    def transposed_w1(p: mlp.Params, x: np.ndarray, y: np.ndarray) -> mlp.Params:
+        g = mlp.closed_form_gradients(p, x, y, task="regression")
+        return g._replace(w1=g.w1.T)
+
+    report = check_gradients(partial(mlp.loss, task="regression"), transposed_w1, p, x, y)
+    assert report.verdict == "mismatch"
+    assert (report["w1"].diagnosis or "").startswith("transposed:"), report["w1"].diagnosis
+    assert [r.diagnosis for r in report.params if r.name != "w1"] == [None, None, None]

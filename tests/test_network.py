@@ -1,7 +1,8 @@
 """The general network: every head and activation, the δ = a - y identity, and kinks.
 
 - The closed form passes for every head × activation in every regime of
-  `problems.NET_REGIMES` (ReLU may be inconclusive near a kink, never blamed).
+  `problems.NET_REGIMES`, ReLU included (its elements at a kink are listed,
+  not judged).
 - For every canonical head, Hypothesis finds no problem where autodiff's
   dL/dz differs from a - y; for the non-canonical pairs it finds one, and
   shrinks it to a single sample.
@@ -59,20 +60,21 @@ def test_closed_form_passes_in_every_regime(head: str, activation: str) -> None:
         for s in range(2 if activation == "relu" else 1):
             prob = problems.sample_net(np.random.default_rng([i, s]), net, regime=regime)
             report = check(prob)
-            if activation != "relu":
-                assert report.verdict == "pass", (regime, str(report))
-            else:  # a step may straddle a kink: never blamed, only inconclusive
-                assert report.verdict in ("pass", "inconclusive"), (regime, str(report))
+            # ReLU too, in every regime (kink and tiny included): elements at a kink are listed,
+            # not judged, and the rest must pass.
+            assert report.verdict == "pass", (regime, str(report))
 
 
 @settings(max_examples=max(10, settings.default.max_examples // 3))  # every example compiles a new architecture
-@given(gs.network_problems(net=gs.networks(head=st.sampled_from(tuple(heads.HEADS)), max_depth=2, max_width=2)))
-def test_closed_form_is_never_blamed_on_generated_problems(prob: problems.NetProblem) -> None:
+@given(
+    gs.network_problems(
+        net=gs.networks(head=st.sampled_from(tuple(heads.HEADS)), max_depth=2, max_width=2), regime="any"
+    )
+)
+def test_closed_form_passes_on_generated_problems_in_every_regime(prob: problems.NetProblem) -> None:
     note(prob.describe())
     report = check(prob)
-    assert report.verdict != "mismatch", str(report)
-    if prob.net.activation != "relu":
-        assert report.verdict == "pass", str(report)
+    assert report.verdict == "pass", str(report)
 
 
 # --- the identity dL/dz = a - y -------------------------------------------------------

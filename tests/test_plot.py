@@ -73,15 +73,33 @@ def test_vcurve_slopes_match_each_scheme_s_order(vcurve: plot.VCurve) -> None:
         assert slope == pytest.approx(theory[scheme], abs=0.25), scheme
 
 
-def test_vcurve_is_a_v_and_gradcheck_s_step_sits_near_its_bottom(vcurve: plot.VCurve) -> None:
+def test_vcurve_is_a_v_and_gradcheck_s_step_sits_near_its_bottom(
+    vcurve: plot.VCurve, problem: plot.problems.Problem
+) -> None:
     central = vcurve.errors["central"]
     best = int(np.nanargmin(central))
     assert 0 < best < len(central) - 1  # truncation on one side, rounding on the other
     assert central[-1] > 1e3 * central[best]  # rounding dominates the smallest steps
-    assert vcurve.chosen_step == _finite_diff.FD_STEP * max(1.0, 1.0)  # |theta_i| < 1 here
+    assert vcurve.chosen_step == _finite_diff.FD_STEP * max(1.0, abs(_value_at(problem, vcurve.coordinate)))
     assert vcurve.chosen_error < 1e-11
     assert vcurve.chosen_error <= vcurve.chosen_bound  # the bound gradcheck reports holds there
     assert vcurve.chosen_error < np.nanmin(vcurve.errors["forward"])  # better than forward differences anywhere
+
+
+def _value_at(problem: plot.problems.Problem, coordinate: str) -> float:
+    """The parameter entry that `coordinate` ("w1[1, 0]") names."""
+    name, index = coordinate.rstrip("]").split("[")
+    return float(np.asarray(getattr(problem.params, name))[tuple(int(i) for i in index.split(","))])
+
+
+def test_the_chosen_step_grows_with_a_large_coordinate(problem: plot.problems.Problem) -> None:
+    """FD_STEP max(1, |theta_i|): with every hidden weight above 2 in size, the step is |theta_i| FD_STEP."""
+    w1 = np.asarray(problem.params.w1)
+    large = problem._replace(params=problem.params._replace(w1=w1 + 2.0 * np.sign(w1)))
+    v = plot.vcurve(large)
+    theta = _value_at(large, v.coordinate)
+    assert abs(theta) > 2.0
+    assert v.chosen_step == _finite_diff.FD_STEP * abs(theta)
 
 
 def test_missing_matplotlib_names_the_fix(

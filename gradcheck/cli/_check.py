@@ -19,9 +19,10 @@ from rich.progress import Progress
 
 import gradcheck
 from gradcheck import _search, _submissions, mlp
+from gradcheck._report import worst_verdict
 from gradcheck.cli import _gradescope, _junit
 from gradcheck.cli._args import integer, output_file, points, positive
-from gradcheck.cli._graded import Submission, counterexample_json, diagnosis_line, failure_text, reproduce
+from gradcheck.cli._graded import Submission, counterexample_json, diagnosis_line, failure_text, reason, reproduce
 from gradcheck.cli._render import (
     EXIT_MISMATCH,
     EXIT_OK,
@@ -47,10 +48,16 @@ def build_check_parser() -> argparse.ArgumentParser:
             "fields of params (w1, b1, w2, b2). Hypothesis searches problems in every regime and "
             "shrinks the first failure to a minimal counterexample."
         ),
-        epilog="Exit codes: 0 all pass, 1 a mismatch, 2 usage or load error, 4 internal error.",
+        epilog=(
+            "Exit codes: 0 all pass, 1 a mismatch, 2 usage, load error or a wrong call (a FUNC that cannot be "
+            "called as above: no search is run), 4 internal error; with several submissions the most severe wins, "
+            "in that order (1 before 2)."
+        ),
     )
     parser.add_argument("submissions", nargs="+", metavar="FILE:FUNC", help="e.g. hw2/alice.py:grads (globs allowed)")
-    parser.add_argument("--task", choices=(*mlp.TASKS, "both"), default="both", help="which task to check")
+    parser.add_argument(
+        "--task", choices=(*mlp.TASKS, "both"), default="both", help="which task to check (default both)"
+    )
     parser.add_argument("--examples", type=positive("--examples"), default=100, help="problems per task (default 100)")
     parser.add_argument("--seed", type=integer("--seed", 0), default=0, help="seed of the search (default 0)")
     parser.add_argument("--json", action="store_true", help="print a machine-readable JSON report only")
@@ -132,9 +139,8 @@ def check_main(args: argparse.Namespace) -> int:
         print_json(check_to_json(done, args))
     elif not machine:
         render_check(done, args, console)
-    if any(s.verdict == "mismatch" for s in done):
-        return EXIT_MISMATCH
-    return EXIT_USAGE if any(s.verdict == "error" for s in done) else EXIT_OK
+    # The most severe verdict decides (docs/cli.md, "Exit codes"): mismatch, then error, then pass.
+    return {"mismatch": EXIT_MISMATCH, "error": EXIT_USAGE, "pass": EXIT_OK}[worst_verdict(s.verdict for s in done)]
 
 
 def _check_format_flags(args: argparse.Namespace) -> None:
@@ -155,6 +161,11 @@ def _check_format_flags(args: argparse.Namespace) -> None:
     args.points = DEFAULT_POINTS if args.points is None else args.points
 
 
+_SIGNATURE = (
+    "FUNC must be FUNC(params, x, y, *, task) -> gradients with the fields w1, b1, w2, b2 (gradcheck check --help)"
+)
+
+
 def _call_with_task(func: Any, params: Any, x: Any, y: Any, *, task: mlp.Task) -> Any:
     return func(params, x, y, task=task)
 
@@ -165,6 +176,14 @@ def render_check(done: list[Submission], args: argparse.Namespace, console: Cons
             console.print(f"{sub.spec}: ERROR\n{sub.load_error}\n", markup=False, soft_wrap=True)
             continue
         for task, result in sub.results.items():
+            if result.error is not None:
+                console.print(
+                    f"{sub.spec} [{task}]: ERROR, a wrong call, not a mismatch (no search was run):\n{result.error}\n"
+                    f"{_SIGNATURE}\n",
+                    markup=False,
+                    soft_wrap=True,
+                )
+                continue
             if result.ok:
                 console.print(f"{sub.spec} [{task}]: PASS on {result.examples} problems", markup=False, soft_wrap=True)
             else:
@@ -192,7 +211,8 @@ def check_to_json(done: list[Submission], args: argparse.Namespace) -> dict[str,
                 "error": sub.load_error,
                 "tasks": {
                     task: {
-                        "verdict": "pass" if r.ok else "mismatch",
+                        "verdict": r.verdict,
+                        "error": r.error,
                         "examples": r.examples,
                         "flaky": r.flaky,
                         "diagnoses": r.diagnoses(),
@@ -218,6 +238,9 @@ def junit_suites(done: list[Submission], tasks: list[mlp.Task], args: argparse.N
             if sub.load_error:
                 last = sub.load_error.splitlines()[-1]
                 outcome = _junit.Outcome("error", "LoadError", f"cannot load {sub.spec}: {last}", sub.load_error)
+            elif sub.results[task].error is not None:
+                error = sub.results[task].error or ""
+                outcome = _junit.Outcome("error", "WrongCall", f"{sub.spec} [{task}]: {reason(error)}", error)
             elif not sub.results[task].ok:
                 result = sub.results[task]
                 outcome = _junit.Outcome(

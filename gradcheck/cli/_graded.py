@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck import _search, mlp, problems
+from gradcheck._report import worst_verdict
 
 #: The parameters of the seed network that `gradcheck check` grades, in order.
 PARAMS: tuple[str, ...] = mlp.Params._fields
@@ -37,18 +38,27 @@ class Submission:
     def verdict(self) -> str:
         if self.load_error:
             return "error"
-        return "pass" if all(r.ok for r in self.results.values()) else "mismatch"
+        return worst_verdict(r.verdict for r in self.results.values())
 
     def summary(self) -> str:
-        if self.load_error:  # what failed, and the exception it raised (a traceback's last line)
-            lines = self.load_error.splitlines()
-            return lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
+        """The reason in full: what failed to load and why, the wrong call, or the likely mistake."""
+        if self.load_error:
+            return reason(self.load_error)
         failed = {t: r for t, r in self.results.items() if not r.ok}
         if not failed:
             return "-"
         task, result = next(iter(failed.items()))
+        if result.error is not None:
+            return f"{task}: {reason(result.error)}"
         name, diagnosis = next(iter(result.diagnoses().items()), ("?", "unclassified"))
         return f"{task}: {name}: {diagnosis}"
+
+
+def reason(error: str) -> str:
+    """An error's first line and, when it differs, its exception's (the last line of a traceback)."""
+    lines = [line for line in error.splitlines() if line.strip()]
+    exception = next((line for line in reversed(lines) if not line.startswith(" ") and ": " in line), lines[-1])
+    return lines[0] if exception == lines[0] else f"{lines[0].rstrip(':')}: {exception.strip()}"
 
 
 def reproduce(spec: str, task: str, args: argparse.Namespace) -> str:
@@ -79,8 +89,9 @@ def failure_text(spec: str, task: str, result: _search.SearchResult, args: argpa
     lines.append(str(result.report))
     if result.flaky:
         lines.append(FLAKY)
-    lines.append(f"diagnosis, confirmed on {DIAGNOSIS_PROBLEM}:")
-    lines += [f"  {name}: {diagnosis}" for name, diagnosis in result.diagnoses().items()]
+    if result.diagnoses():
+        lines.append(f"diagnosis, confirmed on {DIAGNOSIS_PROBLEM}:")
+        lines += [f"  {name}: {diagnosis}" for name, diagnosis in result.diagnoses().items()]
     lines.append(f"reproduce: {reproduce(spec, task, args)}")
     return "\n".join(lines)
 

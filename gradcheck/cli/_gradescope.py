@@ -67,6 +67,8 @@ def _test(sub: Submission, task: str, name: str, args: argparse.Namespace) -> tu
     if sub.load_error:
         return False, f"{name}: not checked: the file failed to load, so it earns no points.\n\n{sub.load_error}"
     result = sub.results[task]
+    if result.error is not None:  # a wrong call: no search ran, so nothing earns points
+        return False, f"{name}: not checked: the function cannot be called as the task requires.\n\n{result.error}"
     if result.ok:
         return True, (
             f"{name}: PASS: agrees with autodiff and finite differences on all {result.examples} problems "

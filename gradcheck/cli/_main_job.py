@@ -23,7 +23,7 @@ from rich.progress import Progress
 import gradcheck
 from gradcheck import activations, heads, mlp, network, problems
 from gradcheck._batch import BATCH_DIRECTIONS, BatchReport, check_batch
-from gradcheck._report import Report, jsonable
+from gradcheck._report import Report, jsonable, worst_verdict
 from gradcheck._trace import pure_loss
 from gradcheck.cli import _junit
 from gradcheck.cli._args import integer, output_file, positive
@@ -31,6 +31,7 @@ from gradcheck.cli._render import (
     EXIT_INCONCLUSIVE,
     EXIT_MISMATCH,
     EXIT_OK,
+    EXIT_USAGE,
     JSON_SCHEMA,
     VERDICT_COLOURS,
     make_console,
@@ -82,10 +83,7 @@ class TaskSummary:
 
     @property
     def verdict(self) -> str:
-        verdicts = {r.verdict for _, _, r in (*self.failures, *self.identity_failures)}
-        if "mismatch" in verdicts:
-            return "mismatch"
-        return "inconclusive" if verdicts else "pass"
+        return worst_verdict(r.verdict for _, _, r in (*self.failures, *self.identity_failures))
 
     def strict_verdict(self, strict: bool) -> str:
         """The verdict; with `strict`, elements not judged (at a kink) make a pass inconclusive."""
@@ -125,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Check the seed network's closed-form gradients (docs/derivation.md) against float64 JAX "
             "autodiff and Richardson finite differences on many seeded random problems in every "
             "numerical regime. To check your own gradient functions: gradcheck check --help. "
+            "To prove the closed forms symbolically with SymPy: gradcheck prove --help. "
             "To draw the docs' figures: gradcheck plot --help."
         ),
         epilog="Exit codes: 0 pass, 1 mismatch, 2 usage or input error, 3 inconclusive, 4 internal error.",
@@ -414,8 +413,7 @@ def _failures_json(failures: list[tuple[int, str, Report]], job: Job) -> list[di
 
 
 def _overall(summaries: list[TaskSummary], strict: bool = False) -> str:
-    verdicts = {s.strict_verdict(strict) for s in summaries}
-    return "mismatch" if "mismatch" in verdicts else ("inconclusive" if "inconclusive" in verdicts else "pass")
+    return worst_verdict(s.strict_verdict(strict) for s in summaries)
 
 
 def main_job(args: argparse.Namespace) -> int:
@@ -429,7 +427,7 @@ def main_job(args: argparse.Namespace) -> int:
         print_json(jsonable(to_json(summaries, jobs, args)), allow_nan=False)
     else:
         render(summaries, jobs, args, make_console())
-    return {"pass": EXIT_OK, "mismatch": EXIT_MISMATCH, "inconclusive": EXIT_INCONCLUSIVE}[
+    return {"pass": EXIT_OK, "mismatch": EXIT_MISMATCH, "error": EXIT_USAGE, "inconclusive": EXIT_INCONCLUSIVE}[
         _overall(summaries, args.strict)
     ]
 

@@ -23,7 +23,7 @@ JSON_SCHEMA = 1
 
 #: Verdict colours on a terminal; rich drops them when stdout is not a
 #: terminal or NO_COLOR is set.
-VERDICT_COLOURS = {"pass": "green", "mismatch": "red", "inconclusive": "yellow"}
+VERDICT_COLOURS = {"pass": "green", "mismatch": "red", "error": "red", "inconclusive": "yellow"}
 
 
 #: Console width when the output is not a terminal (a file, a pipe, CI logs) and
