@@ -537,9 +537,9 @@ def test_help_names_every_command_and_every_default(
 
 
 def test_a_problem_rechecked_along_every_coordinate_prints_no_nan(capsys: pytest.CaptureFixture[str]) -> None:
-    """ReLU problem 12 sits at kinks, so it is re-checked along every coordinate: no directional figure exists."""
+    """ReLU problem 12 sits at kinks, so it is re-checked one by one: no directional figure is printed."""
     assert cli.main(["--activation", "relu", "--problem", "12"]) == cli.EXIT_OK
     out = capsys.readouterr().out
     assert "nan" not in out
-    assert "none settled there: every problem was re-checked along every coordinate" in out
+    assert "finite differences along every coordinate of every problem" in out
     assert "not judged, in 1 problems (12)" in out
