@@ -201,7 +201,10 @@ def check_batch(
     cf = np.concatenate([c.reshape(b, -1).astype(np.float64) for c in closed], axis=1)
     shapes = tuple(leaf.shape[1:] for leaf in leaves)
     first = problem(0)
-    elementwise = theta.shape[1] <= _references.MAX_COORDINATES
+    # Every coordinate's finite differences cost 6 P loss evaluations per problem over its data;
+    # along BATCH_DIRECTIONS random directions, 12, whatever P. Coordinates where that pays.
+    data_size = sum(int(np.prod(a.shape[1:])) for a in data)
+    elementwise = theta.shape[1] <= _references.MAX_COORDINATES and theta.shape[1] * data_size <= ELEMENTWISE_WORK
     refs = (
         _stacked_references(loss_fn, treedef, shapes, leaves, data, seed, eps / 2, cf, precision)
         if elementwise
@@ -408,6 +411,11 @@ def _stacked_references(
 
 
 _UNSTACKABLE: set[Hashable] = set()
+#: Largest P times data values per problem for which a batch takes finite differences along every
+#: coordinate: the seed network with up to 16 times its default batch (P = 13, 24 values). Above it
+#: (2,048 samples per problem) 6 P loss evaluations per problem would cost several times the rest of
+#: the check, and the batch takes them along random directions instead.
+ELEMENTWISE_WORK = 13 * 24 * 16
 #: Problems re-checked one by one by `check_gradients` since the process started (tests count them).
 _CAREFUL_CHECKS = [0]
 #: Batches are padded up to the next power of two of at least this size, so that the

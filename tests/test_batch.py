@@ -205,8 +205,10 @@ def test_no_correct_problem_of_any_regime_is_rechecked_one_by_one(task: mlp.Task
             report = check_batch(loss, grad, *stack(probs))
             assert report.verdict == "pass", f"{regime}: {report.failures}"
             assert _batch._CAREFUL_CHECKS[0] == before, f"{regime}: re-checked one by one"
-            # Every parameter's finite-difference columns are measured in the batch.
-            assert all(np.isfinite(w["max_abs_err_fd"]) for w in report.worst.values()), regime
+            # Every parameter's finite-difference columns are measured in the batch (along every
+            # coordinate), except for 2,048 samples per problem, where they run along directions.
+            measured = all(np.isfinite(w["max_abs_err_fd"]) for w in report.worst.values())
+            assert measured == (regime != "large_batch"), regime
 
 
 def _one_problem_at_a_time(p: Any, x: Any, y: Any) -> mlp.Params:
