@@ -401,13 +401,7 @@ def _stacked_references(
         _UNSTACKABLE.add(key)
         return None
     _STACKED_COUNTS[key] = done + work
-    refs = evaluation.references
-    for scale in _references.REFINE:
-        doubt = _judge.reference_doubt(refs, cf, precision)
-        if not doubt.any():
-            break
-        refs = _references.refined(refs, evaluation.finer(scale, doubt), doubt)
-    return refs
+    return _judge.refined_until_agreed(evaluation, cf, precision)
 
 
 _UNSTACKABLE: set[Hashable] = set()

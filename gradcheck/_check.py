@@ -105,12 +105,7 @@ def _misuse(names: list[str], leaves: list[np.ndarray], message: str, cause: Bas
 
 def refine(evaluation: _references.Evaluation, closed: np.ndarray, precision: np.dtype) -> _references.References:
     """The references, with finite differences retaken at finer steps where they disagree with autodiff."""
-    refs = evaluation.references
-    for scale in _references.REFINE:
-        doubt = _judge.reference_doubt(refs, closed, precision)
-        if not doubt.any():
-            break
-        refs = _references.refined(refs, evaluation.finer(scale, doubt), doubt)
+    refs = _judge.refined_until_agreed(evaluation, closed, precision)
     if refs.along is None:
         # Still in doubt after the finest step: a kink within it, where autodiff's own gradient jumps?
         doubt = _judge.reference_doubt(refs, closed, precision) & ~refs.kink

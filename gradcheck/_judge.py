@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from gradcheck import _diagnose, _tolerance
-from gradcheck._references import MAX_COORDINATES, Along, References
+from gradcheck._references import MAX_COORDINATES, REFINE, Along, References, refined
 from gradcheck._report import ParamResult, Report
+
+
+def refined_until_agreed(evaluation: Any, closed: np.ndarray, precision: np.dtype) -> References:
+    """``evaluation.references`` with finite differences retaken at each of `REFINE`'s finer steps
+    where autodiff and they still disagree (``evaluation.finer(scale, doubt)``)."""
+    refs: References = evaluation.references
+    for scale in REFINE:
+        doubt = reference_doubt(refs, closed, precision)
+        if not doubt.any():
+            break
+        refs = refined(refs, evaluation.finer(scale, doubt), doubt)
+    return refs
 
 
 def reference_doubt(refs: References, closed: np.ndarray, precision: np.dtype) -> np.ndarray:
