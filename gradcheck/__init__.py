@@ -3,7 +3,8 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from gradcheck import mlp, network, problems, strategies
-from gradcheck._batch import BatchReport, check_batch
+from gradcheck._batch import check_batch
+from gradcheck._batch_report import BatchReport
 from gradcheck._check import assert_gradients, check_gradients
 from gradcheck._derivatives import (
     assert_custom_rule,
