@@ -22,7 +22,7 @@ from rich.progress import Progress
 
 import gradcheck
 from gradcheck import activations, heads, mlp, network, problems
-from gradcheck._batch import BATCH_DIRECTIONS, BatchReport, check_batch
+from gradcheck._batch import BATCH_DIRECTIONS, ELEMENTWISE_WORK, BatchReport, check_batch
 from gradcheck._report import Report, jsonable, worst_verdict
 from gradcheck._trace import pure_loss
 from gradcheck.cli import _junit
@@ -337,19 +337,19 @@ def render(summaries: list[TaskSummary], jobs: dict[str, Job], args: argparse.Na
         for name, worst in s.worst.items():
             table.add_row(name, *("-" if math.isnan(worst[f]) else f"{worst[f]:.2e}" for f in _WORST_FIELDS))
         console.print(table)
-        if math.isnan(s.along_used):
-            console.print(
-                "finite differences along every coordinate of every problem (Richardson, refined in the batch "
-                "where they disagree with autodiff); problems that do not pass are re-checked one by one",
-                soft_wrap=True,
+        console.print(
+            "finite differences along every coordinate of every problem (Richardson, refined in the batch where "
+            "they disagree with autodiff)"
+            + (
+                f", but along {BATCH_DIRECTIONS} random ±1 directions for problems of over "
+                f"{ELEMENTWISE_WORK} parameters times data values (the large batches): worst |ad·d − fd|, "
+                f"|cf·d − fd| = {s.along_used:.2g} of the allowance"
+                if not math.isnan(s.along_used)
+                else ""
             )
-        else:
-            console.print(
-                f"finite differences along {BATCH_DIRECTIONS} random ±1 directions per problem: worst "
-                f"|ad·d − fd|, |cf·d − fd| = {s.along_used:.2g} of the allowance (problems that do not pass are "
-                "re-checked along every coordinate)",
-                soft_wrap=True,
-            )
+            + "; problems that do not pass are re-checked one by one",
+            soft_wrap=True,
+        )
         if s.not_judged:
             problems_at_kinks = ", ".join(map(str, s.kinked[:10])) + (", ..." if len(s.kinked) > 10 else "")
             console.print(
