@@ -17,8 +17,9 @@ The rule (``docs/tolerances.md`` gives the reasoning and the measurements)::
 - an absolute floor ``ABSOLUTE_FLOOR = sqrt(float64 tiny)`` (1.5e-154)
   covers gradients that vanish exactly.
 
-A closed form agrees with the finite differences when
-``|cf_i - fd_i| <= FD_SAFETY * fd_err_i + tol_i``.
+A closed form agrees with the finite differences when it lies no farther
+from them than autodiff does, give or take the allowance:
+``|cf_i - fd_i| - |ad_i - fd_i| <= FD_SAFETY * fd_err_i + tol_i``.
 """
 
 from __future__ import annotations
