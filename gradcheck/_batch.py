@@ -122,7 +122,8 @@ def check_batch(
                 _batch_references(traced, theta, data, seed, eps / 2, cf, elementwise=elementwise)
             )
             if elementwise:
-                refs = _refine_in_batch(traced, refs, theta, data, seed, eps / 2, cf, precision)
+                batch = _CompiledBatch(traced, refs, theta, data, int(seed), eps / 2, cf)
+                refs = _judge.refined_until_agreed(batch, cf, precision)
     tol = _judge.tolerances(refs.autodiff, refs.noise, precision)
     c = _judge.compare(
         cf, refs.autodiff, tol, refs.finite_diff, refs.fd_error, refs.kink, elementwise_fd=refs.along is None
@@ -328,31 +329,37 @@ def _bucket(b: int, devices: int) -> int:
     return size + (-size % devices)
 
 
-def _refine_in_batch(
-    traced: Any,
-    refs: _references.References,
-    theta: np.ndarray,
-    data: tuple[np.ndarray, ...],
-    seed: int,
-    unit_roundoff: float,
-    cf: np.ndarray,
-    precision: np.dtype,
-) -> _references.References:
-    """`_check.refine` for a batch: finer steps for the problems whose references disagree, vectorised."""
-    for scale in _references.REFINE:
-        doubt = _judge.reference_doubt(refs, cf, precision)  # (B, P)
+class _CompiledBatch:
+    """A compiled batch's references, and finer finite differences for the problems that need them.
+
+    `_judge.refined_until_agreed` drives it, as it drives a single problem's evaluation.
+    """
+
+    def __init__(
+        self,
+        traced: Any,
+        references: _references.References,
+        theta: np.ndarray,
+        data: tuple[np.ndarray, ...],
+        seed: int,
+        unit_roundoff: float,
+        cf: np.ndarray,
+    ):
+        self.traced, self.references, self.theta, self.data = traced, references, theta, data
+        self.seed, self.unit_roundoff, self.cf = seed, unit_roundoff, cf
+
+    def finer(self, scale: float, doubt: np.ndarray) -> _references.References:
+        """The references with finite differences retaken at `scale` for the problems (rows) in doubt."""
         rows = np.flatnonzero(doubt.any(axis=1))
-        if rows.size == 0:
-            break
-        sub = tuple(a[rows] for a in (theta, *data, cf))
-        finer = _references.assemble(
-            _batch_references(traced, sub[0], sub[1:-1], seed, unit_roundoff, sub[-1], elementwise=True, scale=scale)
+        sub = tuple(a[rows] for a in (self.theta, *self.data, self.cf))
+        out = _batch_references(
+            self.traced, sub[0], sub[1:-1], self.seed, self.unit_roundoff, sub[-1], elementwise=True, scale=scale
         )
-        fd = [np.array(a, copy=True) for a in refs[2:5]]
-        for field, new in zip(fd, finer[2:5]):
-            field[rows] = np.where(doubt[rows], new, field[rows])
-        refs = refs._replace(finite_diff=fd[0], fd_error=fd[1], kink=fd[2])
-    return refs
+        finer = _references.assemble(out)
+        fields = [np.array(a, copy=True) for a in self.references[2:5]]
+        for field, new in zip(fields, finer[2:5]):
+            field[rows] = new
+        return self.references._replace(finite_diff=fields[0], fd_error=fields[1], kink=fields[2])
 
 
 def _batch_references(

@@ -114,16 +114,10 @@ def check_jvp(
     # The point and the tangent are arguments, not constants: one program serves every tangent and point.
     def loss(e: Any, *data: Any) -> Any:
         x, t = data[:n], data[n:]
-        total: Any = 0.0
-        for k, e_k in enumerate(jax.tree_util.tree_leaves(e)):
-            size = int(np.prod(out_leaves[k].shape))
-
-            def element(scale: Any, unit: Any, k: int = k) -> Any:
-                moved = jax.tree_util.tree_unflatten(in_tree, [xi + scale * ti for xi, ti in zip(x, t)])
-                return jnp.vdot(jax.tree_util.tree_leaves(f(*moved))[k].reshape(-1), unit)
-
-            total = total + jnp.sum(jax.vmap(element)(e_k.reshape(-1), jnp.eye(size)))
-        return total
+        rows = jax.tree_util.tree_leaves(e)
+        return _sum_over_outputs(
+            f, in_tree, out_leaves, lambda k, _: rows[k].reshape(-1), lambda s: [xi + s * ti for xi, ti in zip(x, t)]
+        )
 
     def grad(e: Any, *data: Any) -> Any:
         t = jax.tree_util.tree_unflatten(in_tree, list(data[n:]))
@@ -175,17 +169,11 @@ def check_jacobian(
     # The point is an argument, not a constant: one program serves every point of these shapes.
     def loss(jacobian: Any, *x: Any) -> Any:
         e = jax.tree_util.tree_leaves(jacobian)
-        total: Any = 0.0
-        for k, out_k in enumerate(out_leaves):
-            size = int(np.prod(out_k.shape))
-            rows = [e[k * n_in + j].reshape(size, *in_leaves[j].shape) for j in range(n_in)]
 
-            def element(deltas: list[Any], unit: Any, k: int = k) -> Any:
-                moved = jax.tree_util.tree_unflatten(in_tree, [xi + d for xi, d in zip(x, deltas)])
-                return jnp.vdot(jax.tree_util.tree_leaves(f(*moved))[k].reshape(-1), unit)
+        def rows(k: int, size: int) -> list[Any]:  # row i of every block: output i's perturbation of each input
+            return [e[k * n_in + j].reshape(size, *in_leaves[j].shape) for j in range(n_in)]
 
-            total = total + jnp.sum(jax.vmap(element)(rows, jnp.eye(size)))
-        return total
+        return _sum_over_outputs(f, in_tree, out_leaves, rows, lambda d: [xi + di for xi, di in zip(x, d)])
 
     zeros = jax.tree_util.tree_unflatten(block_tree, [np.zeros(b.shape) for b in blocks])
     if jax.tree_util.treedef_is_leaf(block_tree):  # one array in, one out: name it
@@ -231,14 +219,13 @@ def check_hessian(
     def gradient(p: Any) -> Any:
         return jax.grad(loss_fn)(p, *data)
 
+    returned: list[Any] = []
+
     def hessian(p: Any) -> Any:
         h = hess_fn(p, *data)
+        returned.append(h)
         total = sum(sizes)
-        if (
-            isinstance(h, np.ndarray)
-            and h.shape == (total, total)
-            and not (len(leaves) == 1 and h.shape == np.shape(leaves[0]) * 2)
-        ):
+        if isinstance(h, np.ndarray) and h.shape == (total, total):
             # A flat (P, P) matrix: cut it into jax.hessian's blocks.
             offsets = np.cumsum([0, *sizes])
             shapes = [np.shape(leaf) for leaf in leaves]
@@ -252,7 +239,7 @@ def check_hessian(
         return h
 
     report = check_jacobian(gradient, hessian, params, seed=seed, _label="hessian")
-    return _with_symmetry_note(report, hess_fn, params, data, sizes)
+    return _with_symmetry_note(report, returned[-1], sizes) if returned else report
 
 
 def check_custom_rule(f: Callable[..., Any], *primals: Any, seed: int = 0) -> Report:
@@ -341,6 +328,33 @@ assert_custom_rule = _asserting(check_custom_rule)
 # --- helpers ------------------------------------------------------------------
 
 
+def _sum_over_outputs(
+    f: Callable[..., Any],
+    in_tree: Any,
+    out_leaves: list[Any],
+    rows: Callable[[int, int], Any],
+    move: Callable[[Any], list[Any]],
+) -> Any:
+    """``sum over outputs i of f(move(row_i))_i``: each output element sees only its own row.
+
+    ``rows(k, size)`` gives output leaf k's rows (a leading axis of `size`),
+    ``move(row)`` the inputs' leaves moved by one row. The gradient of this
+    sum in row i is the derivative of output element i alone, so a Jacobian
+    (rows: perturbations of the inputs) or a JVP (rows: scalings of a
+    tangent) is one gradient, judged elementwise by `check_gradients`.
+    """
+    total: Any = 0.0
+    for k, out_k in enumerate(out_leaves):
+        size = int(np.prod(out_k.shape))
+
+        def element(row: Any, unit: Any, k: int = k) -> Any:
+            moved = jax.tree_util.tree_unflatten(in_tree, move(row))
+            return jnp.vdot(jax.tree_util.tree_leaves(f(*moved))[k].reshape(-1), unit)
+
+        total = total + jnp.sum(jax.vmap(element)(rows(k, size), jnp.eye(size)))
+    return total
+
+
 def _callable(label: str, fn: Any) -> None:
     if not callable(fn):
         raise TypeError(f"`{label}` must be a function, got {type(fn).__name__} {fn!r}.")
@@ -419,10 +433,10 @@ def _flat(h: Any, sizes: list[int]) -> np.ndarray:
     return np.concatenate(rows, axis=0).astype(np.float64)
 
 
-def _with_symmetry_note(report: Report, hess_fn: Any, params: Any, data: tuple[Any, ...], sizes: list[int]) -> Report:
-    """A note when the closed-form Hessian is not symmetric (a Hessian always is)."""
+def _with_symmetry_note(report: Report, hessian: Any, sizes: list[int]) -> Report:
+    """A note when the closed-form Hessian (as `hess_fn` returned it) is not symmetric (a Hessian always is)."""
     try:
-        h = _flat(hess_fn(params, *data), sizes)
+        h = _flat(hessian, sizes)
     except Exception:  # noqa: BLE001 - a malformed Hessian is already reported by the check
         return report
     gap = np.abs(h - h.T)

@@ -319,16 +319,19 @@ class NumpyEvaluation(Evaluation):
         value[where], error[where], kink[where] = fd.value, fd.error, fd.kink
         return self.references._replace(finite_diff=value, fd_error=error, kink=kink)
 
-    def losses(self, points: np.ndarray) -> np.ndarray:
+    def _leaves(self, points: np.ndarray) -> list[np.ndarray]:
+        """Rows of flat points (M, P) as the parameters' leaves, each with the leading axis M."""
         m = points.shape[0]
-        parts = [points[:, a:b].reshape(m, *s) for a, b, s in zip(self.offsets[:-1], self.offsets[1:], self.shapes)]
+        return [points[:, a:b].reshape(m, *s) for a, b, s in zip(self.offsets[:-1], self.offsets[1:], self.shapes)]
+
+    def losses(self, points: np.ndarray) -> np.ndarray:
+        m, parts = points.shape[0], self._leaves(points)
         program, dims = self.bound
         (values,) = _interpret.evaluate(program.batched_loss, [*parts, *self.args], {**dims, _trace.BATCH: m})
         return np.asarray(values, dtype=np.float64)
 
     def gradients(self, points: np.ndarray) -> np.ndarray:
-        m = points.shape[0]
-        parts = [points[:, a:b].reshape(m, *s) for a, b, s in zip(self.offsets[:-1], self.offsets[1:], self.shapes)]
+        m, parts = points.shape[0], self._leaves(points)
         program, dims = self.bound
         _, *grads = _interpret.evaluate(program.batched_grad(), [*parts, *self.args], {**dims, _trace.BATCH: m})
         return np.concatenate([np.reshape(x, (m, -1)) for x in grads], axis=1).astype(np.float64)
