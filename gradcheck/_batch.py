@@ -24,7 +24,18 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from gradcheck import _check, _inputs, _interpret, _judge, _references, _stacked, _tolerance, _trace, _validate
+from gradcheck import (
+    _check,
+    _finite_diff,
+    _inputs,
+    _interpret,
+    _judge,
+    _references,
+    _stacked,
+    _tolerance,
+    _trace,
+    _validate,
+)
 from gradcheck._batch_report import WORST_FIELDS, BatchReport
 from gradcheck._report import Report
 
@@ -110,11 +121,7 @@ def check_batch(
     # along BATCH_DIRECTIONS random directions, 12, whatever P. Coordinates where that pays.
     data_size = sum(int(np.prod(a.shape[1:])) for a in data)
     elementwise = theta.shape[1] <= _references.MAX_COORDINATES and theta.shape[1] * data_size <= ELEMENTWISE_WORK
-    refs = (
-        _stacked_references(loss_fn, treedef, shapes, leaves, data, seed, eps / 2, cf, precision)
-        if elementwise
-        else None
-    )
+    refs = _stacked_references(loss_fn, treedef, shapes, leaves, data, seed, eps / 2, cf, precision, elementwise)
     if refs is None:
         traced = _trace.trace_loss(loss_fn, treedef, shapes, first[1])
         with jax.enable_x64(True):
@@ -272,13 +279,13 @@ LOOSE = 1e-4
 BATCH_DIRECTIONS = 2
 
 
-#: Work done by NumPy (`_stacked`) on one loss and shape before the batch compiles, in units
-#: of parameters times data values per problem (a problem's finite differences evaluate the
-#: loss 6 P times over its data). A compile of the batched references costs 1-2 s on a 2-core
-#: machine, a seed-network problem (P = 13, 24 data values) about 0.3 ms by NumPy and
-#: 0.05-0.1 ms compiled (benchmarks/regimes.py): about 4,000 such problems repay a compile.
-#: A batch whose own work exceeds this compiles at once (2,048 samples per problem: 16 problems).
-COMPILE_AFTER_WORK = 4096 * 13 * 24
+#: Work done by NumPy (`_stacked`) on one loss and shape before the batch compiles, in loss
+#: evaluations times data values per problem (`_work`). NumPy does about 10-20 million such
+#: units a second on a 2-core machine, and a compile of the batched references costs 1-1.5 s
+#: there (benchmarks/regimes.py measures both): ski rental, so NumPy until it has done about a
+#: compile's worth, about 4,000 seed-network problems (P = 13, 24 data values: 2,520 units each).
+#: A batch whose own work exceeds this compiles at once (2,048 samples per problem: 400 problems).
+COMPILE_AFTER_WORK = 4096 * (6 * 13 + 27) * 24
 _STACKED_COUNTS: collections.OrderedDict[Hashable, int] = collections.OrderedDict()
 
 
@@ -292,22 +299,33 @@ def _stacked_references(
     unit_roundoff: float,
     cf: np.ndarray,
     precision: np.dtype,
+    elementwise: bool,
 ) -> _references.References | None:
     """The batch's references by NumPy, refined; None where the compiled path should run instead."""
     bound = _trace.program(loss_fn, treedef, shapes, tuple(a[0] for a in data))
-    key = (bound.program.key, tuple(sorted(bound.dims.items())), shapes)
+    key = (bound.program.key, tuple(sorted(bound.dims.items())), shapes, elementwise)
     done = _trace.cached(_STACKED_COUNTS, key, int)
-    work = len(leaves[0]) * sum(int(np.prod(s)) for s in shapes) * max(1, sum(int(np.prod(a.shape[1:])) for a in data))
+    work = len(leaves[0]) * _work(cf.shape[1], data, elementwise)
     want = _references.preferred_path()
     if want == "xla" or key in _UNSTACKABLE or (want is None and done + work > COMPILE_AFTER_WORK):
         return None
+    directions = None if elementwise else BATCH_DIRECTIONS
     try:
-        evaluation = _stacked.StackedEvaluation(bound, leaves, data, unit_roundoff, int(seed))
+        evaluation = _stacked.StackedEvaluation(bound, leaves, data, unit_roundoff, int(seed), cf, directions)
     except _interpret.Unsupported:
         _UNSTACKABLE.add(key)
         return None
     _STACKED_COUNTS[key] = done + work
     return _judge.refined_until_agreed(evaluation, cf, precision)
+
+
+def _work(p: int, data: tuple[np.ndarray, ...], elementwise: bool) -> int:
+    """One problem's references in loss evaluations times data values: the finite differences'
+    2 LEVELS points per coordinate or direction, and autodiff with its Monte Carlo copies
+    (about 3 evaluations each)."""
+    size = max(1, sum(int(np.prod(a.shape[1:])) for a in data))
+    along = p if elementwise else BATCH_DIRECTIONS
+    return (2 * _finite_diff.LEVELS * along + 3 * (1 + _tolerance.NOISE_SAMPLES)) * size
 
 
 _UNSTACKABLE: set[Hashable] = set()

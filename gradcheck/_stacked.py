@@ -7,7 +7,8 @@ for the Monte Carlo noise, and once over every problem's finite-difference
 points. A batch of a few hundred problems costs tens of milliseconds this
 way, against a second or more to compile the batched references; the
 compiled path takes over for a shape once enough problems have been checked
-there to repay it (`_batch.COMPILE_AFTER_PROBLEMS`).
+there to repay it (`_batch.COMPILE_AFTER_WORK`). Large problems take their finite
+differences along the compiled path's random directions.
 """
 
 from __future__ import annotations
@@ -15,11 +16,16 @@ from __future__ import annotations
 import numpy as np
 
 from gradcheck import _finite_diff, _interpret, _noise, _tolerance, _trace
-from gradcheck._references import References
+from gradcheck._references import Along, References
 
 
 class StackedEvaluation:
-    """Float64 references of Q problems: `leaves` and `data` carry the leading problem axis."""
+    """Float64 references of Q problems: `leaves` and `data` carry the leading problem axis.
+
+    With `directions` None the finite differences run along every coordinate;
+    with an int D along D random +-1 directions (the same as the compiled
+    path's), and `closed` (Q, P) gives the closed form's derivatives along them.
+    """
 
     def __init__(
         self,
@@ -28,6 +34,8 @@ class StackedEvaluation:
         data: tuple[np.ndarray, ...],
         unit_roundoff: float,
         seed: int,
+        closed: np.ndarray,
+        directions: int | None = None,
     ):
         self.vg, self.loss = bound.program.stacked()
         self.dims = bound.dims
@@ -48,10 +56,34 @@ class StackedEvaluation:
         noise = np.abs(g_s.reshape(samples, q, -1) - g).max(axis=0) * (unit_roundoff / mca_u)
         noise *= _tolerance.samples_safety(samples)
         p = self.theta.shape[1]
-        rows, cols = np.repeat(np.arange(q), p), np.tile(np.arange(p), q)
-        fd = self.finite_differences(rows, cols, 1.0)
+        if directions is None:
+            rows, cols = np.repeat(np.arange(q), p), np.tile(np.arange(p), q)
+            fd = self.finite_differences(rows, cols, 1.0)
+            self.references = References(
+                g, noise, fd.value.reshape(q, p), fd.error.reshape(q, p), np.asarray(fd.kink).reshape(q, p)
+            )
+            return
+        # Rademacher directions from their own stream, the compiled path's (`reference_function`):
+        # (D, P), shared by every problem.
+        xi = _noise.uniform_numpy(0xFFFFFFFF - seed, directions * p)
+        self.directions = np.where(xi >= 0, 1.0, -1.0).reshape(directions, p)
+        self.largest = np.maximum(1.0, np.abs(self.theta).max(axis=1))  # (Q,): one step per problem
+        rows, along = np.repeat(np.arange(q), directions), np.tile(np.arange(directions), q)
+        fd = self.along_differences(rows, along, 1.0)
+        nan = np.full_like(g, np.nan)
         self.references = References(
-            g, noise, fd.value.reshape(q, p), fd.error.reshape(q, p), np.asarray(fd.kink).reshape(q, p)
+            g,
+            noise,
+            nan,
+            nan,
+            np.zeros(g.shape, bool),
+            Along(
+                g @ self.directions.T,  # (Q, D)
+                closed @ self.directions.T,
+                fd.value.reshape(q, directions),
+                fd.error.reshape(q, directions),
+                np.asarray(fd.kink).reshape(q, directions),
+            ),
         )
 
     def _value_and_grad(
@@ -70,22 +102,47 @@ class StackedEvaluation:
         points = np.broadcast_to(self.theta[rows][None, :, None, :], (2, d, k, self.theta.shape[1])).copy()
         points[0, np.arange(d)[:, None], np.arange(k)[None, :], cols[:, None]] = plus
         points[1, np.arange(d)[:, None], np.arange(k)[None, :], cols[:, None]] = minus
-        m = 2 * d * k
-        flat = points.reshape(m, -1)
-        owner = np.tile(np.repeat(rows, k), 2)  # the problem each point belongs to
-        parts = [flat[:, a:b].reshape(m, *s) for a, b, s in zip(self.offsets[:-1], self.offsets[1:], self.shapes)]
-        (values,) = _interpret.evaluate(
-            self.loss, [*parts, *(a[owner] for a in self.data)], {**self.dims, _trace.BATCH: m}
-        )
-        f_plus, f_minus = np.asarray(values, np.float64).reshape(2, d, k)
+        f_plus, f_minus = self._losses(points.reshape(2 * d * k, -1), np.tile(np.repeat(rows, k), 2)).reshape(2, d, k)
         h_eff = np.abs(plus - minus) / 2.0
         return _finite_diff.combine(
             np, f_plus, f_minus, h, h_eff, steps, self.sigma_f[rows][:, None], self.f0[rows][:, None]
         )
 
+    def along_differences(self, rows: np.ndarray, along: np.ndarray, scale: float) -> _finite_diff.FiniteDifferences:
+        """Richardson's central differences of problem ``rows[d]`` along direction ``along[d]``, for each d."""
+        d, k = rows.size, _finite_diff.LEVELS
+        steps = scale * _finite_diff.FD_STEP * self.largest[rows]  # (D,)
+        h = steps[:, None] * _finite_diff.RATIO ** -np.arange(k, dtype=np.float64)  # (D, K)
+        move = h[:, :, None] * self.directions[along][:, None, :]  # (D, K, P)
+        at = self.theta[rows][:, None, :]
+        plus, minus = at + move, at - move
+        f_plus, f_minus = self._losses(
+            np.stack([plus, minus]).reshape(2 * d * k, -1), np.tile(np.repeat(rows, k), 2)
+        ).reshape(2, d, k)
+        # The step actually taken after rounding theta +- h (directions are +-1), as `directional` measures it.
+        h_eff = np.abs(plus - minus).max(axis=2) / 2.0
+        return _finite_diff.combine(
+            np, f_plus, f_minus, h, h_eff, steps, self.sigma_f[rows][:, None], self.f0[rows][:, None]
+        )
+
+    def _losses(self, flat: np.ndarray, owner: np.ndarray) -> np.ndarray:
+        """The loss at each row of `flat` (M, P), over the data of problem ``owner[m]``, in float64."""
+        m = flat.shape[0]
+        parts = [flat[:, a:b].reshape(m, *s) for a, b, s in zip(self.offsets[:-1], self.offsets[1:], self.shapes)]
+        (values,) = _interpret.evaluate(
+            self.loss, [*parts, *(a[owner] for a in self.data)], {**self.dims, _trace.BATCH: m}
+        )
+        return np.asarray(values, np.float64)
+
     def finer(self, scale: float, doubt: np.ndarray) -> References:
-        """The references with the finite differences retaken at `scale` where `doubt` (Q, P)."""
+        """The references with the finite differences retaken at `scale` where `doubt` (Q, P), or (Q, D)."""
         rows, cols = np.nonzero(doubt)
+        along = self.references.along
+        if along is not None:
+            fd = self.along_differences(rows, cols, scale)
+            value, error, kink = (np.array(a, copy=True) for a in along[2:5])
+            value[rows, cols], error[rows, cols], kink[rows, cols] = fd.value, fd.error, fd.kink
+            return self.references._replace(along=along._replace(finite_diff=value, fd_error=error, kink=kink))
         fd = self.finite_differences(rows, cols, scale)
         value, error, kink = (np.array(a, copy=True) for a in self.references[2:5])
         value[rows, cols], error[rows, cols], kink[rows, cols] = fd.value, fd.error, fd.kink

@@ -270,3 +270,38 @@ def test_a_batch_verdict_is_its_most_severe_mismatch_error_inconclusive(verdicts
     from gradcheck._batch import BatchReport
 
     assert BatchReport(verdicts, {}, {}).verdict == expected
+
+
+@pytest.mark.parametrize("task", mlp.TASKS)
+def test_directional_references_by_numpy_are_the_compiled_ones(task: mlp.Task) -> None:
+    """Large problems take their finite differences along random directions on either path:
+    the same directions, and the same references within their error bounds."""
+    import jax
+
+    from gradcheck import _batch, _trace
+
+    params, x, y = stack(draw(task, "large_batch", 3, seed=7))
+    loss = partial(mlp.loss, task=task)
+    _, leaves, treedef = _batch._stacked_params(params)
+    cf = np.concatenate([g.reshape(3, -1) for g in mlp.closed_form_gradients(params, x, y, task=task)], axis=1)
+    shapes = tuple(leaf.shape[1:] for leaf in leaves)
+    u = float(np.finfo(np.float64).eps) / 2
+    with _references.forced("numpy"):
+        numpy_refs = _batch._stacked_references(
+            loss, treedef, shapes, leaves, (x, y), 0, u, cf, np.dtype(np.float64), False
+        )
+    assert numpy_refs is not None
+    assert numpy_refs.along is not None
+    traced = _trace.trace_loss(loss, treedef, shapes, (x[0], y[0]))
+    theta = np.concatenate([leaf.reshape(3, -1) for leaf in leaves], axis=1)
+    with jax.enable_x64(True):
+        xla_refs = _references.assemble(_batch._batch_references(traced, theta, (x, y), 0, u, cf, elementwise=False))
+    assert xla_refs.along is not None
+    np.testing.assert_allclose(numpy_refs.autodiff, xla_refs.autodiff, rtol=1e-12, atol=1e-300)
+    # The same random directions: the closed form's and autodiff's derivatives along them agree.
+    np.testing.assert_allclose(numpy_refs.along.closed, xla_refs.along.closed, rtol=1e-12)
+    np.testing.assert_allclose(numpy_refs.along.autodiff, xla_refs.along.autodiff, rtol=1e-12, atol=1e-300)
+    gap = np.abs(numpy_refs.along.finite_diff - xla_refs.along.finite_diff)
+    assert (gap <= numpy_refs.along.fd_error + xla_refs.along.fd_error).all()
+    assert not numpy_refs.along.kink.any()
+    assert not xla_refs.along.kink.any()
