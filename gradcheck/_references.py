@@ -428,7 +428,8 @@ def reference_function(
     directions drawn from `seed`, and the result carries the closed form's
     and autodiff's derivatives along them. `samples` Monte Carlo re-runs
     measure the noise; `step_scale` scales every finite-difference step;
-    `sequential` evaluates the finite differences' points one at a time.
+    `sequential` evaluates the finite differences' points, and the Monte Carlo
+    runs, one at a time.
     Turn the output into `References` with `assemble`; jit it, or vmap it.
     """
     flat_loss = _trace.flat_loss(traced)
@@ -448,7 +449,11 @@ def reference_function(
         # precision, and the loss's noise at float64 for the finite differences.
         # It runs at no finer than MCA_ROUNDOFF and is scaled back linearly.
         mca_u = jnp.maximum(unit_roundoff, _noise.MCA_ROUNDOFF)
-        f_samples, g_samples = jax.vmap(_noise.perturbed(value_and_grad, mca_u), (0, None, None))(streams, theta, args)
+        run = _noise.perturbed(value_and_grad, mca_u)
+        if sequential:  # one run at a time: vmapped, a large model's products become batched ones, several times slower
+            f_samples, g_samples = jax.lax.map(lambda stream: run(stream, theta, args), streams)
+        else:
+            f_samples, g_samples = jax.vmap(run, (0, None, None))(streams, theta, args)
         sigma_f = jnp.max(jnp.abs(f_samples - f0)) * (2.0**-53 / mca_u)
         noise = _noise.spread(g_samples, g) * (unit_roundoff / mca_u) * _tolerance.samples_safety(samples)
         if directions is None:
