@@ -341,6 +341,11 @@ _CAREFUL_CHECKS = [0]
 MIN_BUCKET = 8
 
 
+#: Largest slice of a batch in one compiled call, in data values times Monte Carlo copies: the seed
+#: network's default problems go 2,048 at a time, problems of 2,048 samples 64 at a time.
+SLICE_VALUES = 64 * 6144 * 8
+
+
 def _bucket(b: int, devices: int) -> int:
     """The padded batch size: a power of two, at least `MIN_BUCKET`, divisible by the device count."""
     size = max(MIN_BUCKET, 1 << (b - 1).bit_length())
@@ -406,14 +411,19 @@ def _batch_references(
     )
     devices = jax.devices()
     b = theta.shape[0]
-    pad = _bucket(b, len(devices)) - b
-    inputs = (theta, data, cf)
-    if pad:  # every device gets the same number of problems; the padding repeats problem 0
-        inputs = jax.tree_util.tree_map(lambda a: np.concatenate([a, np.repeat(a[:1], pad, axis=0)]), inputs)
+    # Problems with much data go in slices, each padded to one size: their intermediates (the Monte
+    # Carlo copies above all) stay within memory a cache can serve, and one compile serves them all.
+    values = _tolerance.NOISE_SAMPLES * max(1, sum(int(np.prod(a.shape[1:])) for a in data))
+    size = _bucket(min(b, max(1, SLICE_VALUES // values)), len(devices))
     sharding = NamedSharding(Mesh(np.array(devices), ("problems",)), PartitionSpec("problems"))
-    theta_d, data_d, cf_d = jax.device_put(jax.tree_util.tree_map(jnp.asarray, inputs), sharding)
-    out = fn(theta_d, data_d, jnp.uint32(seed), unit_roundoff, cf_d, scale)
-    return tuple(np.asarray(o)[:b] for o in out)
+    outs = []
+    for start in range(0, b, size):
+        rows = np.arange(start, start + size).clip(max=b - 1)  # the last slice padded with its last problem
+        inputs = jax.tree_util.tree_map(lambda a, rows=rows: jnp.asarray(a[rows]), (theta, data, cf))
+        theta_d, data_d, cf_d = jax.device_put(inputs, sharding)  # every device the same number of problems
+        out = fn(theta_d, data_d, jnp.uint32(seed), unit_roundoff, cf_d, scale)
+        outs.append([np.asarray(o)[: min(size, b - start)] for o in out])
+    return tuple(np.concatenate(parts) for parts in zip(*outs))
 
 
 def _worst(
