@@ -109,3 +109,31 @@ def test_non_finite_values_flow_through_as_in_jax() -> None:
     want = reference(fn, x, x)
     for a, b in zip(got, want):
         np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+
+
+@given(
+    sizes=st.lists(st.integers(1, 4), min_size=5, max_size=5),
+    order=st.permutations(range(4)),
+    swap=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_dot_general_with_batch_dimensions_agrees_with_jax(
+    sizes: list[int], order: list[int], swap: bool, seed: int
+) -> None:
+    """Batch dimensions anywhere, two contracting dimensions: the stacked-matmul rule is XLA's product."""
+    b, m, k1, k2, n = sizes
+    rng = np.random.default_rng(seed)
+    lhs_dims = dict(zip("bmpq", (b, m, k1, k2)))
+    axes = [list("bmpq")[i] for i in order]  # the lhs's axes in a random order
+    lhs = rng.normal(size=[lhs_dims[a] for a in axes])
+    rhs_axes = ["q", "n", "b", "p"] if swap else ["b", "p", "q", "n"]
+    rhs = rng.normal(size=[{**lhs_dims, "n": n}[a] for a in rhs_axes])
+    numbers = (
+        ((axes.index("p"), axes.index("q")), (rhs_axes.index("p"), rhs_axes.index("q"))),
+        ((axes.index("b"),), (rhs_axes.index("b"),)),
+    )
+    with jax.enable_x64(True):
+        expected = np.asarray(jax.lax.dot_general(lhs, rhs, numbers))
+    got = _interpret.RULES["dot_general"](lhs, rhs, dimension_numbers=numbers, preferred_element_type=None)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-13)
