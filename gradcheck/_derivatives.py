@@ -312,6 +312,7 @@ def check_custom_rule(f: Callable[..., Any], *primals: Any, seed: int = 0) -> Re
 
 def _asserting(check: Callable[..., Report]) -> Callable[..., Report]:
     def assert_(*args: Any, **kwargs: Any) -> Report:
+        __tracebackhide__ = True  # pytest shows the caller's line, not this one
         report = check(*args, **kwargs)
         if report.verdict == "error":  # a wrong call, not a wrong derivative
             raise misuse_exception(report) from report.cause

@@ -102,7 +102,7 @@ def gradcheck_property() -> Callable[..., None]:
 DERIVATIVE_EXAMPLES = 25
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class DerivativeCheck:
     """A fixture for one derivative check: call it at a point, or `property` over drawn points.
 
@@ -128,7 +128,12 @@ class DerivativeCheck:
     #: The names of the point's arguments, for the counterexample: "primals" or ("params", "args").
     point: tuple[str, ...] = ("primals",)
 
+    def __repr__(self) -> str:
+        point = "params, *args" if self.point == ("params", "args") else "*primals"
+        return f"gradcheck_{self.check.__name__.removeprefix('check_')}({', '.join(self.functions)}, {point})"
+
     def __call__(self, *args: Any, **kwargs: Any) -> Report:
+        __tracebackhide__ = True  # pytest shows the user's test line, not this one
         return self.asserting(*args, **kwargs)
 
     def property(
@@ -168,6 +173,7 @@ class DerivativeCheck:
                 hand-written function raised (or returned no derivative) at
                 the first point.
         """
+        __tracebackhide__ = True  # pytest shows the user's test line, not this one
         label = f"`gradcheck_{self.check.__name__.removeprefix('check_')}.property`"
         if len(functions) != len(self.functions):
             raise TypeError(
@@ -319,8 +325,10 @@ def _points(shapes: Any, primals: Any, elements: Any) -> st.SearchStrategy[tuple
                 "wrap fixed values in hypothesis.strategies.just, or give `shapes`."
             )
         return primals.map(lambda p: tuple(p) if isinstance(p, (tuple, list)) else (p,))
-    floats = elements or st.floats(
-        -ELEMENT_BOUND, ELEMENT_BOUND, allow_nan=False, allow_infinity=False, allow_subnormal=False
+    floats = (
+        st.floats(-ELEMENT_BOUND, ELEMENT_BOUND, allow_nan=False, allow_infinity=False, allow_subnormal=False)
+        if elements is None
+        else elements
     )
     if isinstance(shapes, st.SearchStrategy):
         return shapes.flatmap(lambda drawn: _arrays(_shape_list(drawn, "`shapes` drew"), floats))
@@ -333,12 +341,11 @@ def _shape_list(shapes: Any, what: str) -> list[Any]:
     for i, shape in enumerate(shapes):
         if isinstance(shape, st.SearchStrategy):
             continue
-        if isinstance(shape, int) and not isinstance(shape, bool):
-            shape = (shape,)
         ok = isinstance(shape, tuple) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape)
         if not ok:
+            hint = f"; for one argument of shape {tuple(shapes)} write shapes=[{tuple(shapes)}]" if i == 0 else ""
             raise ValueError(
-                f"`shapes[{i}]` must be a tuple of positive integers or a strategy for one, got {shape!r}."
+                f"`shapes[{i}]` must be a tuple of positive integers or a strategy for one, got {shape!r}{hint}."
             )
     return list(shapes)
 
