@@ -404,9 +404,10 @@ def _worst_of(reports: list[Report], what: str, call: str) -> Report:
     A wrong call (the hand-written function raised, or returned no
     derivative) is one error, told as `call`, not a row per direction.
     """
+    reports = [_called_as(r, call) for r in reports]
     failed = next((r for r in reports if r.verdict == "error"), None)
     if failed is not None:
-        return _called_as(failed, call)
+        return failed
     rank = {s: i for i, s in enumerate(SEVERITY)}
     worst: list[ParamResult] = []
     chosen: dict[str, int] = {}
@@ -432,10 +433,15 @@ def _worst_of(reports: list[Report], what: str, call: str) -> Report:
 
 
 def _called_as(report: Report, call: str) -> Report:
-    """`report`'s error (a wrong call) told with the hand-written function's name and call, not `grad_fn`'s."""
+    """`report` told with the hand-written function's name and call (`vjp_fn`), not `grad_fn`'s."""
+    name = call.split("(")[0]
+    params = tuple(
+        dataclasses.replace(p, message=p.message.replace("`grad_fn`", f"`{name}`")) if p.message else p
+        for p in report.params
+    )
+    report = dataclasses.replace(report, params=params)
     if report.error is None:
         return report
-    name = call.split("(")[0]
     if report.cause is not None:
         trace = f"{describe_exception(report.cause)}\n" if own_frames(report.cause) else ""
         error = f"`{name}` raised {type(report.cause).__name__}: {report.cause}\n{trace}"
