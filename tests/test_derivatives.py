@@ -1,4 +1,4 @@
-"""Beyond scalar losses: VJPs, JVPs, Jacobians, Hessians and custom rules, right and wrong, over shapes and values."""
+"""Beyond scalar losses: the checks' layouts, names, notes and misuse (their right and wrong rules: test_mutants.py)."""
 
 from __future__ import annotations
 
