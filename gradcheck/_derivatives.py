@@ -36,7 +36,8 @@ import numpy as np
 
 from gradcheck import _interpret, _validate
 from gradcheck._check import check_gradients
-from gradcheck._report import SEVERITY, GradientMismatch, ParamResult, ReferencesDisagree, Report
+from gradcheck._inputs import describe_exception, own_frames
+from gradcheck._report import SEVERITY, GradientMismatch, ParamResult, ReferencesDisagree, Report, misuse_exception
 
 #: Random cotangents (VJP) or tangents (JVP) each check draws: a wrong rule is
 #: caught along almost every direction, and a few guard against an unlucky one.
@@ -82,7 +83,7 @@ def check_vjp(
     def check(c: Any) -> Report:
         return check_gradients(loss, grad, dict(zip(keys, inputs)), *jax.tree_util.tree_leaves(c), seed=seed)
 
-    return _worst_of([check(c) for c in cotangents], "cotangent")
+    return _worst_of([check(c) for c in cotangents], "cotangent", "vjp_fn(primals, cotangent)")
 
 
 def check_jvp(
@@ -129,14 +130,16 @@ def check_jvp(
         if jax.tree_util.treedef_is_leaf(out_tree):  # one array out: name it
             return check_gradients(
                 lambda e, *d: loss(e["jvp"], *d),
-                lambda e, *d: {"jvp": grad(None, *d)},
+                lambda e, *d: _named("jvp", grad(None, *d)),
                 {"jvp": zeros},
                 *data,
                 seed=seed,
             )
         return check_gradients(loss, grad, zeros, *data, seed=seed)
 
-    return _worst_of([check(t) for t in _random_like(inputs, directions, seed + 1)], "tangent")
+    return _worst_of(
+        [check(t) for t in _random_like(inputs, directions, seed + 1)], "tangent", "jvp_fn(primals, tangents)"
+    )
 
 
 def check_jacobian(
@@ -176,15 +179,18 @@ def check_jacobian(
         return _sum_over_outputs(f, in_tree, out_leaves, rows, lambda d: [xi + di for xi, di in zip(x, d)])
 
     zeros = jax.tree_util.tree_unflatten(block_tree, [np.zeros(b.shape) for b in blocks])
+    call = "jac_fn(*primals)" if _label == "jacobian" else "hess_fn(params, *args)"
     if jax.tree_util.treedef_is_leaf(block_tree):  # one array in, one out: name it
-        return check_gradients(
+        report = check_gradients(
             lambda e, *x: loss(e[_label], *x),
-            lambda *_: {_label: jac_fn(*inputs)},
+            lambda *_: _named(_label, jac_fn(*inputs)),
             {_label: zeros},
             *in_leaves,
             seed=seed,
         )
-    return check_gradients(loss, lambda *_: jac_fn(*inputs), zeros, *in_leaves, seed=seed)
+    else:
+        report = check_gradients(loss, lambda *_: jac_fn(*inputs), zeros, *in_leaves, seed=seed)
+    return _called_as(report, call)
 
 
 def check_hessian(
@@ -306,7 +312,10 @@ def check_custom_rule(f: Callable[..., Any], *primals: Any, seed: int = 0) -> Re
 
 def _asserting(check: Callable[..., Report]) -> Callable[..., Report]:
     def assert_(*args: Any, **kwargs: Any) -> Report:
+        __tracebackhide__ = True  # pytest shows the caller's line, not this one
         report = check(*args, **kwargs)
+        if report.verdict == "error":  # a wrong call, not a wrong derivative
+            raise misuse_exception(report) from report.cause
         if report.verdict == "mismatch":
             raise GradientMismatch(report)
         if report.verdict == "inconclusive":
@@ -314,7 +323,11 @@ def _asserting(check: Callable[..., Report]) -> Callable[..., Report]:
         return report
 
     assert_.__name__ = check.__name__.replace("check_", "assert_")
-    assert_.__doc__ = f"Like `{check.__name__}`, but raise `GradientMismatch` or `ReferencesDisagree` unless it passes."
+    assert_.__doc__ = (
+        f"Like `{check.__name__}`, but raise `GradientMismatch` or `ReferencesDisagree` unless it passes, "
+        "and `TypeError` or `ValueError` for a wrong call (the hand-written function raised, or returned "
+        "no derivative), with its traceback."
+    )
     return assert_
 
 
@@ -385,8 +398,16 @@ def _as_tuple(value: Any, label: str, n: int | None) -> tuple[Any, ...]:
     return out
 
 
-def _worst_of(reports: list[Report], what: str) -> Report:
-    """One report from several random directions: each parameter at its worst direction."""
+def _worst_of(reports: list[Report], what: str, call: str) -> Report:
+    """One report from several random directions: each parameter at its worst direction.
+
+    A wrong call (the hand-written function raised, or returned no
+    derivative) is one error, told as `call`, not a row per direction.
+    """
+    reports = [_called_as(r, call) for r in reports]
+    failed = next((r for r in reports if r.verdict == "error"), None)
+    if failed is not None:
+        return failed
     rank = {s: i for i, s in enumerate(SEVERITY)}
     worst: list[ParamResult] = []
     chosen: dict[str, int] = {}
@@ -409,6 +430,29 @@ def _worst_of(reports: list[Report], what: str) -> Report:
         taylor_rate=failing.taylor_rate,
         references=failing.references,
     )
+
+
+def _called_as(report: Report, call: str) -> Report:
+    """`report` told with the hand-written function's name and call (`vjp_fn`), not `grad_fn`'s."""
+    name = call.split("(")[0]
+    params = tuple(
+        dataclasses.replace(p, message=p.message.replace("`grad_fn`", f"`{name}`")) if p.message else p
+        for p in report.params
+    )
+    report = dataclasses.replace(report, params=params)
+    if report.error is None:
+        return report
+    if report.cause is not None:
+        trace = f"{describe_exception(report.cause)}\n" if own_frames(report.cause) else ""
+        error = f"`{name}` raised {type(report.cause).__name__}: {report.cause}\n{trace}"
+    else:  # it returned something that is not a derivative; the check's own words, renamed
+        error = report.error.replace("`grad_fn`", f"`{name}`").split("\n`" + name + "` is called as")[0] + "\n"
+    return dataclasses.replace(report, error=f"{error}`{name}` is called as {call}.", function=name)
+
+
+def _named(label: str, value: Any) -> dict[str, Any] | None:
+    """``{label: value}``, the one entry of a derivative with one array; None stays None (a missing `return`)."""
+    return None if value is None else {label: value}
 
 
 def _renamed(report: Report, rule: str) -> Report:

@@ -121,6 +121,9 @@ class Report:
     error: str | None = None
     #: The exception `grad_fn` raised, if it raised (`assert_gradients` chains it).
     cause: BaseException | None = field(default=None, repr=False, compare=False)
+    #: The name of the hand-written function checked, as an `error` tells it
+    #: ("vjp_fn" for `check_vjp`).
+    function: str = field(default="grad_fn", repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -164,7 +167,7 @@ class Report:
     def __str__(self) -> str:
         if self.error is not None:
             return (
-                f"gradcheck: ERROR, `grad_fn` could not be checked (a wrong call, not a wrong gradient; "
+                f"gradcheck: ERROR, `{self.function}` could not be checked (a wrong call, not a wrong gradient; "
                 f"nothing was compared)\n{self.error}"
             )
         blamed = [p for p in self.params if p.status in ("mismatch", "error")]

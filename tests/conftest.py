@@ -30,16 +30,21 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 
 # --- the mutation suite's kill rate ------------------------------------------------
-# tests/test_mutants.py has one "always caught" test per mutant: a mutant is
-# killed when its test passes. The rate is printed at the end of the session
-# (also under pytest-xdist, where reports reach the controller).
+# tests/test_mutants.py has one "always caught" test per mutant (of the
+# network's gradient, and of the VJPs, JVPs, Jacobians, Hessians and custom
+# rules): a mutant is killed when its test passes. The rate is printed at the
+# end of the session (also under pytest-xdist, where reports reach the controller).
 
-_KILL_TEST = "test_mutants.py::test_mutant_is_always_caught_on_generic_problems["
+_KILL_TESTS = (
+    "test_mutants.py::test_mutant_is_always_caught_on_generic_problems[",
+    "test_mutants.py::test_rule_mutant_is_always_caught_and_the_right_rule_passes[",
+)
 _mutants: dict[str, bool] = {}
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if _KILL_TEST in report.nodeid and (report.when == "call" or report.outcome != "passed"):
+    killing = any(test in report.nodeid for test in _KILL_TESTS)
+    if killing and (report.when == "call" or report.outcome != "passed"):
         name = report.nodeid.split("[", 1)[1].rstrip("]")
         _mutants[name] = _mutants.get(name, True) and report.outcome == "passed"
 

@@ -1,4 +1,4 @@
-"""Beyond scalar losses: VJPs, JVPs, Jacobians, Hessians and custom rules, right and wrong, over shapes and values."""
+"""Beyond scalar losses: the checks' layouts, names, notes and misuse (their right and wrong rules: test_mutants.py)."""
 
 from __future__ import annotations
 
@@ -11,99 +11,47 @@ from hypothesis import strategies as st
 
 from gradcheck import (
     GradientMismatch,
+    assert_hessian,
     assert_jacobian,
+    assert_jvp,
+    assert_vjp,
     check_custom_rule,
     check_hessian,
     check_jacobian,
     check_jvp,
     check_vjp,
 )
+from tests.derivations import (
+    LOGSUMEXP,
+    LOGSUMEXP_UNNORMALISED,
+    SAFE_NORM,
+    a_tanh,
+    a_tanh_jacobian,
+    layer_norm,
+    layer_norm_vjp,
+    logistic_hessian,
+    logistic_loss,
+    softmax_vjp,
+)
 
-sizes = st.integers(2, 6)
-seeds = st.integers(0, 2**16)
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-# --- VJPs -----------------------------------------------------------------------
-
-
-def softmax_vjp(primals, c):  # type: ignore[no-untyped-def]
-    s = softmax(primals[0])
-    return (s * (c - (c * s).sum(axis=-1, keepdims=True)),)
-
-
-def softmax_vjp_wrong(primals, c):  # type: ignore[no-untyped-def]
-    s = softmax(primals[0])
-    return (s * c,)  # forgot the - s <c, s> term: the diagonal alone
+# Right and wrong versions of each check on generic points (softmax, layer norm, an
+# elementwise JVP, A tanh(x), the logistic Hessian, the Gauss-Newton product, the
+# custom rules) are the mutation suite's: tests/test_mutants.py, RULE_MUTANTS.
 
 
-def log_softmax_vjp(primals, c):  # type: ignore[no-untyped-def]
-    return (c - softmax(primals[0]) * c.sum(axis=-1, keepdims=True),)
-
-
-def layer_norm(x):  # type: ignore[no-untyped-def]
-    mu = jnp.mean(x, axis=-1, keepdims=True)
-    var = jnp.mean((x - mu) ** 2, axis=-1, keepdims=True)
-    return (x - mu) / jnp.sqrt(var + 1e-5)
-
-
-def layer_norm_vjp(primals, c, *, wrong: bool = False):  # type: ignore[no-untyped-def]
-    x = primals[0]
-    n = x.shape[-1]
-    mu = x.mean(axis=-1, keepdims=True)
-    sigma = np.sqrt(((x - mu) ** 2).mean(axis=-1, keepdims=True) + 1e-5)
-    xhat = (x - mu) / sigma
-    if wrong:  # the textbook slip: the variance's dependence on x forgotten
-        return ((c - c.mean(axis=-1, keepdims=True)) / sigma,)
-    return ((c - c.mean(axis=-1, keepdims=True) - xhat * (c * xhat).sum(axis=-1, keepdims=True) / n) / sigma,)
-
-
-@given(n=sizes, rows=st.integers(1, 3), seed=seeds)
-def test_softmax_and_log_softmax_vjps(n: int, rows: int, seed: int) -> None:
-    z = np.random.default_rng(seed).normal(0.0, 2.0, (rows, n))
-    assert check_vjp(lambda z: jax.nn.softmax(z, axis=-1), softmax_vjp, z).ok
-    assert check_vjp(lambda z: jax.nn.log_softmax(z, axis=-1), log_softmax_vjp, z).ok
-    wrong = check_vjp(lambda z: jax.nn.softmax(z, axis=-1), softmax_vjp_wrong, z)
-    assert wrong.verdict == "mismatch", str(wrong)
-
-
-@given(n=st.integers(3, 6), rows=st.integers(1, 3), seed=seeds)
-def test_layer_norm_vjp(n: int, rows: int, seed: int) -> None:
-    x = np.random.default_rng(seed).normal(0.0, 1.0, (rows, n))
-    assert check_vjp(layer_norm, layer_norm_vjp, x).ok
-    wrong = check_vjp(layer_norm, lambda p, c: layer_norm_vjp(p, c, wrong=True), x)
-    assert wrong.verdict == "mismatch", str(wrong)
-    assert "checked along 3 random cotangents" in str(wrong)
-
-
-# --- JVPs and Jacobians ------------------------------------------------------------
-
-
-@given(n=sizes, seed=seeds)
-def test_elementwise_jvp(n: int, seed: int) -> None:
-    x = np.random.default_rng(seed).normal(0.0, 1.5, n)
-    assert check_jvp(jnp.tanh, lambda p, t: (1 - np.tanh(p[0]) ** 2) * t[0], x).ok
-    wrong = check_jvp(jnp.tanh, lambda p, t: (1 - np.tanh(p[0])) * t[0], x)  # the square forgotten
-    assert wrong.verdict == "mismatch", str(wrong)
-
-
-@given(m=sizes, n=sizes, seed=seeds)
-def test_jacobian_of_a_matrix_times_tanh(m: int, n: int, seed: int) -> None:
+@given(m=st.integers(1, 4), n=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_a_jacobian_is_judged_in_jacrev_layout(m: int, n: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     a, x = rng.normal(size=(m, n)), rng.normal(size=n)
+    report = check_jacobian(a_tanh(a), a_tanh_jacobian(a), x)
+    assert report.ok, str(report)
+    assert [(p.name, p.shape) for p in report.params] == [("jacobian", (m, n))]
 
-    def f(x):  # type: ignore[no-untyped-def]
-        return a @ jnp.tanh(x)
 
-    right = check_jacobian(f, lambda x: a * (1 - np.tanh(x) ** 2), x)
-    assert right.ok, str(right)
-    assert right.params[0].shape == (m, n)  # jax.jacrev's layout
-    wrong = check_jacobian(f, lambda x: a, x)  # tanh's slope forgotten
-    assert wrong.verdict == "mismatch"
+def test_a_vjp_is_checked_along_several_cotangents() -> None:
+    x = np.array([[0.3, -1.2, 2.0, 0.7]])
+    assert "checked along 3 random cotangents" in str(check_vjp(layer_norm, layer_norm_vjp, x))
+    assert "checked along 5 random cotangents" in str(check_vjp(layer_norm, layer_norm_vjp, x, directions=5))
 
 
 def test_a_wrong_jacobian_entry_is_pinned_to_its_output_and_input() -> None:
@@ -139,27 +87,6 @@ def test_jacobians_of_several_primals_and_outputs() -> None:
 # --- Hessians -------------------------------------------------------------------------
 
 
-def logistic_loss(w, x, y):  # type: ignore[no-untyped-def]
-    z = x @ w
-    return jnp.mean(jax.nn.softplus(z) - y * z)
-
-
-def logistic_hessian(w, x, y, *, mean: bool = True):  # type: ignore[no-untyped-def]
-    s = 1 / (1 + np.exp(-x @ w))
-    h = x.T @ (x * (s * (1 - s))[:, None])
-    return h / len(y) if mean else h
-
-
-@given(n=st.integers(2, 12), d=st.integers(1, 4), seed=seeds)
-def test_logistic_regression_hessian(n: int, d: int, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    x, w, y = rng.normal(size=(n, d)), rng.normal(size=d), (rng.random(n) > 0.5).astype(float)
-    assert check_hessian(logistic_loss, logistic_hessian, w, x, y).ok
-    wrong = check_hessian(logistic_loss, lambda w, x, y: logistic_hessian(w, x, y, mean=False), w, x, y)
-    assert wrong.verdict == "mismatch"
-    assert "factor" in (wrong.params[0].diagnosis or "")
-
-
 def test_an_asymmetric_hessian_is_said_to_be() -> None:
     x, w, y = np.array([[1.0, 0.5], [-0.3, 2.0], [0.7, -1.0]]), np.array([0.1, -0.2]), np.array([1.0, 0.0, 1.0])
 
@@ -173,69 +100,13 @@ def test_an_asymmetric_hessian_is_said_to_be() -> None:
     assert any("not symmetric: |H[0, 1] - H[1, 0]|" in n for n in report.notes)
 
 
-def test_seed_network_gauss_newton_product() -> None:
-    """The Gauss-Newton product J^T J v of the seed network's regression output, against jacobian-of-gradient."""
-    from gradcheck import mlp
-
-    p = mlp.init_params(0, inputs=2, hidden=3)
-    x = np.random.default_rng(1).normal(size=(5, 2))
-    v = mlp.Params(*(np.random.default_rng(2).normal(size=np.shape(a)) for a in p))
-
-    def outputs(p):  # type: ignore[no-untyped-def]
-        return mlp.forward(p, x, task="regression").z2
-
-    def jvp_closed(primals, tangents):  # type: ignore[no-untyped-def]
-        (params,), (t,) = primals, tangents
-        act = mlp.forward(params, x, task="regression")
-        d1 = (t.w1 @ x.T).T + t.b1  # (N, H)
-        return (act.a1 @ t.w2.T)[:, 0] + t.b2[0] + (d1 * act.a1 * (1 - act.a1)) @ params.w2[0]
-
-    assert check_jvp(outputs, jvp_closed, p).ok
-    assert check_jvp(outputs, lambda pr, t: 2 * jvp_closed(pr, t), p).verdict == "mismatch"
-    assert v is not None
-
-
-# --- custom rules ------------------------------------------------------------------------
-
-
-def make_logsumexp(normalise: bool):  # type: ignore[no-untyped-def]
-    @jax.custom_vjp
-    def logsumexp(x):  # type: ignore[no-untyped-def]
-        m = jnp.max(x)
-        return m + jnp.log(jnp.sum(jnp.exp(x - m)))
-
-    def fwd(x):  # type: ignore[no-untyped-def]
-        return logsumexp(x), x
-
-    def bwd(x, g):  # type: ignore[no-untyped-def]
-        e = jnp.exp(x - jnp.max(x))
-        return (g * (e / jnp.sum(e) if normalise else e),)
-
-    logsumexp.defvjp(fwd, bwd)
-    return logsumexp
-
-
-@jax.custom_jvp
-def safe_norm(x):  # type: ignore[no-untyped-def]
-    return jnp.sqrt(jnp.sum(x**2))
-
-
-@safe_norm.defjvp
-def _safe_norm_jvp(primals, tangents):  # type: ignore[no-untyped-def]
-    (x,), (t,) = primals, tangents
-    n = safe_norm(x)
-    return n, jnp.where(n > 0, jnp.vdot(x, t) / jnp.where(n > 0, n, 1.0), 0.0)
-
-
-@given(n=sizes, seed=seeds)
-def test_custom_rules_against_their_own_primal(n: int, seed: int) -> None:
-    x = np.random.default_rng(seed).normal(0.0, 3.0, n)
-    right = check_custom_rule(lambda x: make_logsumexp(True)(x) * 2.0 + safe_norm(x), x)
+def test_each_custom_rule_is_named_by_its_function() -> None:
+    x = np.array([0.5, -2.0, 1.5])
+    right = check_custom_rule(lambda x: LOGSUMEXP(x) * 2.0 + SAFE_NORM(x), x)
     assert right.ok, str(right)
-    assert {p.name for p in right.params} == {"logsumexp: primals[0]", "safe_norm: primals[0]"}
-    wrong = check_custom_rule(lambda x: make_logsumexp(False)(x), x)
-    assert wrong.verdict == "mismatch", str(wrong)
-    assert wrong.params[0].name == "logsumexp: primals[0]"
+    assert [p.name for p in right.params] == ["logsumexp: primals[0]", "safe_norm: primals[0]"]
+    wrong = check_custom_rule(lambda x: LOGSUMEXP_UNNORMALISED(x) * 2.0 + SAFE_NORM(x), x)
+    assert [p.name for p in wrong.params if not p.ok] == ["logsumexp: primals[0]"]
 
 
 def test_a_function_without_custom_rules_is_a_clear_error() -> None:
@@ -250,8 +121,24 @@ def test_a_function_without_custom_rules_is_a_clear_error() -> None:
         (lambda: check_jvp(jnp.tanh, None, np.ones(2)), r"`jvp_fn` must be a function, got NoneType None"),
         (lambda: check_jacobian(jnp.tanh, jnp.tanh), r"no `primals` given"),
         (lambda: check_vjp(jnp.tanh, softmax_vjp, np.array([np.nan])), r"primals\[0\]"),
+        (lambda: assert_vjp(jnp.tanh, lambda p, c: p[0].bad, np.ones(2)), r"`vjp_fn` raised AttributeError"),
+        (lambda: assert_jvp(jnp.tanh, lambda p: p, np.ones(2)), r"`jvp_fn` is called as jvp_fn\(primals, tangents\)"),
+        (lambda: assert_jacobian(jnp.tanh, lambda x: None, np.ones(2)), r"`jac_fn` returned NoneType \(a missing"),
+        (
+            lambda: assert_hessian(lambda w: jnp.sum(w**4), lambda w, x: w, np.ones(2)),
+            r"`hess_fn` is called as hess_fn\(params, \*args\)",
+        ),
     ],
-    ids=["f-not-callable", "jvp-none", "no-primals", "nan-primal"],
+    ids=[
+        "f-not-callable",
+        "jvp-none",
+        "no-primals",
+        "nan-primal",
+        "vjp-raises",
+        "jvp-wrong-signature",
+        "jac-returns-none",
+        "hessian-wrong-signature",
+    ],
 )
 def test_misuse_is_a_clear_error(call, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises((TypeError, ValueError), match=message):

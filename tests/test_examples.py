@@ -76,3 +76,49 @@ def test_beyond_scalar_example_passes_the_right_ones_and_names_the_wrong_ones() 
     assert "== Jacobian of A tanh(x): pass" in done.stdout
     assert "hessian: likely mistake: off by a constant factor 6" in done.stdout
     assert "logsumexp: primals[0]" in done.stdout
+
+
+def _sections(script: str) -> dict[str, str]:
+    """The example's output, split at its ``== name: verdict`` lines: {name: that section}."""
+    done = _run(str(EXAMPLES / script))
+    assert done.returncode == 0, done.stderr
+    parts = done.stdout.split("== ")[1:]
+    return {part.split(":", 1)[0]: part for part in parts}
+
+
+def test_check_vjp_example_passes_softmax_and_catches_the_forgotten_term() -> None:
+    out = _sections("check_vjp.py")
+    assert out["softmax_vjp"].startswith("softmax_vjp: pass\ngradcheck: PASS")
+    assert "MISMATCH in 1 of 1 parameters" in out["softmax_vjp_diagonal_only"]
+    assert "checked along 3 random cotangents" in out["softmax_vjp_diagonal_only"]
+
+
+def test_check_jvp_example_catches_the_wrong_derivative() -> None:
+    out = _sections("check_jvp.py")
+    assert out["softplus_jvp"].startswith("softplus_jvp: pass")
+    assert "  jvp    (5,)   MISMATCH" in out["softplus_jvp_wrong_derivative"]
+
+
+def test_check_jacobian_example_names_the_transpose() -> None:
+    out = _sections("check_jacobian.py")
+    assert out["jacobian"].startswith("jacobian: pass")
+    assert "likely mistake: transposed: shape (2, 3) where (3, 2) belongs" in out["jacobian_transposed"]
+    assert "`jac_fn` returned shape (2, 3)" in out["jacobian_transposed"]
+    assert out["jacobian_without_slope"].startswith("jacobian_without_slope: mismatch")
+
+
+def test_check_hessian_example_names_the_factor_and_the_asymmetry() -> None:
+    out = _sections("check_hessian.py")
+    assert out["hessian"].startswith("hessian: pass")
+    assert "likely mistake: off by a constant factor 6" in out["hessian_without_mean"]  # N = 6 samples
+    assert "the closed form is not symmetric" in out["hessian_upper_triangle"]
+    assert "not symmetric" not in out["hessian_without_mean"]
+
+
+def test_check_custom_rule_example_blames_the_rule_that_is_wrong() -> None:
+    out = _sections("check_custom_rule.py")
+    assert out["logsumexp rule normalised"].startswith("logsumexp rule normalised: pass\ngradcheck: PASS, 2 parameters")
+    wrong = out["logsumexp rule not normalised"]
+    assert "MISMATCH in 1 of 2 parameters" in wrong
+    assert any(row.startswith("  logsumexp: primals[0]") and "MISMATCH" in row for row in wrong.splitlines())
+    assert any(row.startswith("  safe_norm: primals[0]") and " pass " in row for row in wrong.splitlines())

@@ -7,6 +7,11 @@ For every mutant in `tests/derivations.py`:
 - on generic problems (no zero weights, no coincident sizes) it is always
   caught, in the parameters the mutation touches;
 - where the mistake has a known kind, the diagnosis names it.
+
+For every mutant in `RULE_MUTANTS` (wrong VJPs, JVPs, Jacobians, Hessians and
+custom rules), on every generic point Hypothesis draws: the wrong version is
+flagged, with its diagnosis where it has a known kind, and the right version
+passes.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from hypothesis import strategies as st
 from gradcheck import Report, check_gradients, mlp, problems
 from gradcheck import strategies as gs
 from gradcheck._search import search
-from tests.derivations import MUTANTS, Mutant
+from tests.derivations import MUTANTS, RULE_MUTANTS, Mutant
 
 # Entries bounded away from zero, so that no product in the derivation vanishes
 # by coincidence and hides a mistake (w2 = 0 makes any sigma' factor invisible).
@@ -117,6 +122,33 @@ def test_mutant_kind_is_diagnosed(name: str, task: mlp.Task) -> None:
 
 def test_suite_has_at_least_fifteen_mutants() -> None:
     assert len(MUTANTS) >= 15
+
+
+#: Points per rule mutant: a quarter of the profile's examples (10 in `ci`), since
+#: each point runs two full checks (the right and the wrong version).
+RULE_EXAMPLES = max(3, settings().max_examples // 4)
+
+
+@pytest.mark.parametrize("name", RULE_MUTANTS)
+@settings(max_examples=RULE_EXAMPLES)
+@given(data=st.data())
+def test_rule_mutant_is_always_caught_and_the_right_rule_passes(name: str, data: st.DataObject) -> None:
+    m = RULE_MUTANTS[name]
+    point = data.draw(m.points, label="point")
+    wrong = m.check(*m.wrong(point))
+    assert wrong.verdict == "mismatch", str(wrong)
+    if m.kind:
+        diagnoses = [p.diagnosis or "" for p in wrong.params if not p.ok]
+        assert all(m.kind in d for d in diagnoses), f"expected '{m.kind}' in every diagnosis:\n{wrong}"
+    if m.note:
+        assert any(m.note in n for n in wrong.notes), f"expected a note saying '{m.note}':\n{wrong}"
+    right = m.check(*m.right(point))
+    assert right.ok, str(right)
+
+
+def test_suite_has_rule_mutants_of_every_check() -> None:
+    checks = {m.check.__name__ for m in RULE_MUTANTS.values()}
+    assert checks == {"check_vjp", "check_jvp", "check_jacobian", "check_hessian", "check_custom_rule"}
 
 
 # What `gradcheck check` and the pytest plugin say: the search's diagnoses
