@@ -20,7 +20,13 @@ STUDENTS = f"{GENERAL}/students"
 
 #: (loss, the students' function, --problems strategy, --example name, what the wrong student's report says)
 LOSSES = {
-    "logistic": ("logistic", "logistic_grad", "logistic_problems", "logistic_example", "b: likely mistake: sign flipped"),
+    "logistic": (
+        "logistic",
+        "logistic_grad",
+        "logistic_problems",
+        "logistic_example",
+        "b: likely mistake: sign flipped",
+    ),
     "softmax": (
         "softmax_cross_entropy",
         "softmax_grad",
@@ -59,7 +65,8 @@ def test_the_right_gradient_passes_and_the_wrong_one_is_caught(
     assert f"bob.py:{func} [{task}]: MISMATCH, first at problem" in out
     assert "minimal counterexample" in out
     assert said in out
-    assert "autodiff" in out and "finite diff ± err" in out  # the full report table
+    assert "autodiff" in out
+    assert "finite diff ± err" in out
     assert f"reproduce: gradcheck check {STUDENTS}/bob.py:{func} {' '.join(_flags(loss, source))} --examples 20" in out
 
 
@@ -138,7 +145,10 @@ def test_a_wrong_call_is_an_error_with_no_search(
     out = capsys.readouterr().out
     assert "eve.py:grad [logistic]: ERROR, a wrong call, not a mismatch (no search was run)" in out
     assert said in out
-    assert "FUNC must be FUNC(params, *args) -> the gradient of logistic with the structure of params (b (), w (3,))" in out
+    assert (
+        "FUNC must be FUNC(params, *args) -> the gradient of logistic with the structure of params (b (), w (3,))"
+        in out
+    )
     assert "counterexample" not in out
     assert cli.main([*argv, "--json"]) == cli.EXIT_USAGE
     (sub,) = json.loads(capsys.readouterr().out)["submissions"]
@@ -147,7 +157,9 @@ def test_a_wrong_call_is_an_error_with_no_search(
     assert (task["examples"], task["counterexample"]) == (0, None)
 
 
-def test_gradescope_and_junit_test_each_parameter_of_the_loss(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_gradescope_and_junit_test_each_parameter_of_the_loss(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv = ["check", f"{STUDENTS}/*.py:logistic_grad", *_flags("logistic", "example"), "--examples", "10"]
     argv += ["--format", "gradescope", "--points", "10", "--output", str(tmp_path / "results.json")]
     argv += ["--junit-xml", str(tmp_path / "gradcheck.xml")]
@@ -164,12 +176,17 @@ def test_gradescope_and_junit_test_each_parameter_of_the_loss(tmp_path: Path, ca
     suites = ET.parse(tmp_path / "gradcheck.xml").getroot()
     assert (suites.get("tests"), suites.get("failures"), suites.get("errors")) == ("2", "1", "0")
     failure = suites.find(".//failure")
-    assert failure is not None and "sign flipped" in (failure.get("message") or "")
+    assert failure is not None
+    assert "sign flipped" in (failure.get("message") or "")
     capsys.readouterr()
 
 
 LOSS = "import jax.numpy as jnp\n\ndef loss(params, x):\n    return jnp.sum(params['w'] * x) ** 2\n"
-GRAD = "def grad(params, x):\n    x = x[:3]  # takes a longer x than the loss does\n    return {'w': 2 * (params['w'] * x).sum() * x}\n"
+GRAD = """
+def grad(params, x):
+    x = x[:3]  # takes a longer x than the loss does
+    return {'w': 2 * (params['w'] * x).sum() * x}
+"""
 PROBLEMS = """
 import numpy as np
 from hypothesis import strategies as st
@@ -289,11 +306,17 @@ def test_misuse_exits_2_naming_the_flag(
     assert cli.main(argv) == cli.EXIT_USAGE
     captured = capsys.readouterr()
     assert message.format(d=course) in captured.err
-    assert "PASS" not in captured.out and "MISMATCH" not in captured.out
+    assert "PASS" not in captured.out
+    assert "MISMATCH" not in captured.out
     assert "internal error" not in captured.err
 
 
-EXAMPLE = ({"w": np.array([0.5, -7.0]), "b": np.float32(1.0)}, np.zeros((4, 2)), np.array([0, 3, 1, 0]), np.ones(2, bool))
+EXAMPLE = (
+    {"w": np.array([0.5, -7.0]), "b": np.float32(1.0)},
+    np.zeros((4, 2)),
+    np.array([0, 3, 1, 0]),
+    np.ones(2, bool),
+)
 
 
 @settings(max_examples=30, deadline=None)
@@ -309,6 +332,7 @@ def test_shaped_like_keeps_structure_shapes_dtypes_and_ranges(drawn: tuple[dict[
         ((2,), np.bool_),
     ]
     assert np.issubdtype(labels.dtype, np.integer)
-    assert np.isfinite(params["w"]).all() and np.abs(params["w"]).max() <= 7.0  # the example's own scale
+    assert np.isfinite(params["w"]).all()
+    assert np.abs(params["w"]).max() <= 7.0
     assert np.abs(x).max() <= 3.0  # at least 3: zeros do not collapse the range
     assert ((labels >= 0) & (labels <= 3)).all()  # labels stay within the example's labels
