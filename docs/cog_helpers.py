@@ -62,6 +62,11 @@ def written(command: str, file: str, *, expect: int = 0, lang: str = "", volatil
     _fenced(re.sub(volatile, "…", text) if volatile else text, lang)
 
 
+def source(path: str, lang: str = "python") -> None:
+    """Show the file `path` (from the repository root) as it is: the docs quote the examples, never a copy."""
+    _fenced((ROOT / path).read_text(), lang)
+
+
 def python_block(page: str, index: int = 0) -> None:
     """Run the `index`-th ```python block of `page` as a script, from an empty folder, and show its output."""
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / page).read_text(), re.S)

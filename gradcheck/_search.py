@@ -3,15 +3,19 @@
 Hypothesis draws problems in every regime (`gradcheck.strategies.problems`),
 checks the gradient on each, and shrinks the first failure to a minimal
 counterexample. The CLI's ``gradcheck check`` and the pytest plugin use it.
+`search_loss` does the same for any loss: an instructor's loss, and problems
+``(params, *args)`` drawn from a strategy (``gradcheck check --loss``).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import jax
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
@@ -40,7 +44,7 @@ class SearchResult:
     """The outcome of a search: the examples tried and the minimal failure, if any."""
 
     examples: int  # problems checked before the first failure (all of them on a pass)
-    counterexample: Problem | None = None
+    counterexample: Problem | LossProblem | None = None
     report: Report | None = None
     #: The same gradient checked on a generic problem (no zeros, distinct
     #: sizes), whose diagnoses are not fooled by the minimal example's
@@ -119,9 +123,197 @@ def search(
     generic_report = check_gradients(loss, grad_fn, *generics[0][:3])
     if generic_report.verdict == "error":
         return SearchResult(0, report=generic_report, error=generic_report.error)
-    tried = 0
-    first_failure = 0
-    failing: list[tuple[Problem, Report]] = []
+    strategy = gs.problems(task=task, regime=regime, inputs=SIZES, hidden=SIZES, batch=BATCHES)
+    hunt = _hunt(strategy, lambda prob: check_gradients(loss, grad_fn, *prob[:3]), examples, random_seed)
+    if not hunt.failing:
+        return SearchResult(hunt.tried)
+    prob, report = hunt.found()
+    return SearchResult(
+        hunt.first_failure,
+        prob,
+        report,
+        generic_report if generic_report.verdict == "mismatch" else None,
+        _missing_slope(grad_fn, task, random_seed),
+        hunt.flaky,
+        _confirmed(grad_fn, task, generics),
+    )
+
+
+@dataclass(frozen=True)
+class LossProblem:
+    """One problem for any loss: the parameters (a pytree of arrays) and the loss's further arguments."""
+
+    params: Any
+    args: tuple[Any, ...]
+    #: The further arguments' names, as the loss's signature calls them ("X", "y"); ``args[i]`` where it has none.
+    arg_names: tuple[str, ...] = ()
+
+    def names(self) -> tuple[str, ...]:
+        return self.arg_names or tuple(f"args[{i}]" for i in range(len(self.args)))
+
+    def named(self) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, np.ndarray]]]:
+        """The parameters' arrays by the names the report gives them, then the arguments' (``X``, ``batch.x``)."""
+        args = [leaf for name, arg in zip(self.names(), self.args) for leaf in named_arrays(arg, name)]
+        return named_arrays(self.params), args
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array of the problem by name, the parameters' first."""
+        params, args = self.named()
+        return dict(params + args)
+
+    def describe(self) -> str:
+        """The shapes, e.g. ``w (3,), b (); X (8, 3), y (8,)``: what a counterexample's size is."""
+        return "; ".join(", ".join(f"{n} {a.shape}" for n, a in part) for part in self.named() if part)
+
+
+def named_arrays(tree: Any, prefix: str = "") -> list[tuple[str, np.ndarray]]:
+    """The leaves of `tree` by name (``w``, ``layers.0.w``; under `prefix`: ``X``, ``batch.x``), as arrays."""
+    named = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        key = jax.tree_util.keystr(path, simple=True, separator=".")
+        named.append((".".join(n for n in (prefix, key) if n) or "params", np.asarray(leaf)))
+    return named
+
+
+class ProblemError(ValueError):
+    """A problem that cannot be checked at all (not a tuple ``(params, *args)``, or the loss fails on it).
+
+    Misuse by whoever wrote the loss or the problems, not by the gradient
+    function under test; the message says which problem and why.
+    """
+
+
+def search_loss(
+    loss_fn: Callable[..., Any],
+    grad_fn: Callable[..., Any],
+    problems: st.SearchStrategy[Any],
+    *,
+    example: Any = None,
+    examples: int = 100,
+    random_seed: int = 0,
+) -> SearchResult:
+    """Check ``grad_fn(params, *args)`` against `loss_fn` on `examples` problems; shrink the first failure.
+
+    - `loss_fn`: ``loss_fn(params, *args)`` returns a scalar, written with ``jax.numpy``.
+    - `grad_fn`: returns the gradient with the structure of `params`.
+    - `problems`: a strategy of tuples ``(params, *args)``, every one with the
+      same structure (`gradcheck.strategies.shaped_like` makes one from an example).
+    - `example`: a problem ``(params, *args)`` checked first, as problem 1;
+      then ``examples - 1`` are drawn.
+    - `examples`: problems checked in all; `random_seed` seeds the search.
+
+    `grad_fn` is first checked on `example`, or else on the first problem
+    drawn. If it cannot be checked there (a wrong call), no search is run and
+    the result's `error` says why, as in `search`. A failing search keeps the
+    first failure it found (before shrinking) as its generic report.
+
+    Raises:
+        ProblemError: a problem is not a tuple ``(params, *args)`` with the
+            first problem's structure, or `loss_fn` fails on it (then the
+            problem shown is the smallest that Hypothesis found to fail).
+    """
+    first = _loss_problem(loss_fn, example if example is not None else first_draw(problems, random_seed))
+    structure: Any = jax.tree_util.tree_structure((first.params, *first.args))
+    names = first.arg_names
+
+    def check(prob: LossProblem) -> Report:
+        try:
+            return check_gradients(loss_fn, grad_fn, prob.params, *prob.args)
+        except (ValueError, TypeError) as exc:
+            raise ProblemError(f"the problem {prob.describe()} cannot be checked: {exc}") from None
+
+    def problem(drawn: Any) -> LossProblem:
+        prob = _loss_problem(loss_fn, drawn, names)
+        found = jax.tree_util.tree_structure((prob.params, *prob.args))
+        if found != structure:
+            raise ProblemError(
+                f"the problems differ in structure: the first is {structure}, another {found}; "
+                "draw every problem with the same parameters and arguments (only their values and sizes may vary)."
+            )
+        return prob
+
+    first_report = check(first)
+    if first_report.verdict == "error":
+        return SearchResult(0, report=first_report, error=first_report.error)
+    counted = example is not None  # the example is problem 1, and the search draws the rest
+    first_failed = counted and first_report.verdict == "mismatch"
+    budget = examples - counted
+    hunt = _hunt(problems.map(problem), check, budget, random_seed) if budget else _Hunt()
+    if not hunt.failing and not first_failed:
+        return SearchResult(hunt.tried + counted)
+    found = [(first, first_report)] if first_failed else []
+    found += hunt.failing
+    prob, report = hunt.found() if hunt.failing else found[0]
+    generic = found[0][1] if found[0][1] is not report else None
+    return SearchResult(1 if first_failed else hunt.first_failure + counted, prob, report, generic, flaky=hunt.flaky)
+
+
+def _loss_problem(loss_fn: Callable[..., Any], drawn: Any, names: tuple[str, ...] | None = None) -> LossProblem:
+    """`drawn` as a `LossProblem`, its arguments named after `loss_fn`'s; `ProblemError` if it is no tuple."""
+    if not isinstance(drawn, (tuple, list)) or not drawn:
+        raise ProblemError(
+            f"a problem must be a tuple (params, *args), the arguments of the loss; got {type(drawn).__name__} "
+            f"{_short(drawn)}"
+        )
+    params, *args = drawn
+    return LossProblem(params, tuple(args), _argument_names(loss_fn, len(args)) if names is None else names)
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _argument_names(loss_fn: Callable[..., Any], count: int) -> tuple[str, ...]:
+    """The names of `loss_fn`'s `count` arguments after params, if its signature names them all; else ()."""
+    try:
+        parameters = list(inspect.signature(loss_fn).parameters.values())[1:]
+    except (TypeError, ValueError):  # a builtin, or a callable with no signature
+        return ()
+    positional = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return tuple(positional[:count]) if len(positional) >= count else ()
+
+
+def first_draw(strategy: st.SearchStrategy[Any], random_seed: int = 0) -> Any:
+    """The first value that the search seeded with `random_seed` draws from `strategy` (its simplest, usually)."""
+    drawn: list[Any] = []
+
+    @seed(random_seed)
+    @settings(
+        max_examples=1, database=None, deadline=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck)
+    )
+    @given(strategy)
+    def take(value: Any) -> None:
+        drawn.append(value)
+
+    take()
+    return drawn[0]
+
+
+@dataclass
+class _Hunt:
+    """What `_hunt` found: problems tried, the first failure's number, every failure in order, flakiness."""
+
+    tried: int = 0
+    first_failure: int = 0
+    #: Each failing problem with its report, in the order Hypothesis tried them:
+    #: the first is the one found, the last the shrunk one (Hypothesis replays it last).
+    failing: list[tuple[Any, Report]] = field(default_factory=list)
+    flaky: bool = False
+
+    def found(self) -> tuple[Any, Report]:
+        """The minimal failure: the shrunk one, or the first when the function is not deterministic."""
+        return self.failing[0] if self.flaky else self.failing[-1]
+
+
+def _hunt(strategy: st.SearchStrategy[Any], check: Callable[[Any], Report], examples: int, random_seed: int) -> _Hunt:
+    """Check problems drawn from `strategy` until one fails ("mismatch" or "error"); shrink it.
+
+    Exceptions that `check` raises (not a failed check: misuse by whoever
+    wrote the problems or the loss) end the search and propagate, after
+    Hypothesis has shrunk the problem that raised them.
+    """
+    hunt = _Hunt()
 
     @seed(random_seed)
     @settings(
@@ -133,35 +325,22 @@ def search(
         suppress_health_check=list(HealthCheck),
         report_multiple_bugs=False,
     )
-    @given(gs.problems(task=task, regime=regime, inputs=SIZES, hidden=SIZES, batch=BATCHES))
-    def probe(prob: Problem) -> None:
-        nonlocal tried, first_failure
-        tried += 1
-        report = check_gradients(loss, grad_fn, *prob[:3])
+    @given(strategy)
+    def probe(prob: Any) -> None:
+        hunt.tried += 1
+        report = check(prob)
         if report.verdict in ("mismatch", "error"):
-            first_failure = first_failure or tried
-            failing.append((prob, report))
+            hunt.first_failure = hunt.first_failure or hunt.tried
+            hunt.failing.append((prob, report))
             raise _Failed
 
-    flaky = False
     try:
         probe()
     except _Failed:
         pass
     except Flaky:  # the same problem passed once and failed once
-        flaky = True
-    if not failing:
-        return SearchResult(tried)
-    prob, report = failing[0] if flaky else failing[-1]  # Hypothesis replays the shrunk example last
-    return SearchResult(
-        first_failure,
-        prob,
-        report,
-        generic_report if generic_report.verdict == "mismatch" else None,
-        _missing_slope(grad_fn, task, random_seed),
-        flaky,
-        _confirmed(grad_fn, task, generics),
-    )
+        hunt.flaky = True
+    return hunt
 
 
 def generic_problem(task: mlp.Task, random_seed: int = 0) -> Problem:

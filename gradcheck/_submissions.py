@@ -67,9 +67,15 @@ class LoadedFunction:
         return f"<submission {getattr(self.func, '__qualname__', self.func)!r} from {self.folder}>"
 
 
-def load(spec: str) -> LoadedFunction:
-    """Import the file in `spec` as a fresh module; return its named function as a `LoadedFunction`."""
-    path_text, _, name = spec.rpartition(":")
+def load(spec: str, *, any_value: bool = False) -> Any:
+    """Import the file in `spec` as a fresh module; return its named function as a `LoadedFunction`.
+
+    With `any_value`, a name that is not a function (a Hypothesis strategy, a
+    tuple of arrays) is returned as it is; a function is still a `LoadedFunction`.
+    """
+    path_text, sep, name = spec.rpartition(":")
+    if not sep or not path_text or not name:
+        raise LoadError(f"`{spec}` must look like path/to/file.py:name")
     path = Path(path_text)
     if not path.is_file():
         raise LoadError(f"cannot read `{path}`: no such file")
@@ -86,11 +92,16 @@ def load(spec: str) -> LoadedFunction:
             module_spec.loader.exec_module(module)
     except BaseException as exc:  # noqa: BLE001 - the user's code (even SystemExit): show it as theirs
         raise LoadError(f"importing `{path}` failed:\n{user_traceback(exc, folder)}") from None
-    func = getattr(module, name, None)
-    if not callable(func):
-        available = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
-        raise LoadError(f"`{path}` has no function `{name}`; it defines: {', '.join(available) or 'nothing callable'}")
-    return LoadedFunction(func, folder, modules)
+    value = getattr(module, name, None)
+    if any_value and hasattr(module, name) and not callable(value):
+        return value
+    if not callable(value):
+        public = {k: v for k, v in vars(module).items() if not k.startswith("_") and not isinstance(v, ModuleType)}
+        available = sorted(k for k, v in public.items() if any_value or callable(v))
+        kind = "" if any_value else "function "
+        defines = ", ".join(available) or ("nothing" if any_value else "nothing callable")
+        raise LoadError(f"`{path}` has no {kind}`{name}`; it defines: {defines}")
+    return LoadedFunction(value, folder, modules)
 
 
 @contextlib.contextmanager

@@ -62,6 +62,10 @@ class Problem(NamedTuple):
         h, i = self.params.w1.shape
         return f"task={self.task} regime={self.regime} inputs={i} hidden={h} batch={self.x.shape[0]}"
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The problem's arrays by name (w1, b1, w2, b2, x, y), as a counterexample shows them."""
+        return {**{k: np.asarray(v) for k, v in self.params._asdict().items()}, "x": self.x, "y": self.y}
+
 
 def make_problem(params: mlp.Params, x: Any, u: Any, *, task: mlp.Task, regime: Regime) -> Problem:
     """Build a problem from base draws: `params`, inputs `x` (N, I) and `u` (N,) in [0, 1].

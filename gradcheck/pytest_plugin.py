@@ -82,7 +82,7 @@ def check_property(
         lines = [f"first failure at problem {result.examples}; minimal counterexample ({prob.describe()}):"]
         if result.flaky:
             lines.append("note: the same problem passed once and failed once: the function is not deterministic")
-        for name, value in {**prob.params._asdict(), "x": prob.x, "y": prob.y}.items():
+        for name, value in prob.arrays().items():
             lines.append(f"  {name} = {np.array2string(np.asarray(value), separator=', ')}")
         lines.append("diagnosis, confirmed on a generic problem (inputs 2, hidden 3, batch 5) where it fails too:")
         lines += [f"  {n}: {d}" for n, d in result.diagnoses().items()]

@@ -1,4 +1,4 @@
-"""Hypothesis strategies for the seed network's problems.
+"""Hypothesis strategies for the seed network's problems, and for any loss's (`shaped_like`).
 
 Modelled on `hypothesis.extra.numpy`: bounds are keyword-only, every
 argument takes a value or a strategy, and bad arguments raise
@@ -12,8 +12,9 @@ base values and let `problems.make_problem` apply the regime.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
+import jax
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
@@ -22,7 +23,7 @@ from hypothesis.extra import numpy as hnp
 from gradcheck import activations, heads, mlp, network
 from gradcheck import problems as _problems
 
-__all__ = ["inputs", "network_problems", "networks", "params", "problems", "targets"]
+__all__ = ["inputs", "network_problems", "networks", "params", "problems", "shaped_like", "targets"]
 
 T = TypeVar("T")
 
@@ -269,3 +270,61 @@ def network_problems(
         return _problems.make_net_problem(n_, p, x, u, regime=r)
 
     return build()
+
+
+# --- any loss: problems shaped like an example -------------------------------
+
+
+def shaped_like(example: Any, *, elements: Any = None) -> st.SearchStrategy[Any]:
+    """Values with the structure, shapes and dtypes of `example`, a pytree of arrays.
+
+    ``gradcheck check --loss ... --example FILE:NAME`` draws its problems
+    ``(params, *args)`` with it. Each leaf is drawn with the example's shape
+    and dtype:
+
+    - floating leaves: finite floats in [-B, B], B the larger of 3 and the
+      leaf's largest magnitude (the example's own scale), or from `elements`;
+    - integer leaves (class labels, indices): integers between the leaf's
+      smallest and largest value, so that labels stay valid labels;
+    - boolean leaves (masks): booleans.
+
+    - `example`: a pytree (tuple, dict, NamedTuple) of real or boolean arrays.
+    - `elements`: strategy for the floating entries, or None for the default.
+
+    Examples:
+        >>> import numpy as np
+        >>> drawn = shaped_like(({"w": np.zeros(3)}, np.ones((5, 3)), np.array([0, 2, 1, 0, 2]))).example()
+        >>> [np.shape(a) for a in (drawn[0]["w"], drawn[1], drawn[2])], set(drawn[2]) <= {0, 1, 2}
+        ([(3,), (5, 3), (5,)], True)
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(example)
+    if not leaves:
+        raise InvalidArgument(f"`example` holds no arrays, got {example!r}; pass a tuple (params, *args) of arrays.")
+    floats = None if elements is None else _elements(elements)
+    strategies = [_like_leaf(path, np.asarray(leaf), floats) for path, leaf in _paths(example)]
+    return st.tuples(*strategies).map(lambda drawn: jax.tree_util.tree_unflatten(treedef, drawn))
+
+
+def _paths(tree: Any) -> list[tuple[str, Any]]:
+    with_path = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return [(jax.tree_util.keystr(path), leaf) for path, leaf in with_path]
+
+
+def _like_leaf(path: str, leaf: np.ndarray, floats: st.SearchStrategy[float] | None) -> st.SearchStrategy[np.ndarray]:
+    """A strategy for arrays like `leaf` (at `path` in the example), by its dtype."""
+    if leaf.dtype == np.bool_:
+        return hnp.arrays(leaf.dtype, leaf.shape, elements=st.booleans())
+    if np.issubdtype(leaf.dtype, np.integer):
+        low, high = (int(leaf.min()), int(leaf.max())) if leaf.size else (0, 0)
+        return hnp.arrays(leaf.dtype, leaf.shape, elements=st.integers(low, high))
+    if not np.issubdtype(leaf.dtype, np.floating):
+        raise InvalidArgument(
+            f"`example{path}` has dtype {leaf.dtype}; every leaf must be a real or boolean array "
+            f"(got {type(leaf).__name__})."
+        )
+    if floats is None:
+        finite = leaf[np.isfinite(leaf)]
+        bound = max(ELEMENT_BOUND, float(np.abs(finite).max()) if finite.size else 0.0)
+        width: Literal[16, 32, 64] = {2: 16, 4: 32}.get(leaf.dtype.itemsize, 64)  # type: ignore[assignment]
+        floats = st.floats(-bound, bound, allow_nan=False, allow_infinity=False, allow_subnormal=False, width=width)
+    return hnp.arrays(leaf.dtype, leaf.shape, elements=floats)

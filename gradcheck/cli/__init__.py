@@ -21,6 +21,7 @@ from gradcheck.cli._render import (
     EXIT_OK,
     EXIT_USAGE,
     JSON_SCHEMA,
+    JSON_SCHEMA_LOSS,
 )
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "JSON_SCHEMA",
+    "JSON_SCHEMA_LOSS",
     "main",
     "net_problem_for",
     "problem_for",

@@ -1,7 +1,9 @@
 """`gradcheck check FILE:FUNC ...`: a user's gradient functions (an autograder, a CI gate).
 
 Hypothesis searches problems in every regime for each submission and shrinks
-the first failure to a minimal counterexample (`gradcheck._search`).
+the first failure to a minimal counterexample (`gradcheck._search`). With
+``--loss`` the gradients are of an instructor's loss instead of the seed
+network's (`gradcheck.cli._loss`); everything after the search is shared.
 """
 
 from __future__ import annotations
@@ -20,14 +22,23 @@ from rich.progress import Progress
 import gradcheck
 from gradcheck import _search, _submissions, mlp
 from gradcheck._report import worst_verdict
-from gradcheck.cli import _gradescope, _junit
+from gradcheck.cli import _gradescope, _junit, _loss
 from gradcheck.cli._args import integer, output_file, points, positive
-from gradcheck.cli._graded import Submission, counterexample_json, diagnosis_line, failure_text, reason, reproduce
+from gradcheck.cli._graded import (
+    Grading,
+    Submission,
+    counterexample_json,
+    diagnosis_line,
+    failure_text,
+    reason,
+    reproduce,
+)
 from gradcheck.cli._render import (
     EXIT_MISMATCH,
     EXIT_OK,
     EXIT_USAGE,
     JSON_SCHEMA,
+    JSON_SCHEMA_LOSS,
     make_console,
     print_json,
     report_table,
@@ -46,7 +57,9 @@ def build_check_parser() -> argparse.ArgumentParser:
             "Check gradient functions written by hand. Each FUNC in FILE has the signature of "
             "gradcheck.mlp.closed_form_gradients: FUNC(params, x, y, *, task) -> gradients with the "
             "fields of params (w1, b1, w2, b2). Hypothesis searches problems in every regime and "
-            "shrinks the first failure to a minimal counterexample."
+            "shrinks the first failure to a minimal counterexample. With --loss FILE:LOSS, FUNC is the "
+            "gradient of any loss instead: FUNC(params, *args) -> the gradient of LOSS(params, *args) "
+            "with the structure of params, on problems (params, *args) from --problems or shaped like --example."
         ),
         epilog=(
             "Exit codes: 0 all pass, 1 a mismatch, 2 usage, load error or a wrong call (a FUNC that cannot be "
@@ -55,12 +68,11 @@ def build_check_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("submissions", nargs="+", metavar="FILE:FUNC", help="e.g. hw2/alice.py:grads (globs allowed)")
-    parser.add_argument(
-        "--task", choices=(*mlp.TASKS, "both"), default="both", help="which task to check (default both)"
-    )
+    parser.add_argument("--task", choices=(*mlp.TASKS, "both"), default=None, help="which task to check (default both)")
     parser.add_argument("--examples", type=positive("--examples"), default=100, help="problems per task (default 100)")
     parser.add_argument("--seed", type=integer("--seed", 0), default=0, help="seed of the search (default 0)")
     parser.add_argument("--json", action="store_true", help="print a machine-readable JSON report only")
+    _loss.add_arguments(parser)
     grading = parser.add_argument_group("reports for grading platforms and CI (docs/cli.md)")
     grading.add_argument(
         "--format",
@@ -96,12 +108,13 @@ def build_check_parser() -> argparse.ArgumentParser:
 def check_main(args: argparse.Namespace) -> int:
     """Check every submission that `args` name; print the report; return the exit code."""
     _check_format_flags(args)
+    grading = _loss.grading(args) if args.loss is not None else _network_grading(args)
     try:
         specs = _submissions.expand(args.submissions)
     except _submissions.LoadError as exc:
         print(f"gradcheck check: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    tasks: list[mlp.Task] = list(mlp.TASKS) if args.task == "both" else [args.task]
+    tasks = grading.tasks
     # A machine-readable document alone on stdout (--json, or --format without --output): progress and
     # whatever the submissions print go to stderr.
     machine = args.json or (args.format is not None and args.output is None)
@@ -120,16 +133,15 @@ def check_main(args: argparse.Namespace) -> int:
                 progress.advance(bar, len(tasks))
                 continue
             for task in tasks:
-                grad = partial(_call_with_task, func, task=task)
                 began = time.perf_counter()
-                sub.results[task] = _search.search(grad, task=task, examples=args.examples, random_seed=args.seed)
+                sub.results[task] = grading.search(func, task)
                 sub.seconds[task] = time.perf_counter() - began
                 progress.advance(bar)
     if args.junit_xml is not None:
-        junit = _junit.document("gradcheck check", junit_suites(done, tasks, args))
+        junit = _junit.document("gradcheck check", junit_suites(done, grading, args))
         write_report(args.junit_xml, junit, "--junit-xml", "JUnit XML")
     if args.format == "gradescope":
-        results = _gradescope.results(done, tasks, args)
+        results = _gradescope.results(done, grading, args)
         if args.output is not None:
             document = json.dumps(results, indent=2).encode() + b"\n"
             write_report(args.output, document, "--output", f"Gradescope results (score {results['score']:g})")
@@ -138,7 +150,7 @@ def check_main(args: argparse.Namespace) -> int:
     if args.json:
         print_json(check_to_json(done, args))
     elif not machine:
-        render_check(done, args, console)
+        render_check(done, grading, args, console)
     # The most severe verdict decides (docs/cli.md, "Exit codes"): mismatch, then error, then pass.
     return {"mismatch": EXIT_MISMATCH, "error": EXIT_USAGE, "pass": EXIT_OK}[worst_verdict(s.verdict for s in done)]
 
@@ -166,11 +178,27 @@ _SIGNATURE = (
 )
 
 
+def _network_grading(args: argparse.Namespace) -> Grading:
+    """The seed network's tasks (--task), searched in every regime."""
+    for flag in ("problems", "example"):
+        if getattr(args, flag) is not None:
+            raise ValueError(
+                f"`--{flag}` draws the problems of a `--loss`; add `--loss FILE:LOSS`, or drop `--{flag}`."
+            )
+    tasks: tuple[mlp.Task, ...] = mlp.TASKS if args.task in (None, "both") else (args.task,)
+
+    def search(func: Any, task: Any) -> _search.SearchResult:
+        grad = partial(_call_with_task, func, task=task)
+        return _search.search(grad, task=task, examples=args.examples, random_seed=args.seed)
+
+    return Grading(tasks, mlp.Params._fields, _SIGNATURE, search)
+
+
 def _call_with_task(func: Any, params: Any, x: Any, y: Any, *, task: mlp.Task) -> Any:
     return func(params, x, y, task=task)
 
 
-def render_check(done: list[Submission], args: argparse.Namespace, console: Console) -> None:
+def render_check(done: list[Submission], grading: Grading, args: argparse.Namespace, console: Console) -> None:
     for sub in done:
         if sub.load_error:
             console.print(f"{sub.spec}: ERROR\n{sub.load_error}\n", markup=False, soft_wrap=True)
@@ -179,7 +207,7 @@ def render_check(done: list[Submission], args: argparse.Namespace, console: Cons
             if result.error is not None:
                 console.print(
                     f"{sub.spec} [{task}]: ERROR, a wrong call, not a mismatch (no search was run):\n{result.error}\n"
-                    f"{_SIGNATURE}\n",
+                    f"{grading.signature}\n",
                     markup=False,
                     soft_wrap=True,
                 )
@@ -198,12 +226,15 @@ def render_check(done: list[Submission], args: argparse.Namespace, console: Cons
 
 
 def check_to_json(done: list[Submission], args: argparse.Namespace) -> dict[str, Any]:
+    # With --loss: schema 2, which adds the loss and where its problems come from (docs/cli.md).
+    loss = {} if args.loss is None else {"loss": args.loss, "problems": args.problems, "example": args.example}
     return {
-        "schema": JSON_SCHEMA,
+        "schema": JSON_SCHEMA if args.loss is None else JSON_SCHEMA_LOSS,
         "kind": "check",
         "gradcheck": gradcheck.__version__,
         "seed": args.seed,
         "examples": args.examples,
+        **loss,
         "submissions": [
             {
                 "submission": sub.spec,
@@ -228,12 +259,12 @@ def check_to_json(done: list[Submission], args: argparse.Namespace) -> dict[str,
     }
 
 
-def junit_suites(done: list[Submission], tasks: list[mlp.Task], args: argparse.Namespace) -> list[_junit.Suite]:
+def junit_suites(done: list[Submission], grading: Grading, args: argparse.Namespace) -> list[_junit.Suite]:
     """One JUnit suite per submission, one case per task: failed with the diagnosis, or an error if it did not load."""
     suites = []
     for sub in done:
         cases = []
-        for task in tasks:
+        for task in grading.tasks:
             outcome = None
             if sub.load_error:
                 last = sub.load_error.splitlines()[-1]

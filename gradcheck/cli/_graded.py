@@ -7,6 +7,7 @@ JUnit test case and the output of a Gradescope test.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,22 @@ FLAKY = "note: the same problem passed once and failed once: the function is not
 #: The problem on which a search's diagnosis is confirmed (`_search.generic_problem`).
 GENERIC_PROBLEM = "a generic problem (inputs 2, hidden 3, batch 5)"
 DIAGNOSIS_PROBLEM = f"{GENERIC_PROBLEM} where it fails too, else on the counterexample"
+#: With --loss: the problem whose diagnosis comes first (`_search.search_loss`'s generic report).
+FIRST_FAILURE = "the first failing problem found (before shrinking)"
+
+
+@dataclass(frozen=True)
+class Grading:
+    """What one `gradcheck check` run grades: the seed network's tasks, or one instructor's loss (--loss)."""
+
+    #: The tasks each submission is searched on ("regression", ...; with --loss, the loss's name).
+    tasks: tuple[str, ...]
+    #: The parameters a gradient has, in order.
+    params: tuple[str, ...]
+    #: How FUNC is called, told with a wrong call.
+    signature: str
+    #: ``search(func, task)``: the search for one submission's function on one task.
+    search: Callable[[Any, str], _search.SearchResult]
 
 
 @dataclass
@@ -63,10 +80,26 @@ def reason(error: str) -> str:
 
 def reproduce(spec: str, task: str, args: argparse.Namespace) -> str:
     """The command that re-runs one submission's search for one task."""
-    return f"gradcheck check {spec} --task {task} --examples {args.examples} --seed {args.seed}"
+    return f"gradcheck check {spec} {problem_flags(task, args)} --examples {args.examples} --seed {args.seed}"
 
 
-def counterexample_json(prob: problems.Problem) -> dict[str, Any]:
+def problem_flags(task: str, args: argparse.Namespace) -> str:
+    """The flags that choose the problems: ``--task T``, or the loss and its problems (or example)."""
+    if args.loss is None:
+        return f"--task {task}"
+    drawn = f"--problems {args.problems}" if args.problems is not None else f"--example {args.example}"
+    return f"--loss {args.loss} {drawn}"
+
+
+def generic_problem(args: argparse.Namespace) -> str:
+    """The problem whose diagnosis comes before the counterexample's, in words."""
+    return GENERIC_PROBLEM if args.loss is None else FIRST_FAILURE
+
+
+def counterexample_json(prob: problems.Problem | _search.LossProblem) -> dict[str, Any]:
+    if isinstance(prob, _search.LossProblem):
+        params, args = prob.named()
+        return {"params": {n: a.tolist() for n, a in params}, "args": {n: a.tolist() for n, a in args}}
     return {
         "task": prob.task,
         "regime": prob.regime,
@@ -84,13 +117,17 @@ def failure_text(spec: str, task: str, result: _search.SearchResult, args: argpa
     lines = [
         f"{spec} [{task}]: MISMATCH, first at problem {result.examples}; minimal counterexample ({prob.describe()}):"
     ]
-    arrays = {**prob.params._asdict(), "x": prob.x, "y": prob.y}
-    lines += [f"  {name} = {np.array2string(np.asarray(value), separator=', ')}" for name, value in arrays.items()]
+    lines += [f"  {name} = {np.array2string(value, separator=', ')}" for name, value in prob.arrays().items()]
     lines.append(str(result.report))
     if result.flaky:
         lines.append(FLAKY)
     if result.diagnoses():
-        lines.append(f"diagnosis, confirmed on {DIAGNOSIS_PROBLEM}:")
+        where = (
+            f"confirmed on {DIAGNOSIS_PROBLEM}"
+            if args.loss is None
+            else f"on {FIRST_FAILURE}, else on the counterexample"
+        )
+        lines.append(f"diagnosis, {where}:")
         lines += [f"  {name}: {diagnosis}" for name, diagnosis in result.diagnoses().items()]
     lines.append(f"reproduce: {reproduce(spec, task, args)}")
     return "\n".join(lines)
@@ -101,7 +138,8 @@ def failed_params(result: _search.SearchResult) -> list[str]:
     blamed = set(result.diagnoses())
     for report in (result.report, result.generic):
         blamed |= {p.name for p in (report.params if report else ()) if p.status in ("mismatch", "error")}
-    return [name for name in PARAMS if name in blamed]
+    order = [p.name for p in result.report.params] if result.report else PARAMS
+    return [name for name in order if name in blamed]
 
 
 def diagnosis_line(result: _search.SearchResult) -> str:

@@ -8,29 +8,30 @@ https://gradescope-autograders.readthedocs.io/en/latest/specs/): a top-level
 ``output``, plain text shown to the student.
 
 Each submission is worth ``--points``, split evenly over the tasks checked
-and, within a task, over the four parameters. A parameter earns its share
-when the search passes, or when it is right on the problems where the search
-found the others wrong. A submission that fails to load earns nothing, and
-each of its tests shows the traceback.
+and, within a task, over the parameters (the seed network's four, or those
+of the ``--loss``). A parameter earns its share when the search passes, or
+when it is right on the problems where the search found the others wrong.
+A submission that fails to load earns nothing, and each of its tests shows
+the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from typing import Any
 
 import gradcheck
-from gradcheck.cli._graded import GENERIC_PROBLEM, PARAMS, Submission, failed_params, failure_text, reproduce
+from gradcheck.cli._graded import Grading, Submission, failed_params, failure_text, generic_problem, reproduce
 
 #: Decimals kept in a score: shares of the total are exact, and sums of them
 #: lose no point to a float's last bits (0.1 + 0.2).
 SCORE_DECIMALS = 6
 
 
-def results(done: Sequence[Submission], tasks: Sequence[str], args: argparse.Namespace) -> dict[str, Any]:
-    """The ``results.json`` document for the submissions in `done`, checked on `tasks`."""
-    share = args.points / (len(tasks) * len(PARAMS))
+def results(done: list[Submission], grading: Grading, args: argparse.Namespace) -> dict[str, Any]:
+    """The ``results.json`` document for the submissions in `done`, checked on `grading`'s tasks."""
+    tasks = grading.tasks
+    share = args.points / (len(tasks) * len(grading.params))
     tests: list[dict[str, Any]] = []
     summary = [
         f"gradcheck {gradcheck.__version__}: {args.examples} problems searched per task ({', '.join(tasks)}), "
@@ -39,7 +40,7 @@ def results(done: Sequence[Submission], tasks: Sequence[str], args: argparse.Nam
     for sub in done:
         earned = 0.0
         for task in tasks:
-            for name in PARAMS:
+            for name in grading.params:
                 passed, output = _test(sub, task, name, args)
                 earned += share if passed else 0.0
                 tests.append(
@@ -72,7 +73,7 @@ def _test(sub: Submission, task: str, name: str, args: argparse.Namespace) -> tu
     if result.ok:
         return True, (
             f"{name}: PASS: agrees with autodiff and finite differences on all {result.examples} problems "
-            f"searched ({task}, every regime, seed {args.seed})."
+            f"searched ({task}, {_drawn(args)}, seed {args.seed})."
         )
     failed = failed_params(result)
     if name in failed:
@@ -81,12 +82,19 @@ def _test(sub: Submission, task: str, name: str, args: argparse.Namespace) -> tu
         # The minimal counterexample can hide a mistake (a zero gradient is right times any factor).
         where = "on the minimal counterexample below"
         if status not in ("mismatch", "error"):
-            where = f"on {GENERIC_PROBLEM}, though not on the minimal counterexample below"
+            where = f"on {generic_problem(args)}, though not on the minimal counterexample below"
         diagnosis = result.diagnoses().get(name)
         head = f"{name}: MISMATCH {where}" + (f"; likely mistake: {diagnosis}" if diagnosis else "")
         return False, f"{head}\n\n{failure_text(sub.spec, task, result, args)}"
-    where = "the minimal counterexample" + (f" and {GENERIC_PROBLEM}" if result.generic else "")
+    where = "the minimal counterexample" + (f" and {generic_problem(args)}" if result.generic else "")
     return True, (
         f"{name}: pass on {where}, where {', '.join(failed)} {'is' if len(failed) == 1 else 'are'} wrong; the search "
         f"for {task} stopped at that first failure.\n\nreproduce: {reproduce(sub.spec, task, args)}"
     )
+
+
+def _drawn(args: argparse.Namespace) -> str:
+    """Where the problems searched came from, in words."""
+    if args.loss is None:
+        return "every regime"
+    return f"drawn from {args.problems}" if args.problems is not None else f"shaped like {args.example}"

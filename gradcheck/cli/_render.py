@@ -20,6 +20,10 @@ EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_INTERNAL = 0, 1, 2, 
 EXIT_INTERRUPTED = 130
 #: Version of the --json schema (docs/cli.md); bump on incompatible change.
 JSON_SCHEMA = 1
+#: The version of ``gradcheck check --loss``'s document: schema 1, plus the loss and where its problems
+#: come from, and a counterexample of ``params`` and ``args`` (docs/cli.md). A document carries the
+#: lowest version that describes it, so the seed network's reports stay at 1.
+JSON_SCHEMA_LOSS = 2
 
 #: Verdict colours on a terminal; rich drops them when stdout is not a
 #: terminal or NO_COLOR is set.
