@@ -29,6 +29,48 @@ from gradcheck import _check, _inputs, _judge, _references, _tolerance, mlp, pro
 from tests.derivations import CORRECT
 
 
+def calibrate(task: mlp.Task, regime: str, problems_per_regime: int = 25, seed: int = 0) -> dict[str, np.ndarray]:
+    """The worst ratios (err/noise, used, fd used, ref gap) of each correct formulation on one regime and task."""
+    rows = {name: np.zeros(4) for name in CORRECT}
+    loss = partial(mlp.loss, task=task)  # equal partials share one compilation
+    for i in range(problems_per_regime):
+        rng = np.random.default_rng([seed, i])
+        prob = problems.sample(
+            rng, task=task, regime=regime, hidden=int(rng.choice([1, 3])), batch=int(rng.choice([1, 8]))
+        )
+        _, leaves, treedef = _inputs.flatten_params(prob.params)
+        for name, fn in CORRECT.items():
+            grad = fn(prob.params, prob.x, prob.y, task=task)
+            grad = mlp.Params(**grad) if isinstance(grad, dict) else grad
+            cf = np.concatenate([np.asarray(g, np.float64).ravel() for g in grad])
+            precision = _tolerance.precision_of([np.asarray(g).dtype for g in grad])
+            eps = float(np.finfo(precision).eps)
+            with jax.enable_x64(True):
+                evaluation = _references.evaluation(loss, treedef, leaves, (prob.x, prob.y), eps / 2, i, cf)
+                refs = _check.refine(evaluation, cf, precision)
+            tol = _judge.tolerances(refs.autodiff, refs.noise, precision)
+            fd_tol = _tolerance.FD_SAFETY * refs.fd_error + tol
+            err = np.abs(cf - refs.autodiff)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r_noise = np.where(refs.noise > 0, err / refs.noise, 0.0).max()
+            gap = np.abs(refs.autodiff - refs.finite_diff)
+            ratios = np.array(
+                [
+                    r_noise,
+                    (err / tol).max(),
+                    (np.maximum(np.abs(cf - refs.finite_diff) - gap, 0) / fd_tol).max(),
+                    (gap / fd_tol).max(),
+                ]
+            )
+            rows[name] = np.maximum(rows[name], ratios)
+    return rows
+
+
+def markdown_row(regime: str, worst: np.ndarray) -> str:
+    """One row of the summary table in docs/tolerances.md."""
+    return f"| {regime} | " + " | ".join(f"{v:.3g}" for v in worst) + " |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", type=int, default=25, help="problems per regime and task")
@@ -39,40 +81,7 @@ def main() -> None:
     per_regime = {r: np.zeros(4) for r in problems.REGIMES}
     for task in mlp.TASKS:
         for regime in problems.REGIMES:
-            rows = {name: np.zeros(4) for name in CORRECT}
-            for i in range(args.problems):
-                rng = np.random.default_rng([args.seed, i])
-                prob = problems.sample(
-                    rng, task=task, regime=regime, hidden=int(rng.choice([1, 3])), batch=int(rng.choice([1, 8]))
-                )
-                loss = partial(mlp.loss, task=task)  # equal partials share one compilation
-                for name, fn in CORRECT.items():
-                    grad = fn(prob.params, prob.x, prob.y, task=task)
-                    grad = mlp.Params(**grad) if isinstance(grad, dict) else grad
-                    cf = np.concatenate([np.asarray(g, np.float64).ravel() for g in grad])
-                    precision = _tolerance.precision_of([np.asarray(g).dtype for g in grad])
-                    eps = float(np.finfo(precision).eps)
-                    _, leaves, treedef = _inputs.flatten_params(prob.params)
-                    with jax.enable_x64(True):
-                        evaluation = _references.evaluation(loss, treedef, leaves, (prob.x, prob.y), eps / 2, i, cf)
-                        refs = _check.refine(evaluation, cf, precision)
-                    tol = _judge.tolerances(refs.autodiff, refs.noise, precision)
-                    fd_tol = _tolerance.FD_SAFETY * refs.fd_error + tol
-                    err = np.abs(cf - refs.autodiff)
-                    with np.errstate(divide="ignore", invalid="ignore"):
-                        r_noise = np.where(refs.noise > 0, err / refs.noise, 0.0).max()
-                    ratios = np.array(
-                        [
-                            r_noise,
-                            (err / tol).max(),
-                            (
-                                np.maximum(np.abs(cf - refs.finite_diff) - np.abs(refs.autodiff - refs.finite_diff), 0)
-                                / fd_tol
-                            ).max(),
-                            (np.abs(refs.autodiff - refs.finite_diff) / fd_tol).max(),
-                        ]
-                    )
-                    rows[name] = np.maximum(rows[name], ratios)
+            rows = calibrate(task, regime, args.problems, args.seed)
             for name, r in rows.items():
                 print(f"{task:<15}{regime:<20}{name:<25}" + "".join(f"{v:>10.3g}" for v in r))
                 for k, v in zip(worst, r):
@@ -81,7 +90,7 @@ def main() -> None:
     print("worst over all:", {k: f"{v:.3g}" for k, v in worst.items()})
     print("\n| regime | err/noise | used | fd used | ref gap |\n|---|---|---|---|---|")
     for regime, r in per_regime.items():
-        print(f"| {regime} | " + " | ".join(f"{v:.3g}" for v in r) + " |")
+        print(markdown_row(regime, r))
 
 
 if __name__ == "__main__":

@@ -463,6 +463,35 @@ def test_a_correct_relu_network_passes_with_its_kinks_listed(
     assert task["not_judged"]["problems"]
 
 
+def _largest_relative(task: dict[str, Any]) -> tuple[float, str, str]:
+    """The largest relative column of a task in the JSON report: (value, column, parameter)."""
+    columns = {"max_rel_err_autodiff": "rel vs ad", "max_rel_err_fd": "rel vs fd"}
+    return max((float(w[f]), c, name) for name, w in task["params"].items() for f, c in columns.items())
+
+
+def test_a_large_relative_column_on_a_pass_is_explained(capsys: pytest.CaptureFixture[str]) -> None:
+    """A ReLU network passes with a relative column near 0.1: the output says why, beside the figure."""
+    flags = ["--layers", "2,6,1", "--activation", "relu", "--examples", "40"]
+    assert cli.main([*flags, "--json"]) == cli.EXIT_OK
+    (task,) = json.loads(capsys.readouterr().out)["tasks"].values()
+    value, column, name = _largest_relative(task)
+    assert value > _main_job.RAW_RELATIVE_NOTED  # the run the note is for
+    used = max(w["tolerance_used"] for w in task["params"].values())
+    assert cli.main(flags) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert f"{column} reaches {value:.2e} ({name}) on a pass: the relative columns are raw distances" in out
+    assert f"the verdict reads tol used, the largest ratio of difference to allowance: {used:.2e} here" in out
+
+
+def test_small_relative_columns_get_no_note(capsys: pytest.CaptureFixture[str]) -> None:
+    flags = ["--layers", "4,16,16,3", "--activation", "tanh", "--head", "softmax", "--examples", "10"]
+    assert cli.main([*flags, "--json"]) == cli.EXIT_OK
+    (task,) = json.loads(capsys.readouterr().out)["tasks"].values()
+    assert _largest_relative(task)[0] <= _main_job.RAW_RELATIVE_NOTED
+    assert cli.main(flags) == cli.EXIT_OK
+    assert "on a pass: the relative columns" not in capsys.readouterr().out
+
+
 # --- reproducibility: --problem K, the reproduce: lines, the search's seed ----------------
 
 

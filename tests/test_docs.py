@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import importlib.util
 import re
 import shlex
 import subprocess
@@ -12,9 +13,11 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
+from gradcheck import mlp, problems
 from gradcheck.cli import _app, _main_job
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,3 +162,47 @@ def test_the_pre_commit_config_names_a_hook_gradcheck_provides() -> None:
         args = parse_gradcheck(shlex.join([*shlex.split(provided[hook["id"]]["entry"]), *hook["args"]]))
         for spec in args.submissions:  # the hook runs when a commit touches the files it checks
             assert re.search(hook["files"], spec.rpartition(":")[0])
+
+
+# --- the calibration table of docs/tolerances.md ------------------------------------------
+# `python benchmarks/calibrate_tolerance.py --problems 25` is deterministic (seeded problems,
+# seeded Monte Carlo arithmetic) but takes about 20 s of CPU: too slow for a cog block, which
+# `.ci/run` regenerates one after another. One test per regime instead, spread over the
+# pytest-xdist workers, regenerates each row and compares it with the page.
+
+
+def _calibration() -> Any:
+    spec = importlib.util.spec_from_file_location("calibrate_tolerance", ROOT / "benchmarks/calibrate_tolerance.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _calibration_table() -> dict[str, str]:
+    """The rows of docs/tolerances.md's calibration table, by regime."""
+    text = (DOCS / "tolerances.md").read_text()
+    table = text.split("| regime | err/noise | used | fd used | ref gap |\n|---|---|---|---|---|\n", 1)[1]
+    rows = [line for line in table.split("\n\n", 1)[0].splitlines() if line.startswith("| ")]
+    return {row.split(" | ", 1)[0].removeprefix("| "): row for row in rows}
+
+
+def test_the_calibration_table_has_one_row_per_regime_and_its_worst_line() -> None:
+    rows = _calibration_table()
+    assert list(rows) == list(problems.REGIMES)
+    columns = [[float(v) for v in row.strip("| ").split(" | ")[1:]] for row in rows.values()]
+    worst = dict(zip(("err/noise", "used", "fd used", "ref gap"), (f"{max(c):.3g}" for c in zip(*columns))))
+    assert f"`worst over all: {worst}`" in (DOCS / "tolerances.md").read_text()
+
+
+@pytest.mark.parametrize("regime", problems.REGIMES)
+def test_the_calibration_table_is_what_the_script_prints(regime: str) -> None:
+    calibration = _calibration()
+    worst = np.zeros(4)
+    for task in mlp.TASKS:
+        for ratios in calibration.calibrate(task, regime).values():
+            worst = np.maximum(worst, ratios)
+    assert calibration.markdown_row(regime, worst) == _calibration_table()[regime], (
+        "docs/tolerances.md is stale: paste the table `python benchmarks/calibrate_tolerance.py --problems 25` prints"
+    )

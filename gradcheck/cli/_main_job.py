@@ -357,6 +357,9 @@ def render(summaries: list[TaskSummary], jobs: dict[str, Job], args: argparse.Na
                 f"{len(s.kinked)} problems ({problems_at_kinks}){'; --strict fails them' if args.strict else ''}",
                 soft_wrap=True,
             )
+        note = raw_relative_note(s)
+        if note:
+            console.print(note, soft_wrap=True)
         mark = "holds" if not s.identity_failures else f"FAILS on {len(s.identity_failures)} problems"
         console.print(
             f"identity {s.identity} ({s.task}): {mark}; max |autodiff - claim| = {s.identity_worst_abs:.2e}\n",
@@ -365,6 +368,36 @@ def render(summaries: list[TaskSummary], jobs: dict[str, Job], args: argparse.Na
         shown = [("", f) for f in s.failures[:3]] + [(f"identity {s.identity}, ", f) for f in s.identity_failures[:3]]
         for what, failure in shown:
             console.print(_failure_text(what, failure, jobs[s.task]) + "\n", markup=False, soft_wrap=True)
+
+
+#: A relative column above this (1%) reads like a wrong gradient; on a pass the main job says why it is not.
+RAW_RELATIVE_NOTED = 1e-2
+_RELATIVE_COLUMNS = {"max_rel_err_autodiff": "rel vs ad", "max_rel_err_fd": "rel vs fd"}
+
+
+def raw_relative_note(s: TaskSummary) -> str | None:
+    """Why a passing task's largest relative column may be large (above `RAW_RELATIVE_NOTED`); None if it is not.
+
+    The relative columns are raw: |closed form - reference| / |reference| over the elements whose
+    reference clears its allowance. An element that barely clears it can sit near 1 and still be
+    within its allowance, and a finite-difference step across a kink moves the finite differences
+    (not the closed form) by as much; what decides is `tol used`.
+    """
+    measured = [
+        (worst[f], column, name)
+        for name, worst in s.worst.items()
+        for f, column in _RELATIVE_COLUMNS.items()
+        if not math.isnan(worst[f])
+    ]
+    if s.verdict != "pass" or not measured or max(measured)[0] <= RAW_RELATIVE_NOTED:
+        return None
+    value, column, name = max(measured)
+    used = float(np.nanmax([worst["tolerance_used"] for worst in s.worst.values()]))
+    return (
+        f"{column} reaches {value:.2e} ({name}) on a pass: the relative columns are raw distances |cf − ref| / |ref|, "
+        "large where a reference barely clears its allowance or a step crosses a kink; the verdict reads tol used, "
+        f"{used:.2e} here (≤ 1 passes)"
+    )
 
 
 def _failure_text(what: str, failure: tuple[int, str, Report], job: Job) -> str:
