@@ -45,7 +45,9 @@ def calibrate(task: mlp.Task, regime: str, problems_per_regime: int = 25, seed: 
             cf = np.concatenate([np.asarray(g, np.float64).ravel() for g in grad])
             precision = _tolerance.precision_of([np.asarray(g).dtype for g in grad])
             eps = float(np.finfo(precision).eps)
-            with jax.enable_x64(True):
+            # One path, whatever ran before in the process (tests regenerate one regime at a time): the
+            # NumPy references, which new shapes take; tests/test_references.py holds the compiled ones to them.
+            with jax.enable_x64(True), _references.forced("numpy"):
                 evaluation = _references.evaluation(loss, treedef, leaves, (prob.x, prob.y), eps / 2, i, cf)
                 refs = _check.refine(evaluation, cf, precision)
             tol = _judge.tolerances(refs.autodiff, refs.noise, precision)
