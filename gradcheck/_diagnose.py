@@ -180,7 +180,7 @@ def matrix(cf: np.ndarray, ad: np.ndarray, tol: np.ndarray) -> str | None:
         if not norms.all():
             continue
         c = (cf * ad).sum(axis=axis, keepdims=True) / norms
-        if c.all() and passes(cf / c):
+        if c.all() and passes(cf / c) and not passes(cf / c.mean()):  # one factor for all is no news
             factors = ", ".join(f"{v:.6g}" for v in c.ravel()[:SHOWN]) + (", ..." if c.size > SHOWN else "")
             return (
                 f"each {line} ({side}) is off by its own factor ({factors}): divided by it, every {line} is right. "
@@ -236,7 +236,7 @@ def across(
     norms = (ads * ads).sum(axis=0)
     if norms.all():
         d = (cfs * ads).sum(axis=0) / norms  # least squares per element, across the directions
-        if d.all() and passes(cfs / d):
+        if d.all() and passes(cfs / d) and not passes(cfs / d.mean()):  # one factor for all is no news
             return (
                 f"each element is off by its own factor, the same along all {directions} (from {d.min():.6g} to "
                 f"{d.max():.6g}): divided by it, every element is right. A factor that depends on the point, not "
