@@ -191,7 +191,8 @@ def matrix(cf: np.ndarray, ad: np.ndarray, tol: np.ndarray) -> str | None:
         return None
     u, s, vt = np.linalg.svd(e)
     if passes(cf - s[0] * np.outer(u[:, 0], vt[0])):
-        symmetric = ", symmetric (u = v up to scale)" if abs(float(u[:, 0] @ vt[0])) > 1 - 1e-6 else ""
+        square = cf.shape[0] == cf.shape[1]
+        symmetric = ", symmetric (u = v up to scale)" if square and abs(float(u[:, 0] @ vt[0])) > 1 - 1e-6 else ""
         return (
             f"a missing term of rank one: closed form - reference is an outer product u v^T{symmetric}, as the "
             "derivative of a normaliser (a sum, a mean, a log-sum-exp) adds (the -s s^T of a softmax's Jacobian?)"
