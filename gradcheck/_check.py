@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -54,6 +54,30 @@ def check_gradients(
         >>> check_gradients(loss, grads, p, x, y).ok
         True
     """
+    return judged(loss_fn, grad_fn, params, *args, seed=seed).report
+
+
+class Judged(NamedTuple):
+    """A report, and the arrays behind each mismatched parameter's verdict."""
+
+    report: Report
+    #: For each parameter judged "mismatch", by name: (closed form, autodiff, tolerance).
+    arrays: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def judged(
+    loss_fn: Callable[..., Any],
+    grad_fn: Callable[..., Any],
+    params: Any,
+    *args: Any,
+    seed: int = 0,
+    penalties: bool = True,
+) -> Judged:
+    """`check_gradients`, with the arrays of what it found wrong (for a diagnosis across several checks).
+
+    `penalties=False`: `params` are a function's inputs, not a model's
+    parameters, so an error proportional to them is no forgotten penalty.
+    """
     for label, fn in (("loss_fn", loss_fn), ("grad_fn", grad_fn)):
         if not callable(fn):
             raise TypeError(f"`{label}` must be a function, got {type(fn).__name__} {fn!r}.")
@@ -68,11 +92,11 @@ def check_gradients(
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - the user's code (even sys.exit): reported, not raised
-        return _misuse(names, leaves, _inputs.call_failed(exc, names, leaves, ref_args), exc)
+        return Judged(_misuse(names, leaves, _inputs.call_failed(exc, names, leaves, ref_args), exc), {})
     positional = isinstance(params, (tuple, list)) and isinstance(returned, (tuple, list))
     closed, problems = _inputs.match_structure(names, leaves, returned, positional=positional)
     if not closed:  # nothing returned matches any parameter: not a gradient of `params` at all
-        return _misuse(names, leaves, _inputs.not_a_gradient(returned, names, leaves))
+        return Judged(_misuse(names, leaves, _inputs.not_a_gradient(returned, names, leaves)), {})
     precision = _tolerance.precision_of([c.dtype for c in closed.values()])
     eps = float(np.finfo(precision).eps)
     cf = np.concatenate(
@@ -87,14 +111,21 @@ def check_gradients(
     with jax.enable_x64(True):
         evaluation = _references.evaluation(loss_fn, treedef, leaves, ref_args, eps / 2, seed, cf)
         refs = refine(evaluation, cf, precision)
-    report = _judge.judge(names, leaves, closed, problems, refs, precision, cf)
+    report = _judge.judge(names, leaves, closed, problems, refs, precision, cf, penalties=penalties)
     report = dataclasses.replace(report, references=evaluation.path)
     if report.verdict == "mismatch" and not problems:
         direction = _taylor.along_error(cf, refs.autodiff, np.random.default_rng(seed))
         theta = np.concatenate([leaf.ravel() for leaf in leaves])
         observed = _taylor.rate(evaluation.losses, theta, cf, direction)
         report = dataclasses.replace(report, notes=(*report.notes, _taylor.describe(observed)), taylor_rate=observed)
-    return report
+    tol = _judge.tolerances(refs.autodiff, refs.noise, precision)
+    offsets = np.cumsum([0, *(leaf.size for leaf in leaves)])
+    arrays = {
+        r.name: (cf[a:b].reshape(leaf.shape), refs.autodiff[a:b].reshape(leaf.shape), tol[a:b].reshape(leaf.shape))
+        for r, leaf, a, b in zip(report.params, leaves, offsets[:-1], offsets[1:])
+        if r.status == "mismatch"
+    }
+    return Judged(report, arrays)
 
 
 def _misuse(names: list[str], leaves: list[np.ndarray], message: str, cause: BaseException | None = None) -> Report:

@@ -34,8 +34,8 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
-from gradcheck import _interpret, _validate
-from gradcheck._check import check_gradients
+from gradcheck import _diagnose, _interpret, _validate
+from gradcheck._check import Judged, check_gradients, judged
 from gradcheck._inputs import describe_exception, own_frames
 from gradcheck._report import SEVERITY, GradientMismatch, ParamResult, ReferencesDisagree, Report, misuse_exception
 
@@ -80,10 +80,15 @@ def check_vjp(
         cotangent = jax.tree_util.tree_unflatten(c_tree, list(c))
         return dict(zip(keys, _as_tuple(vjp_fn(tuple(p[k] for k in keys), cotangent), "vjp_fn", len(keys))))
 
-    def check(c: Any) -> Report:
-        return check_gradients(loss, grad, dict(zip(keys, inputs)), *jax.tree_util.tree_leaves(c), seed=seed)
+    def check(c: Any) -> Judged:
+        return judged(loss, grad, dict(zip(keys, inputs)), *jax.tree_util.tree_leaves(c), seed=seed, penalties=False)
 
-    return _worst_of([check(c) for c in cotangents], "cotangent", "vjp_fn(primals, cotangent)")
+    def context(name: str) -> tuple[_diagnose.Term, ...]:  # the output where shaped like this input, and the input
+        x = inputs[keys.index(name)]
+        out = [_diagnose.Term("the output f(x)", "f(x)", o) for o in _output(f, inputs) if o.shape == np.shape(x)]
+        return (*out[:1], _diagnose.Term(f"the input `{name}`", f"`{name}`", np.asarray(x)))
+
+    return _worst_of([check(c) for c in cotangents], "cotangent", "vjp_fn(primals, cotangent)", context)
 
 
 def check_jvp(
@@ -124,21 +129,28 @@ def check_jvp(
         t = jax.tree_util.tree_unflatten(in_tree, list(data[n:]))
         return jvp_fn(inputs, tuple(t))
 
-    def check(t: Any) -> Report:
+    def check(t: Any) -> Judged:
         zeros = jax.tree_util.tree_unflatten(out_tree, [np.zeros(o.shape) for o in out_leaves])
         data = (*in_leaves, *jax.tree_util.tree_leaves(t))
         if jax.tree_util.treedef_is_leaf(out_tree):  # one array out: name it
-            return check_gradients(
+            return judged(
                 lambda e, *d: loss(e["jvp"], *d),
                 lambda e, *d: _named("jvp", grad(None, *d)),
                 {"jvp": zeros},
                 *data,
                 seed=seed,
+                penalties=False,
             )
-        return check_gradients(loss, grad, zeros, *data, seed=seed)
+        return judged(loss, grad, zeros, *data, seed=seed, penalties=False)
+
+    def context(name: str) -> tuple[_diagnose.Term, ...]:  # the output, for one array out
+        return (_diagnose.Term("the output f(x)", "f(x)", _output(f, inputs)[0]),) if name == "jvp" else ()
 
     return _worst_of(
-        [check(t) for t in _random_like(inputs, directions, seed + 1)], "tangent", "jvp_fn(primals, tangents)"
+        [check(t) for t in _random_like(inputs, directions, seed + 1)],
+        "tangent",
+        "jvp_fn(primals, tangents)",
+        context,
     )
 
 
@@ -181,13 +193,15 @@ def check_jacobian(
     zeros = jax.tree_util.tree_unflatten(block_tree, [np.zeros(b.shape) for b in blocks])
     call = "jac_fn(*primals)" if _label == "jacobian" else "hess_fn(params, *args)"
     if jax.tree_util.treedef_is_leaf(block_tree):  # one array in, one out: name it
-        report = check_gradients(
+        found = judged(
             lambda e, *x: loss(e[_label], *x),
             lambda *_: _named(_label, jac_fn(*inputs)),
             {_label: zeros},
             *in_leaves,
             seed=seed,
+            penalties=False,
         )
+        report = _as_matrix(found, _label, int(np.prod(out_leaves[0].shape)))
     else:
         report = check_gradients(loss, lambda *_: jac_fn(*inputs), zeros, *in_leaves, seed=seed)
     return _called_as(report, call)
@@ -398,13 +412,36 @@ def _as_tuple(value: Any, label: str, n: int | None) -> tuple[Any, ...]:
     return out
 
 
-def _worst_of(reports: list[Report], what: str, call: str) -> Report:
+def _as_matrix(found: Judged, label: str, outputs: int) -> Report:
+    """The report, with an unclassified mismatch of the Jacobian `label` diagnosed as a matrix (outputs by inputs)."""
+    row = found.report[label]
+    if row.diagnosis is None or not row.diagnosis.startswith("unclassified") or label not in found.arrays:
+        return found.report
+    shape = _diagnose.matrix(*(a.reshape(outputs, -1) for a in found.arrays[label]))
+    if shape is None:
+        return found.report
+    params = tuple(dataclasses.replace(p, diagnosis=shape) if p.name == label else p for p in found.report.params)
+    return dataclasses.replace(found.report, params=params)
+
+
+def _output(f: Callable[..., Any], inputs: tuple[Any, ...]) -> list[np.ndarray]:
+    """The leaves of ``f(*inputs)``, in float64."""
+    with jax.enable_x64(True):
+        return [np.asarray(o, dtype=np.float64) for o in jax.tree_util.tree_leaves(f(*inputs))]
+
+
+def _worst_of(
+    checks: list[Judged], what: str, call: str, context: Callable[[str], tuple[_diagnose.Term, ...]]
+) -> Report:
     """One report from several random directions: each parameter at its worst direction.
 
     A wrong call (the hand-written function raised, or returned no
-    derivative) is one error, told as `call`, not a row per direction.
+    derivative) is one error, told as `call`, not a row per direction. A
+    mismatch that one direction leaves unclassified is diagnosed from all of
+    them (`_diagnose.across`), with `context(name)`'s arrays to name a
+    missing term by.
     """
-    reports = [_called_as(r, call) for r in reports]
+    reports = [_called_as(c.report, call) for c in checks]
     failed = next((r for r in reports if r.verdict == "error"), None)
     if failed is not None:
         return failed
@@ -416,6 +453,14 @@ def _worst_of(reports: list[Report], what: str, call: str) -> Report:
             enumerate(r[name] for r in reports),
             key=lambda kp: (rank[kp[1].status], -np.nan_to_num(kp[1].tolerance_used, nan=0.0)),
         )
+        if (
+            best.diagnosis is not None
+            and best.diagnosis.startswith("unclassified")
+            and all(name in c.arrays for c in checks)
+        ):
+            cf, ad, tol = zip(*(c.arrays[name] for c in checks))
+            shape = _diagnose.across(cf, ad, tol, what, context(name))
+            best = best if shape is None else dataclasses.replace(best, diagnosis=shape)
         worst.append(best)
         chosen[name] = k
     failing = next((r for r in reports if r.verdict == "mismatch"), reports[0])

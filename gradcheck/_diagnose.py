@@ -33,18 +33,29 @@ from gradcheck.heads import HEADS, canonical_error
 WORST_SHOWN = 3
 
 
+class Term(NamedTuple):
+    """An array that a missing term may be proportional to, as the caller knows it."""
+
+    words: str  # what it is, in words: "`W` itself", "the output f(x)"
+    symbol: str  # how the equation names it: "`W`", "f(x)"
+    value: np.ndarray  # shaped like the closed form
+    cause: Callable[[float], str] = lambda k: ""  # the likely cause, given closed form - reference = k x value
+
+
 def diagnose(
     name: str,
     cf: np.ndarray | None,
     ad: np.ndarray,
     tol: np.ndarray,
     reference: dict[str, tuple[np.ndarray, np.ndarray]],
+    context: Sequence[Term] = (),
 ) -> str | None:
     """The likely mistake in `cf` (the closed form for `name`), or None if it has none.
 
     `ad` and `tol` are the reference and the tolerance for `name`;
     `reference` maps every parameter's name to its (reference, tolerance), for
-    spotting swapped parameters.
+    spotting swapped parameters. `context` holds arrays that the error may be
+    proportional to (`Term`): a missing term ``k x`` such an array is named.
     """
     if cf is None:
         return None
@@ -84,7 +95,195 @@ def diagnose(
         order = np.argsort(-(np.abs(cf - ad) / np.maximum(tol, np.finfo(float).tiny)).ravel())
         worst = [tuple(int(i) for i in np.unravel_index(k, cf.shape)) for k in order[: min(WORST_SHOWN, bad.sum())]]
         return f"only {int(bad.sum())} of {cf.size} entries wrong; worst at {', '.join(map(str, worst))}"
+    structure = _structure(cf, ad, tol, context)
+    if structure is not None:
+        return structure
     return f"unclassified: closed form / reference ranges over {_ratio_range(cf, ad)}"
+
+
+# --- the shape of the error: a missing term, a factor per row or column ------------------
+#
+# Each is stated only when removing what it names leaves a closed form that
+# passes the same tolerance, and only where it is a real constraint: an error
+# "the same in every entry" of one entry, or "of rank one" in a matrix whose
+# reference is itself of rank one, says nothing. `diagnose` (any gradient)
+# looks for a term proportional to a known array or the same in every entry;
+# `matrix` (a Jacobian or Hessian) and `across` (a VJP or JVP along several
+# directions) look further, where the layout says what rows and columns are.
+
+#: Factors are printed with this many entries at most.
+SHOWN = 4
+
+
+def _structure(cf: np.ndarray, ad: np.ndarray, tol: np.ndarray, context: Sequence[Term]) -> str | None:
+    """A missing term in ``cf - ad``: proportional to one of `context`'s arrays, or the same in every entry."""
+
+    def passes(candidate: np.ndarray) -> bool:
+        return bool(np.all(np.abs(candidate - ad) <= tol))
+
+    if cf.size < 2:
+        return None
+    e = cf - ad
+    for term in context:
+        k = _best_factor(e, term.value) if np.shape(term.value) == cf.shape else None
+        if k is not None and passes(cf - k * term.value):
+            both = (
+                f"; {term.symbol} is the same in every entry here, so a term the same in every entry fits as well"
+                if np.ptp(term.value) == 0
+                else ""
+            )
+            return (
+                f"a missing term proportional to {term.words}: closed form - reference = {k:.6g} x {term.symbol}"
+                + term.cause(k)
+                + both
+            )
+    if passes(cf - e.mean()):
+        return (
+            f"a missing term, the same in every entry: closed form - reference = {e.mean():.6g} everywhere "
+            "(the derivative of a mean, or of a normalising sum, forgotten?)"
+        )
+    return None
+
+
+def matrix(cf: np.ndarray, ad: np.ndarray, tol: np.ndarray) -> str | None:
+    """The shape of the error of a Jacobian (outputs by inputs) or Hessian, as a matrix: None if it has none.
+
+    In order: a missing term the same in every entry or in each row; each
+    column (input) or each row (output) off by its own factor, the slope of
+    an elementwise function the chain rule passes through; an error of rank
+    one, the outer-product term a normaliser's derivative adds (stated only
+    where the reference has rank two or more).
+    """
+    cf, ad, tol = (np.asarray(a, dtype=np.float64) for a in (cf, ad, tol))
+    if cf.ndim != 2 or min(cf.shape) < 2:
+        return None
+
+    def passes(candidate: np.ndarray) -> bool:
+        return bool(np.all(np.abs(candidate - ad) <= tol))
+
+    e = cf - ad
+    if passes(cf - e.mean()):
+        return (
+            f"a missing term, the same in every entry: closed form - reference = {e.mean():.6g} everywhere "
+            "(the derivative of a mean, or of a normalising sum, forgotten?)"
+        )
+    per_row = e.mean(axis=1, keepdims=True)
+    if passes(cf - per_row):
+        return (
+            "a missing term, the same in each row: closed form - reference depends on the output alone "
+            f"(from {per_row.min():.6g} to {per_row.max():.6g}): a term u 1^T (the derivative of a mean, or of a "
+            "normalising sum, over the inputs forgotten?)"
+        )
+    for axis, line, side in ((0, "column", "input"), (1, "row", "output")):
+        # Least squares per line: cf[:, j] ~ c_j ad[:, j] (columns), cf[i, :] ~ c_i ad[i, :] (rows).
+        norms = (ad * ad).sum(axis=axis, keepdims=True)
+        if not norms.all():
+            continue
+        c = (cf * ad).sum(axis=axis, keepdims=True) / norms
+        if c.all() and passes(cf / c) and not passes(cf / c.mean()):  # one factor for all is no news
+            factors = ", ".join(f"{v:.6g}" for v in c.ravel()[:SHOWN]) + (", ..." if c.size > SHOWN else "")
+            return (
+                f"each {line} ({side}) is off by its own factor ({factors}): divided by it, every {line} is right. "
+                f"A factor of each {side}, missing or wrong: the slope of an elementwise function on the {side} "
+                "side (the chain rule?)"
+            )
+    if _fits_rank_one(ad, tol):  # then any error along the reference's own vectors is of rank one too
+        return None
+    u, s, vt = np.linalg.svd(e)
+    if passes(cf - s[0] * np.outer(u[:, 0], vt[0])):
+        square = cf.shape[0] == cf.shape[1]
+        symmetric = ", symmetric (u = v up to scale)" if square and abs(float(u[:, 0] @ vt[0])) > 1 - 1e-6 else ""
+        return (
+            f"a missing term of rank one: closed form - reference is an outer product u v^T{symmetric}, as the "
+            "derivative of a normaliser (a sum, a mean, a log-sum-exp) adds (the -s s^T of a softmax's Jacobian?)"
+        )
+    return None
+
+
+def across(
+    cf: Sequence[np.ndarray],
+    ad: Sequence[np.ndarray],
+    tol: Sequence[np.ndarray],
+    what: str,
+    context: Sequence[Term] = (),
+) -> str | None:
+    """The shape of the error of a VJP or JVP along several random directions (`what`: "cotangent", "tangent").
+
+    Along direction k the error is ``E_k t_k`` for the one wrong matrix E (a
+    Jacobian's error, or its transpose), so what every direction shares
+    tells E's shape:
+
+    - each element off by its own factor, the same along every direction:
+      E is the Jacobian scaled elementwise, a wrong slope of an elementwise
+      function (no missing term);
+    - the error along every direction a multiple of one fixed vector v (in
+      each row along the last axis, for a batch of rows): E = u v^T is of
+      rank one, a missing outer-product term, the mark of a normaliser's
+      derivative (a sum, a mean, a log-sum-exp); v is named when it is a
+      constant or one of `context`'s arrays.
+
+    Each is stated only when the closed form with it removed passes on
+    every direction, and only where it constrains: two directions at least,
+    and two entries in a row.
+    """
+    if len(cf) < 2 or cf[0].size < 2:
+        return None
+    cfs, ads, tols = (np.stack([np.asarray(a, dtype=np.float64) for a in arrays]) for arrays in (cf, ad, tol))
+
+    def passes(candidate: np.ndarray) -> bool:
+        return bool(np.all(np.abs(candidate - ads) <= tols))
+
+    directions = f"{len(cf)} random {what}s"
+    norms = (ads * ads).sum(axis=0)
+    if norms.all():
+        d = (cfs * ads).sum(axis=0) / norms  # least squares per element, across the directions
+        if d.all() and passes(cfs / d) and not passes(cfs / d.mean()):  # one factor for all is no news
+            return (
+                f"each element is off by its own factor, the same along all {directions} (from {d.min():.6g} to "
+                f"{d.max():.6g}): divided by it, every element is right. A factor that depends on the point, not "
+                "the direction: an elementwise function's slope f'(x) written wrong (no term is missing)"
+            )
+    if cf[0].shape[-1] < 2:
+        return None
+    rows = cfs.reshape(len(cf), -1, cf[0].shape[-1]).transpose(1, 0, 2)  # (rows, directions, entries)
+    reference_rows = ads.reshape(rows.shape[1], -1, rows.shape[2]).transpose(1, 0, 2)
+    tolerance_rows = tols.reshape(rows.shape[1], -1, rows.shape[2]).transpose(1, 0, 2)
+    errors = rows - reference_rows
+    # Where a row's reference is itself a multiple of one vector w along every direction (a Jacobian block
+    # of rank one), an error along w is "of rank one" whatever the mistake: it is no evidence of a term.
+    for a, e, t in zip(reference_rows, errors, tolerance_rows):
+        if _fits_rank_one(a, t):
+            w = np.linalg.svd(a)[2][0]
+            if np.all(np.abs(e - np.outer(e @ w, w)) <= t):
+                return None
+    term = np.empty_like(errors)
+    for r, e in enumerate(errors):
+        u, s, vt = np.linalg.svd(e)
+        term[r] = s[0] * np.outer(u[:, 0], vt[0])
+    if not np.all(np.abs(errors - term) <= tolerance_rows):
+        return None
+    where = " of each row (along the last axis)" if errors.shape[0] > 1 else ""
+    head = (
+        f"a missing term of rank one: along all {directions}, closed form - reference is a multiple of one fixed "
+        f"vector{where}"
+    )
+    cause = "the derivative of a normaliser (a sum, a mean, a log-sum-exp) forgotten?"
+    if np.all(np.abs(errors - errors.mean(axis=2, keepdims=True)) <= tolerance_rows):
+        return f"{head}, the same in every entry: the derivative of a mean, or of a normalising sum, forgotten?"
+    for t in context:
+        if np.shape(t.value) != cf[0].shape:
+            continue
+        v = np.broadcast_to(np.asarray(t.value, dtype=np.float64).reshape(errors.shape[0], 1, -1), errors.shape)
+        vv = (v * v).sum(axis=2, keepdims=True)
+        if vv.all() and np.all(np.abs(errors - (errors * v).sum(axis=2, keepdims=True) / vv * v) <= tolerance_rows):
+            return f"{head}, proportional to {t.words}: {cause}"
+    return f"{head} (an outer-product term u v^T missing from the Jacobian): {cause}"
+
+
+def _fits_rank_one(m: np.ndarray, tol: np.ndarray) -> bool:
+    """Whether the matrix `m` is of rank one (or zero) within `tol`."""
+    u, s, vt = np.linalg.svd(m)
+    return bool(np.all(np.abs(s[0] * np.outer(u[:, 0], vt[0]) - m) <= tol))
 
 
 def _best_factor(cf: np.ndarray, ad: np.ndarray) -> float | None:

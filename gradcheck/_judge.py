@@ -41,8 +41,15 @@ def judge(
     refs: References,
     precision: np.dtype,
     cf_flat: np.ndarray,
+    *,
+    penalties: bool = True,
 ) -> Report:
-    """The verdict on every parameter, from the flat references and closed form."""
+    """The verdict on every parameter, from the flat references and closed form.
+
+    With `penalties`, an error proportional to a parameter's own value is
+    diagnosed as a forgotten penalty's gradient (weight decay); the derivative
+    checks, whose "parameters" are a function's inputs, turn that off.
+    """
     tol_flat = tolerances(refs.autodiff, refs.noise, precision)
     offsets = np.cumsum([0, *(leaf.size for leaf in leaves)])
     reference = {
@@ -67,7 +74,18 @@ def judge(
             continue
         c = Comparison(*(v[section].reshape(leaf.shape) for v in c_flat))
         results.append(
-            _judge_param(name, cf_flat[section].reshape(leaf.shape), ad, tol, fd, fd_err, kink, reference, c)
+            _judge_param(
+                name,
+                cf_flat[section].reshape(leaf.shape),
+                ad,
+                tol,
+                fd,
+                fd_err,
+                kink,
+                reference,
+                c,
+                _itself(name, leaf) if penalties else (),
+            )
         )
     notes = (
         [] if precision == np.float64 else [f"the closed form returned {precision}; judged at {precision} precision"]
@@ -76,6 +94,17 @@ def judge(
         results, note = _judge_along(results, refs.along, tol_flat)
         notes.append(note)
     return Report(tuple(results), precision=str(precision), notes=tuple(notes))
+
+
+def _itself(name: str, value: np.ndarray) -> tuple[_diagnose.Term, ...]:
+    """The parameter's own value, which a forgotten penalty's gradient is proportional to."""
+
+    def cause(k: float) -> str:
+        if k >= 0:
+            return ""
+        return f" (the gradient {-k:.6g} `{name}` of a penalty ({-k:.6g}/2) ||`{name}`||^2, weight decay, forgotten?)"
+
+    return (_diagnose.Term(f"`{name}` itself", f"`{name}`", np.asarray(value, dtype=np.float64), cause),)
 
 
 def along_doubt(along: Along, tol: np.ndarray) -> np.ndarray:
@@ -137,6 +166,7 @@ def _judge_param(
     kink: np.ndarray,
     reference: dict[str, tuple[np.ndarray, np.ndarray]],
     c: Comparison,
+    context: tuple[_diagnose.Term, ...] = (),
 ) -> ParamResult:
     err_ad, err_fd, ratio_ad, ratio_fd, allowed = c.err_ad, c.err_fd, c.ratio_ad, c.ratio_fd, c.allowed
     # Elements at a kink (a non-differentiable point, where the one-sided slopes
@@ -174,7 +204,7 @@ def _judge_param(
                 f"disagree at index {where}, and the one-sided slopes show no kink there: the reference is in "
                 "doubt (is the loss's own derivative rule wrong?), so the closed form is not blamed"
             )
-    diagnosis = _diagnose.diagnose(name, cf, ad, tol, reference) if status == "mismatch" else None
+    diagnosis = _diagnose.diagnose(name, cf, ad, tol, reference, context) if status == "mismatch" else None
     at: dict[str, float] = {}
     if judged.any():  # else every element sits at a kink: no element to show
         at = {

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -276,3 +277,133 @@ def test_a_transpose_is_named_whatever_the_shape(shape: tuple[int, int]) -> None
     assert report.verdict == "mismatch"
     assert (report["w1"].diagnosis or "").startswith("transposed:"), report["w1"].diagnosis
     assert [r.diagnosis for r in report.params if r.name != "w1"] == [None, None, None]
+
+
+# --- the shape of the error: missing terms, factors per line, rank one -----------------------
+
+RNG = np.random.default_rng(7)
+JACOBIAN = RNG.normal(size=(4, 3))  # rank 3
+TIGHT = np.full((4, 3), 1e-12)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "expected"),
+    [
+        pytest.param(JACOBIAN + 0.3, "a missing term, the same in every entry", id="constant"),
+        pytest.param(JACOBIAN + np.arange(4.0)[:, None], "a missing term, the same in each row", id="per-row-term"),
+        pytest.param(JACOBIAN * [2.0, 0.5, 3.0], "each column (input) is off by its own factor (2, 0.5, 3)", id="cols"),
+        pytest.param(
+            JACOBIAN * np.array([[2.0], [0.5], [3.0], [-1.0]]), "each row (output) is off by its own factor", id="rows"
+        ),
+        pytest.param(
+            JACOBIAN - np.outer([1.0, 2.0, -1.0, 0.5], [0.3, -0.2, 0.7]),
+            "a missing term of rank one: closed form - reference is an outer product u v^T,",
+            id="rank-one",
+        ),
+        pytest.param(
+            JACOBIAN[:3] - np.outer([1.0, 2.0, -1.0], [1.0, 2.0, -1.0]),
+            "an outer product u v^T, symmetric",
+            id="rank-one-symmetric",
+        ),
+    ],
+)
+def test_a_matrix_error_s_shape_is_named(wrong: np.ndarray, expected: str) -> None:
+    right = JACOBIAN[: wrong.shape[0]]
+    assert expected in (_diagnose.matrix(wrong, right, TIGHT[: wrong.shape[0]]) or "")
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        pytest.param(JACOBIAN + 1e-3 * RNG.normal(size=(4, 3)), id="noise"),
+        pytest.param(2.0 * JACOBIAN, id="factor"),
+        pytest.param(-JACOBIAN, id="sign"),
+        pytest.param(JACOBIAN + np.outer([1.0, 2.0, -1.0, 0.5], [0.3, -0.2, 0.7]) + 1e-9, id="rank-one-and-noise"),
+        pytest.param(np.tanh(JACOBIAN), id="elementwise"),
+    ],
+)
+def test_no_matrix_shape_is_named_where_there_is_none(wrong: np.ndarray) -> None:
+    assert _diagnose.matrix(wrong, JACOBIAN, TIGHT) is None
+
+
+def test_no_rank_one_term_is_named_where_the_reference_is_of_rank_one() -> None:
+    """Against a rank-one reference u v^T an error along u is of rank one whatever the mistake: it is named as
+    what it also is (a factor per column), never as a missing term."""
+    u = np.array([1.0, 2.0, 3.0])
+    right = np.outer(u, [1.0, -1.0, 0.5])
+    found = _diagnose.matrix(right + np.outer(u, [0.5, 2.0, 1.0]), right, np.full((3, 3), 1e-12)) or ""
+    assert found.startswith("each column (input) is off by its own factor (1.5, -1, 3)"), found
+
+
+def test_a_vector_is_no_matrix() -> None:
+    assert _diagnose.matrix(np.ones(3), np.zeros(3), np.full(3, 1e-12)) is None
+
+
+def _directions(jacobian: np.ndarray, wrong: np.ndarray, count: int = 3) -> tuple[list[np.ndarray], ...]:
+    """JVPs along random tangents: the wrong matrix's and the right one's, and a tight tolerance."""
+    tangents = [RNG.normal(size=jacobian.shape[1]) for _ in range(count)]
+    return [wrong @ t for t in tangents], [jacobian @ t for t in tangents], [np.full(jacobian.shape[0], 1e-12)] * count
+
+
+SOFTMAX_OUT = np.array([0.1, 0.2, 0.3, 0.4])
+SOFTMAX_JACOBIAN = np.diag(SOFTMAX_OUT) - np.outer(SOFTMAX_OUT, SOFTMAX_OUT)
+OUTPUT = _diagnose.Term("the output f(x)", "f(x)", SOFTMAX_OUT)
+
+
+def test_across_directions_a_missing_rank_one_term_is_named_and_its_vector_too() -> None:
+    cf, ad, tol = _directions(SOFTMAX_JACOBIAN, np.diag(SOFTMAX_OUT))  # the -s s^T forgotten
+    found = _diagnose.across(cf, ad, tol, "tangent", [OUTPUT])
+    assert found is not None
+    assert found.startswith("a missing term of rank one: along all 3 random tangents")
+    assert "proportional to the output f(x)" in found
+    assert "proportional" not in (_diagnose.across(cf, ad, tol, "tangent") or "")  # not without the output
+    mean = np.eye(4) - 0.25  # the Jacobian of x - mean(x)
+    cf, ad, tol = _directions(mean, np.eye(4))
+    assert "the same in every entry" in (_diagnose.across(cf, ad, tol, "tangent") or "")
+
+
+def test_across_directions_a_factor_per_element_is_named() -> None:
+    slope = np.array([0.5, 2.0, 1.5, 3.0])
+    cf, ad, tol = _directions(np.diag(1 - np.tanh(slope) ** 2), np.diag(1 - np.tanh(slope)))
+    found = _diagnose.across(cf, ad, tol, "tangent")
+    assert (found or "").startswith("each element is off by its own factor, the same along all 3 random tangents")
+
+
+@pytest.mark.parametrize(
+    ("wrong", "count"),
+    [
+        pytest.param(SOFTMAX_JACOBIAN + 1e-3 * RNG.normal(size=(4, 4)), 3, id="noise"),
+        pytest.param(SOFTMAX_JACOBIAN + np.diag([1.0, 2.0, 3.0, 4.0]), 3, id="rank-four-error"),
+        pytest.param(2.0 * SOFTMAX_JACOBIAN, 3, id="factor"),
+        pytest.param(-SOFTMAX_JACOBIAN, 3, id="sign"),
+        pytest.param(np.diag(SOFTMAX_OUT), 1, id="one-direction"),
+    ],
+)
+def test_across_directions_nothing_is_named_where_there_is_nothing(wrong: np.ndarray, count: int) -> None:
+    cf, ad, tol = _directions(SOFTMAX_JACOBIAN, wrong, count)
+    assert _diagnose.across(cf, ad, tol, "tangent", [OUTPUT]) is None
+
+
+def test_a_missing_term_proportional_to_a_known_array_is_named_in_its_words() -> None:
+    ad = RNG.normal(size=(3, 2))
+    w = RNG.normal(size=(3, 2))
+    term = _diagnose.Term("`W` itself", "`W`", w, lambda k: f" (cause {k:g})")
+    found = _diagnose.diagnose("W", ad - 0.01 * w, ad, np.full((3, 2), 1e-12), {}, [term])
+    assert found == "a missing term proportional to `W` itself: closed form - reference = -0.01 x `W` (cause -0.01)"
+    noisy = ad + 1e-3 * RNG.normal(size=(3, 2))
+    assert (_diagnose.diagnose("W", noisy, ad, np.full((3, 2), 1e-12), {}, [term]) or "").startswith("unclassified")
+
+
+def test_a_forgotten_weight_decay_is_named_by_check_gradients() -> None:
+    def loss(p: dict[str, Any], x: np.ndarray) -> Any:
+        return jnp.sum(jnp.tanh(x @ p["W"])) + 0.5e-3 * jnp.sum(p["W"] ** 2)
+
+    def grad(p: dict[str, Any], x: np.ndarray) -> dict[str, np.ndarray]:
+        return {"W": x.T @ (1 - np.tanh(x @ p["W"]) ** 2)}  # the penalty's 1e-3 W forgotten
+
+    x = RNG.normal(size=(5, 3))
+    report = check_gradients(loss, grad, {"W": RNG.normal(size=(3, 2))}, x)
+    assert report["W"].diagnosis == (
+        "a missing term proportional to `W` itself: closed form - reference = -0.001 x `W` "
+        "(the gradient 0.001 `W` of a penalty (0.001/2) ||`W`||^2, weight decay, forgotten?)"
+    )
