@@ -4,7 +4,10 @@ import numpy as np
 
 
 def sigmoid(z):
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
+    # exp of a negative number only: no overflow, and no cancellation (0.5 (1 + tanh(z / 2)), another
+    # overflow-free form, subtracts nearly equal numbers for z << 0 and loses ~e^|z| ulps there).
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 def softmax(logits):
