@@ -204,8 +204,10 @@ def search_loss(
 
     `grad_fn` is first checked on `example`, or else on the first problem
     drawn. If it cannot be checked there (a wrong call), no search is run and
-    the result's `error` says why, as in `search`. A failing search keeps the
-    first failure it found (before shrinking) as its generic report.
+    the result's `error` says why, as in `search`. A failing search's generic
+    report, which its diagnosis reads first, is the example's where the example
+    fails, else that of the failing problem with the most non-zero entries among
+    `GENERIC_DRAWS` fresh draws.
 
     Raises:
         ProblemError: a problem is not a tuple ``(params, *args)`` with the
@@ -244,8 +246,51 @@ def search_loss(
     found = [(first, first_report)] if first_failed else []
     found += hunt.failing
     prob, report = hunt.found() if hunt.failing else found[0]
-    generic = found[0][1] if found[0][1] is not report else None
-    return SearchResult(1 if first_failed else hunt.first_failure + counted, prob, report, generic, flaky=hunt.flaky)
+    # The diagnosis reads a failing problem far from the simplest: the example where it fails, else the
+    # failing draw with the most non-zero entries (the shrunk problem, all zeros but one, may show one
+    # parameter's mistake and hide another's).
+    generic = first_report if first_failed else _generic_failure(problems.map(problem), check, random_seed)
+    return SearchResult(
+        1 if first_failed else hunt.first_failure + counted,
+        prob,
+        report,
+        generic if generic is not report else None,
+        flaky=hunt.flaky,
+    )
+
+
+#: Problems drawn, once a search has failed, to find the failing one to diagnose (`_generic_failure`).
+GENERIC_DRAWS = 20
+
+
+def _generic_failure(
+    strategy: st.SearchStrategy[LossProblem], check: Callable[[LossProblem], Report], random_seed: int
+) -> Report | None:
+    """The report of the failing problem with the most non-zero entries among `GENERIC_DRAWS` fresh draws.
+
+    Drawn without shrinking, from a seed of their own; None if none of them fails.
+    """
+    best: tuple[int, Report] | None = None
+
+    @seed(random_seed + 1)
+    @settings(
+        max_examples=GENERIC_DRAWS,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(strategy)
+    def probe(prob: LossProblem) -> None:
+        nonlocal best
+        report = check(prob)
+        if report.verdict == "mismatch":
+            score = sum(int(np.count_nonzero(a)) for a in prob.arrays().values())
+            if best is None or score > best[0]:
+                best = (score, report)
+
+    probe()
+    return best[1] if best is not None else None
 
 
 def _loss_problem(loss_fn: Callable[..., Any], drawn: Any, names: tuple[str, ...] | None = None) -> LossProblem:

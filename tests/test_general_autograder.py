@@ -76,8 +76,20 @@ def test_the_example_is_problem_1_and_its_diagnosis_comes_first(capsys: pytest.C
     assert cli.main(argv) == cli.EXIT_MISMATCH
     out = capsys.readouterr().out
     assert "MISMATCH, first at problem 1;" in out
-    diagnosis = out.split("diagnosis, on the first failing problem found (before shrinking)")[1]
+    diagnosis = out.split("diagnosis, on the example, or the failing draw with the most non-zero entries")[1]
     assert "params: off by a constant factor 5" in diagnosis
+
+
+def test_a_drawn_search_diagnoses_every_parameter_the_shrunk_problem_hides(capsys: pytest.CaptureFixture[str]) -> None:
+    """Bob flips the logistic residual's sign: the shrunk problem (all zeros) shows it in b alone, since
+    w's gradient is 0 there; the diagnosis reads a failing draw with non-zero entries, and names w too."""
+    argv = ["check", f"{STUDENTS}/bob.py:logistic_grad", *_flags("logistic", "problems"), "--examples", "20"]
+    assert cli.main(argv) == cli.EXIT_MISMATCH
+    out = capsys.readouterr().out
+    assert "  w      (1,)   pass" in out  # on the counterexample, w's entry is 0 = 0
+    diagnosis = out.split("diagnosis, on the example, or the failing draw with the most non-zero entries")[1]
+    assert "b: sign flipped" in diagnosis
+    assert "w: sign flipped" in diagnosis
 
 
 def test_a_glob_gets_one_summary_row_per_submission(capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,7 +24,7 @@ FLAKY = "note: the same problem passed once and failed once: the function is not
 GENERIC_PROBLEM = "a generic problem (inputs 2, hidden 3, batch 5)"
 DIAGNOSIS_PROBLEM = f"{GENERIC_PROBLEM} where it fails too, else on the counterexample"
 #: With --loss: the problem whose diagnosis comes first (`_search.search_loss`'s generic report).
-FIRST_FAILURE = "the first failing problem found (before shrinking)"
+FIRST_FAILURE = "the example, or the failing draw with the most non-zero entries"
 
 
 @dataclass(frozen=True)
