@@ -6,7 +6,7 @@ once. Two tables, regression task, warm calls (compilation excluded, reported
 apart):
 
 - against the number of parameters: inputs 784, batch 64, hidden from 3 to
-  4096 (2,359 to 3.2 million parameters). Up to `MAX_COORDINATES` (4,096)
+  4096 (2,359 to 3.2 million parameters). Up to `MAX_COORDINATES` (512)
   parameters the finite differences run along every coordinate; above it,
   along `DIRECTIONS` random directions;
 - against the batch size: inputs 2, hidden 3 (13 parameters), batch from 1

@@ -237,8 +237,8 @@ def _judge_param(
 
 def tolerances(autodiff: np.ndarray, noise: np.ndarray, precision: np.dtype) -> np.ndarray:
     """The tolerance of every element of flat gradients (..., P): the scale is each problem's own."""
-    scale = np.maximum(np.abs(autodiff).max(axis=-1, keepdims=True), noise.max(axis=-1, keepdims=True))
-    return _tolerance.tolerance(noise, scale, float(np.finfo(precision).eps))
+    eps = float(np.finfo(precision).eps)
+    return _tolerance.tolerance(noise, _tolerance.scale(autodiff, noise, eps), eps)
 
 
 class Comparison(NamedTuple):
