@@ -345,14 +345,26 @@ class _Hunt:
     #: the first is the one found, the last the shrunk one (Hypothesis replays it last).
     failing: list[tuple[Any, Report]] = field(default_factory=list)
     flaky: bool = False
+    #: With ``first_error_is_misuse``: the report of a wrong call at the first problem, which ended the search.
+    misuse: Report | None = None
 
     def found(self) -> tuple[Any, Report]:
         """The minimal failure: the shrunk one, or the first when the function is not deterministic."""
         return self.failing[0] if self.flaky else self.failing[-1]
 
 
-def _hunt(strategy: st.SearchStrategy[Any], check: Callable[[Any], Report], examples: int, random_seed: int) -> _Hunt:
+def _hunt(
+    strategy: st.SearchStrategy[Any],
+    check: Callable[[Any], Report],
+    examples: int,
+    random_seed: int,
+    *,
+    first_error_is_misuse: bool = False,
+) -> _Hunt:
     """Check problems drawn from `strategy` until one fails ("mismatch" or "error"); shrink it.
+
+    With `first_error_is_misuse`, an "error" at the first problem is a wrong
+    call, not a failure: it is kept as ``misuse`` and nothing more is checked.
 
     Exceptions that `check` raises (not a failed check: misuse by whoever
     wrote the problems or the loss) end the search and propagate, after
@@ -372,8 +384,13 @@ def _hunt(strategy: st.SearchStrategy[Any], check: Callable[[Any], Report], exam
     )
     @given(strategy)
     def probe(prob: Any) -> None:
+        if hunt.misuse is not None:
+            return
         hunt.tried += 1
         report = check(prob)
+        if first_error_is_misuse and report.verdict == "error" and hunt.tried == 1:
+            hunt.misuse = report
+            return
         if report.verdict in ("mismatch", "error"):
             hunt.first_failure = hunt.first_failure or hunt.tried
             hunt.failing.append((prob, report))

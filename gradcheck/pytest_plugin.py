@@ -32,9 +32,7 @@ from typing import Any
 import jax
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
-from hypothesis.errors import Flaky
 from hypothesis.extra import numpy as hnp
 
 from gradcheck import _derivatives, _search, mlp
@@ -254,54 +252,24 @@ class _Outcome:
     flaky: bool = False
 
 
-class _Failed(Exception):
-    """Raised inside the search to tell Hypothesis that a point fails."""
-
-
 def _search_points(
     check: Callable[[tuple[Any, ...]], Report], points: st.SearchStrategy[tuple[Any, ...]], examples: int, seed_: int
 ) -> _Outcome:
     """Check at drawn points; keep the minimal failure. A wrong call at the first point stops the search."""
-    outcome, tried = _Outcome(), 0
-    failing: list[tuple[tuple[Any, ...], Report]] = []
+    outcome = _Outcome()
 
-    @seed(seed_)
-    @settings(
-        max_examples=examples,
-        database=None,
-        deadline=None,
-        derandomize=False,
-        phases=[Phase.generate, Phase.shrink],
-        suppress_health_check=list(HealthCheck),
-        report_multiple_bugs=False,
-    )
-    @given(points)
-    def probe(point: tuple[Any, ...]) -> None:
-        nonlocal tried
-        if outcome.misuse is not None:
-            return
-        tried += 1
+    def counted(point: tuple[Any, ...]) -> Report:
         report = check(point)
-        if report.verdict == "error" and tried == 1:
-            outcome.misuse = report
-            return
-        if report.verdict in ("mismatch", "error"):  # a function that raises at some point fails there
-            outcome.first = outcome.first or tried
-            failing.append((point, report))
-            raise _Failed
         if report.verdict == "inconclusive":
             outcome.doubt = report
-        else:
+        elif report.verdict == "pass":
             outcome.judged += 1
+        return report
 
-    try:
-        probe()
-    except _Failed:
-        pass
-    except Flaky:  # the same point passed once and failed once
-        outcome.flaky = True
-    if failing:
-        outcome.failure = failing[0] if outcome.flaky else failing[-1]  # Hypothesis replays the shrunk one last
+    hunt = _search._hunt(points, counted, examples, seed_, first_error_is_misuse=True)
+    outcome.first, outcome.misuse, outcome.flaky = hunt.first_failure, hunt.misuse, hunt.flaky
+    if hunt.failing:
+        outcome.failure = hunt.found()
     return outcome
 
 
