@@ -49,6 +49,14 @@ DIRECTIONS = 2
 #: would dominate the check. The maximum of fewer samples sits lower in the
 #: spread; `_tolerance.samples_safety` widens the tolerance to match.
 LARGE_NOISE_SAMPLES = 2
+#: Models above `MAX_COORDINATES` parameters are first checked without the
+#: Monte Carlo re-runs of autodiff (each costs about six backward passes at 3.2
+#: million parameters), against the tolerance's floor alone: the measured noise
+#: only widens the tolerance, so what passes this screen passes the full check.
+#: The loss's own noise, which the finite differences' error bounds need, is
+#: still measured (forward passes only). Anything short of a pass is checked
+#: again with the noise measured (`Evaluation.measured`), and judged on that.
+SCREEN = True
 
 
 #: The references are compiled once per shape, and tests and the CLI meet many
@@ -135,6 +143,12 @@ class Evaluation:
     path: Path
     references: References
     theta: np.ndarray  # (P,)  the point, flat
+    #: The gradient's rounding noise was not measured (zeros in `references.noise`): see `SCREEN`.
+    screened: bool = False
+
+    def measured(self) -> Evaluation:
+        """The same references with the gradient's rounding noise measured (itself, unless `screened`)."""
+        return self
 
     def finer(self, scale: float, doubt: np.ndarray) -> References:
         """The references with finite differences retaken at `scale` times the step (where `doubt`, at least)."""
@@ -209,7 +223,7 @@ def evaluation(
     theta = np.concatenate([leaf.ravel() for leaf in leaves])
     if theta.size > MAX_COORDINATES:
         return CompiledEvaluation(
-            _trace.trace_loss(loss_fn, treedef, shapes, args), theta, args, unit_roundoff, seed, closed
+            _trace.trace_loss(loss_fn, treedef, shapes, args), theta, args, unit_roundoff, seed, closed, screen=SCREEN
         )
     bound = _trace.program(loss_fn, treedef, shapes, args)
     key = (bound.program.key, tuple(sorted(bound.dims.items())), shapes)
@@ -367,16 +381,28 @@ class CompiledEvaluation(Evaluation):
         unit_roundoff: float,
         seed: int,
         closed: np.ndarray,
+        *,
+        screen: bool = False,
     ):
         large = theta.size > MAX_COORDINATES
         self.traced, self.theta, self.args, self.closed = traced, theta, args, closed
+        self.screened = screen
         self.fn = _compiled(
-            traced, DIRECTIONS if large else None, LARGE_NOISE_SAMPLES if large else _tolerance.NOISE_SAMPLES
+            traced,
+            DIRECTIONS if large else None,
+            LARGE_NOISE_SAMPLES if large else _tolerance.NOISE_SAMPLES,
+            gradient_noise=not screen,
         )
         # NumPy arrays go to the compiled function as they are: wrapping each in
         # jnp.asarray first is a dispatch apiece, a third of a small check's time.
         self.inputs = (theta, args, np.uint32(seed), unit_roundoff)
         self.references = assemble(tuple(jax.device_get(self.fn(*self.inputs, closed, 1.0))))
+
+    def measured(self) -> Evaluation:
+        if not self.screened:
+            return self
+        theta, args, seed, unit_roundoff = self.inputs
+        return CompiledEvaluation(self.traced, theta, args, unit_roundoff, int(seed), self.closed)
 
     def finer(self, scale: float, doubt: np.ndarray) -> References:
         return assemble(tuple(jax.device_get(self.fn(*self.inputs, self.closed, scale))))
@@ -400,15 +426,19 @@ class CompiledEvaluation(Evaluation):
 _COMPILED: collections.OrderedDict[Hashable, Callable[..., tuple[jax.Array, ...]]] = collections.OrderedDict()
 
 
-def _compiled(traced: _trace.TracedLoss, directions: int | None, samples: int) -> Callable[..., tuple[jax.Array, ...]]:
+def _compiled(
+    traced: _trace.TracedLoss, directions: int | None, samples: int, *, gradient_noise: bool = True
+) -> Callable[..., tuple[jax.Array, ...]]:
     """The jitted references for `traced`, from a least-recently-used cache."""
     # Large models (directional mode) run long enough to repay XLA's full optimisation.
     large = directions is not None
     return _trace.cached(
         _COMPILED,
-        (traced.key, directions, samples),
+        (traced.key, directions, samples, gradient_noise),
         lambda: jax.jit(
-            reference_function(traced, directions=directions, samples=samples, sequential=large),
+            reference_function(
+                traced, directions=directions, samples=samples, sequential=large, gradient_noise=gradient_noise
+            ),
             compiler_options=None if large else COMPILER_OPTIONS,
         ),
     )
@@ -420,6 +450,7 @@ def reference_function(
     directions: int | None = None,
     samples: int = _tolerance.NOISE_SAMPLES,
     sequential: bool = False,
+    gradient_noise: bool = True,
 ) -> Callable[..., tuple[jax.Array, ...]]:
     """``(theta, args, seed, unit_roundoff, closed, step_scale) -> references`` for one problem, traceable.
 
@@ -429,7 +460,9 @@ def reference_function(
     and autodiff's derivatives along them. `samples` Monte Carlo re-runs
     measure the noise; `step_scale` scales every finite-difference step;
     `sequential` evaluates the finite differences' points, and the Monte Carlo
-    runs, one at a time.
+    runs, one at a time. Without `gradient_noise` the Monte Carlo runs
+    perturb the loss alone (its noise bounds the finite differences' rounding)
+    and the gradient's noise comes out as zeros (`SCREEN`).
     Turn the output into `References` with `assemble`; jit it, or vmap it.
     """
     flat_loss = _trace.flat_loss(traced)
@@ -449,13 +482,17 @@ def reference_function(
         # precision, and the loss's noise at float64 for the finite differences.
         # It runs at no finer than MCA_ROUNDOFF and is scaled back linearly.
         mca_u = jnp.maximum(unit_roundoff, _noise.MCA_ROUNDOFF)
-        run = _noise.perturbed(value_and_grad, mca_u)
+        run = _noise.perturbed(value_and_grad if gradient_noise else flat_loss, mca_u)
         if sequential:  # one run at a time: vmapped, a large model's products become batched ones, several times slower
-            f_samples, g_samples = jax.lax.map(lambda stream: run(stream, theta, args), streams)
+            samples_out = jax.lax.map(lambda stream: run(stream, theta, args), streams)
         else:
-            f_samples, g_samples = jax.vmap(run, (0, None, None))(streams, theta, args)
+            samples_out = jax.vmap(run, (0, None, None))(streams, theta, args)
+        if gradient_noise:
+            f_samples, g_samples = samples_out
+            noise = _noise.spread(g_samples, g) * (unit_roundoff / mca_u) * _tolerance.samples_safety(samples)
+        else:  # the screen: judged against the tolerance's floor alone
+            f_samples, noise = samples_out, jnp.zeros_like(g)
         sigma_f = jnp.max(jnp.abs(f_samples - f0)) * (2.0**-53 / mca_u)
-        noise = _noise.spread(g_samples, g) * (unit_roundoff / mca_u) * _tolerance.samples_safety(samples)
         if directions is None:
             steps = step_scale * _finite_diff.FD_STEP * jnp.maximum(1.0, jnp.abs(theta))
             fd = _finite_diff.directional(

@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gradcheck import _references, check_gradients, mlp
+from gradcheck import _check, _references, check_gradients, mlp
 
 INPUTS, HIDDEN = 64, 64  # 4,225 parameters: above the coordinate-wise limit
 TASK: mlp.Task = "classification"
@@ -87,3 +89,62 @@ def test_an_elementwise_mismatch_survives_doubt_along_the_directions() -> None:
     assert report.verdict == "mismatch"
     assert report["w2"].status == "mismatch"
     assert report["w1"].status == "doubt"
+
+
+# --- the screen: the gradient's noise measured only where the floor does not settle it ----
+
+
+def test_a_correct_large_model_is_settled_by_the_screen(problem: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    grads = partial(mlp.closed_form_gradients, task=TASK)
+    screened = check(problem, grads)
+    assert screened.verdict == "pass"
+    assert _check.SCREENED_NOTE in screened.notes
+    monkeypatch.setattr(_references, "SCREEN", False)
+    measured = check(problem, grads)
+    assert measured.verdict == "pass"
+    assert _check.SCREENED_NOTE not in measured.notes
+    for s, m in zip(screened.params, measured.params):
+        # The screen's tolerance is the floor, which the measured noise only widens.
+        assert 0.0 < s.tolerance <= m.tolerance, (s.name, s.tolerance, m.tolerance)
+        assert s.tolerance_used >= m.tolerance_used
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    leaf=st.integers(0, 3),
+    position=st.floats(0.0, 1.0, exclude_max=True),
+    log_rel=st.floats(-16.0, -6.0),
+)
+def test_the_screen_changes_no_verdict_and_judges_no_failure(
+    problem: Any, leaf: int, position: float, log_rel: float
+) -> None:
+    """A relative error anywhere, of any size: the verdict is the unscreened check's, and a
+    check the screen does not pass is reported exactly as without the screen."""
+
+    def nudged(p: Any, x: Any, y: Any) -> mlp.Params:
+        g = [np.array(a, copy=True) for a in mlp.closed_form_gradients(p, x, y, task=TASK)]
+        flat = g[leaf].reshape(-1)
+        flat[int(position * flat.size)] *= 1 + 10**log_rel
+        return mlp.Params(*g)
+
+    screened = check(problem, nudged)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_references, "SCREEN", False)
+        measured = check(problem, nudged)
+    assert screened.verdict == measured.verdict
+    if _check.SCREENED_NOTE not in screened.notes:
+        assert str(screened) == str(measured)
+    else:
+        assert screened.verdict == "pass"
+
+
+def test_a_relative_error_of_1e8_is_judged_on_the_measured_noise(problem: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    def wrong(p: Any, x: Any, y: Any) -> mlp.Params:
+        g = mlp.closed_form_gradients(p, x, y, task=TASK)
+        return g._replace(w2=g.w2 * (1 + 1e-8))
+
+    report = check(problem, wrong)
+    assert report.verdict == "mismatch"
+    assert _check.SCREENED_NOTE not in report.notes
+    monkeypatch.setattr(_references, "SCREEN", False)
+    assert str(report) == str(check(problem, wrong))
