@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gradcheck import _check, _inputs, _judge, _references, _tolerance, mlp, problems
+from gradcheck import _check, _inputs, _references, _tolerance, mlp, problems
 from tests.derivations import CORRECT
 
 
@@ -49,8 +49,7 @@ def calibrate(task: mlp.Task, regime: str, problems_per_regime: int = 25, seed: 
             # NumPy references, which new shapes take; tests/test_references.py holds the compiled ones to them.
             with jax.enable_x64(True), _references.forced("numpy"):
                 evaluation = _references.evaluation(loss, treedef, leaves, (prob.x, prob.y), eps / 2, i, cf)
-                refs = _check.refine(evaluation, cf, precision)
-            tol = _judge.tolerances(refs.autodiff, refs.noise, precision)
+                refs, tol = _check.refine(evaluation, cf, precision)
             fd_tol = _tolerance.FD_SAFETY * refs.fd_error + tol
             err = np.abs(cf - refs.autodiff)
             with np.errstate(divide="ignore", invalid="ignore"):

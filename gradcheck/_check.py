@@ -110,12 +110,12 @@ def judged(
     cf = np.where(np.isfinite(cf), cf, 0.0)  # non-finite entries are reported apart
     with jax.enable_x64(True):
         evaluation = _references.evaluation(loss_fn, treedef, leaves, ref_args, eps / 2, seed, cf)
-        refs = refine(evaluation, cf, precision)
-        report = _judge.judge(names, leaves, closed, problems, refs, precision, cf, penalties=penalties)
+        refs, tol = refine(evaluation, cf, precision)
+        report = _judge.judge(names, leaves, closed, problems, refs, precision, cf, penalties=penalties, tol=tol)
         if evaluation.screened and report.verdict != "pass":  # judged again, on the measured noise
             evaluation = evaluation.measured()
-            refs = refine(evaluation, cf, precision)
-            report = _judge.judge(names, leaves, closed, problems, refs, precision, cf, penalties=penalties)
+            refs, tol = refine(evaluation, cf, precision)
+            report = _judge.judge(names, leaves, closed, problems, refs, precision, cf, penalties=penalties, tol=tol)
     if evaluation.screened:
         report = dataclasses.replace(report, notes=(*report.notes, SCREENED_NOTE))
     report = dataclasses.replace(report, references=evaluation.path)
@@ -124,7 +124,6 @@ def judged(
         theta = np.concatenate([leaf.ravel() for leaf in leaves])
         observed = _taylor.rate(evaluation.losses, theta, cf, direction)
         report = dataclasses.replace(report, notes=(*report.notes, _taylor.describe(observed)), taylor_rate=observed)
-    tol = _judge.tolerances(refs.autodiff, refs.noise, precision)
     offsets = np.cumsum([0, *(leaf.size for leaf in leaves)])
     arrays = {
         r.name: (cf[a:b].reshape(leaf.shape), refs.autodiff[a:b].reshape(leaf.shape), tol[a:b].reshape(leaf.shape))
@@ -147,19 +146,22 @@ def _misuse(names: list[str], leaves: list[np.ndarray], message: str, cause: Bas
     return Report(results, error=message, cause=cause)
 
 
-def refine(evaluation: _references.Evaluation, closed: np.ndarray, precision: np.dtype) -> _references.References:
-    """The references, with finite differences retaken at finer steps where they disagree with autodiff."""
+def refine(
+    evaluation: _references.Evaluation, closed: np.ndarray, precision: np.dtype
+) -> tuple[_references.References, np.ndarray]:
+    """The references, with finite differences retaken at finer steps where they disagree with autodiff,
+    and the tolerances (which refining leaves alone: it retakes only the finite differences)."""
     refs = _judge.refined_until_agreed(evaluation, closed, precision)
+    tol = _judge.tolerances(refs.autodiff, refs.noise, precision)
     if refs.along is None:
         # Still in doubt after the finest step: a kink within it, where autodiff's own gradient jumps?
-        doubt = _judge.reference_doubt(refs, closed, precision) & ~refs.kink
+        doubt = _judge.reference_doubt(refs, closed, precision, tol) & ~refs.kink
         if doubt.any():
             where = np.flatnonzero(doubt)
-            tol = _judge.tolerances(refs.autodiff, refs.noise, precision)
             kink = refs.kink.copy()
             kink[where] = evaluation.kinks_within_steps(where, tol)
             refs = refs._replace(kink=kink)
-    return refs
+    return refs, tol
 
 
 def assert_gradients(

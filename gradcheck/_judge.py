@@ -17,17 +17,24 @@ def refined_until_agreed(evaluation: Any, closed: np.ndarray, precision: np.dtyp
     """``evaluation.references`` with finite differences retaken at each of `REFINE`'s finer steps
     where autodiff and they still disagree (``evaluation.finer(scale, doubt)``)."""
     refs: References = evaluation.references
+    tol = tolerances(refs.autodiff, refs.noise, precision)  # refinement retakes only the finite differences
     for scale in REFINE:
-        doubt = reference_doubt(refs, closed, precision)
+        doubt = reference_doubt(refs, closed, precision, tol)
         if not doubt.any():
             break
         refs = refined(refs, evaluation.finer(scale, doubt), doubt)
     return refs
 
 
-def reference_doubt(refs: References, closed: np.ndarray, precision: np.dtype) -> np.ndarray:
-    """Coordinates (or directions) where autodiff and the finite differences disagree, or cross a kink."""
-    tol = tolerances(refs.autodiff, refs.noise, precision)
+def reference_doubt(
+    refs: References, closed: np.ndarray, precision: np.dtype, tol: np.ndarray | None = None
+) -> np.ndarray:
+    """Coordinates (or directions) where autodiff and the finite differences disagree, or cross a kink.
+
+    `tol` is ``tolerances(refs.autodiff, refs.noise, precision)``, if the caller has it.
+    """
+    if tol is None:
+        tol = tolerances(refs.autodiff, refs.noise, precision)
     if refs.along is None:
         return compare(closed, refs.autodiff, tol, refs.finite_diff, refs.fd_error, refs.kink).doubt
     return along_doubt(refs.along, tol)
@@ -43,14 +50,16 @@ def judge(
     cf_flat: np.ndarray,
     *,
     penalties: bool = True,
+    tol: np.ndarray | None = None,
 ) -> Report:
     """The verdict on every parameter, from the flat references and closed form.
 
     With `penalties`, an error proportional to a parameter's own value is
     diagnosed as a forgotten penalty's gradient (weight decay); the derivative
     checks, whose "parameters" are a function's inputs, turn that off.
+    `tol` is ``tolerances(refs.autodiff, refs.noise, precision)``, if the caller has it.
     """
-    tol_flat = tolerances(refs.autodiff, refs.noise, precision)
+    tol_flat = tolerances(refs.autodiff, refs.noise, precision) if tol is None else tol
     offsets = np.cumsum([0, *(leaf.size for leaf in leaves)])
     reference = {
         n: (refs.autodiff[a:b].reshape(leaf.shape), tol_flat[a:b].reshape(leaf.shape))
@@ -172,6 +181,8 @@ def _judge_param(
     # Elements at a kink (a non-differentiable point, where the one-sided slopes
     # differ) have no derivative to check against: they are listed, not judged.
     judged = ~kink
+    # Without a kink every element is judged: whole arrays, not masked copies (a model's millions of entries).
+    in_judged = (lambda a: a) if not kink.any() else (lambda a: a[judged])
     doubt = c.doubt & judged
     if c.blamed.any():
         status = "mismatch"
@@ -179,7 +190,9 @@ def _judge_param(
         status = "doubt"
     else:
         status = "pass"
-    ratio = np.where(judged, np.fmax(ratio_ad, ratio_fd), -np.inf)
+    ratio = np.fmax(ratio_ad, ratio_fd)
+    if kink.any():
+        ratio = np.where(judged, ratio, -np.inf)
     # The row shows the worst judged element; for a doubt, the element in
     # doubt that its message names (the references' worst disagreement).
     if status == "doubt":
@@ -224,10 +237,10 @@ def _judge_param(
         status,  # type: ignore[arg-type]
         index=index,
         **at,
-        max_abs_err_autodiff=float(err_ad[judged].max(initial=0.0)),
-        max_rel_err_autodiff=resolved_relative(err_ad[judged], ad[judged], tol[judged]),
-        max_abs_err_fd=float(err_fd[judged].max(initial=0.0)),
-        max_rel_err_fd=resolved_relative(err_fd[judged], fd[judged], allowed[judged]),
+        max_abs_err_autodiff=float(in_judged(err_ad).max(initial=0.0)),
+        max_rel_err_autodiff=resolved_relative(in_judged(err_ad), in_judged(ad), in_judged(tol)),
+        max_abs_err_fd=float(in_judged(err_fd).max(initial=0.0)),
+        max_rel_err_fd=resolved_relative(in_judged(err_fd), in_judged(fd), in_judged(allowed)),
         tolerance_used=float(ratio.max(initial=0.0)),
         message=message,
         diagnosis=diagnosis,
@@ -270,27 +283,32 @@ def compare(
     loss is not finite at theta +- h) puts its element in doubt.
     """
     err_ad = np.abs(cf - ad)
-    err_fd = np.abs(cf - fd)
     ratio_ad = err_ad / np.maximum(tol, np.finfo(float).tiny)
+    if not elementwise_fd:  # no finite differences to compare with here: what they give is NaN throughout
+        none = np.broadcast_to(np.nan, np.shape(fd))
+        doubt_along = kink | np.isnan(tol)
+        return Comparison(err_ad, none, ratio_ad, none, none, doubt_along, (ratio_ad > 1.0) & ~doubt_along)
+    err_fd = np.abs(cf - fd)
     allowed = _tolerance.FD_SAFETY * fd_err + tol
     # The finite differences blame the closed form only for the distance by which it lies farther
     # from them than autodiff does. Where the two references differ by nearly the allowance (a step
     # across a kink that the slopes did not show), a closed form equal to autodiff would otherwise
     # sit at the allowance's edge; autodiff, exact to rounding, already judges it to its tolerance.
     ratio_fd = np.maximum(err_fd - np.abs(ad - fd), 0.0) / np.maximum(allowed, np.finfo(float).tiny)
-    # A tolerance that cannot be measured (NaN noise) blames nothing either.
-    # Elementwise NaN finite differences mean they were taken along directions.
-    doubt = (np.abs(ad - fd) > allowed) | kink | np.isnan(tol)
-    if elementwise_fd:
-        doubt |= np.isnan(fd) | np.isnan(fd_err)
+    # A tolerance that cannot be measured (NaN noise) blames nothing either, nor does a NaN finite
+    # difference (the loss is not finite at theta +- h).
+    doubt = (np.abs(ad - fd) > allowed) | kink | np.isnan(tol) | np.isnan(fd) | np.isnan(fd_err)
     blamed = ((ratio_ad > 1.0) | (ratio_fd > 1.0)) & ~doubt
     return Comparison(err_ad, err_fd, ratio_ad, ratio_fd, allowed, doubt, blamed)
 
 
 def resolved_relative(error: np.ndarray, reference: np.ndarray, tol: np.ndarray) -> float:
     """Largest elementwise relative error among elements the reference resolves (|ref| > tol)."""
-    resolved = np.abs(reference) > tol
-    return float((error[resolved] / np.abs(reference[resolved])).max(initial=0.0))
+    magnitude = np.abs(reference)
+    resolved = magnitude > tol
+    if not resolved.any():
+        return 0.0
+    return float(np.divide(error, magnitude, out=np.zeros_like(magnitude), where=resolved).max())
 
 
 def _relative(error: float, reference: float) -> float:
