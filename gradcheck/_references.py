@@ -130,8 +130,9 @@ def assemble(out: tuple[np.ndarray, ...]) -> References:
     if len(out) == 5:
         return References(*out, along=None)
     g, noise, *along = out
-    nan = np.full_like(g, np.nan)
-    return References(g, noise, nan, nan, np.zeros(g.shape, bool), Along(*along))
+    # Read-only views, not arrays: a large model's elementwise finite differences are NaN throughout.
+    nan = np.broadcast_to(np.nan, g.shape)
+    return References(g, noise, nan, nan, np.broadcast_to(False, g.shape), Along(*along))
 
 
 # --- choosing the path ---------------------------------------------------------
