@@ -7,7 +7,9 @@ The references of a check are four computations, compiled by XLA:
   (8 samples; 2 above `MAX_COORDINATES` parameters);
 - finite differences: 2 * LEVELS loss evaluations per coordinate (6 per
   parameter), or per random direction above `MAX_COORDINATES` parameters;
-- the whole reference function, as `check_batch` and `check_gradients` run it.
+- the whole reference function, as `check_batch` and `check_gradients` run it;
+  for a large model also as its screen runs it (`_references.SCREEN`: the
+  Monte Carlo runs perturb the loss alone).
 
 Each is jitted alone and timed warm (median wall time), for three workloads:
 
@@ -71,6 +73,11 @@ def parts(task: mlp.Task, params: Any, x: np.ndarray, y: np.ndarray, *, stacked:
             return jax.lax.map(lambda s: run(s, theta, args), streams)
         return jax.vmap(run, (0, None, None))(streams, theta, args)
 
+    run_loss = _noise.perturbed(flat_loss, 2.0**-40)
+
+    def monte_carlo_loss(theta: jax.Array, args: Any) -> Any:  # the screen's: the loss's noise alone
+        return jax.lax.map(lambda s: run_loss(s, theta, args), streams)
+
     def finite_differences(theta: jax.Array, args: Any) -> Any:
         if large:
             d = jnp.where(_noise.uniform(jnp.uint32(7), directions * p) >= 0, 1.0, -1.0).reshape(directions, p)
@@ -79,16 +86,23 @@ def parts(task: mlp.Task, params: Any, x: np.ndarray, y: np.ndarray, *, stacked:
         steps = jnp.full(d.shape[0], _finite_diff.FD_STEP)
         return _finite_diff.directional(lambda t: flat_loss(t, args), theta, d, steps, 1e-16, 1.0, sequential=large)
 
-    whole = _references.reference_function(traced, directions=directions, samples=samples, sequential=large)
-    return {
+    def whole(gradient_noise: bool) -> Callable[..., Any]:
+        fn = _references.reference_function(
+            traced, directions=directions, samples=samples, sequential=large, gradient_noise=gradient_noise
+        )
+        return lambda theta, args: fn(theta, args, jnp.uint32(0), 2.0**-53, jnp.zeros_like(theta), 1.0)
+
+    out = {
         "loss": flat_loss,
         "autodiff": value_and_grad,
         f"Monte Carlo ({samples} samples)": monte_carlo,
         f"finite differences ({2 * _finite_diff.LEVELS * (directions or p)} losses)": finite_differences,
-        "whole reference function": lambda theta, args: whole(
-            theta, args, jnp.uint32(0), 2.0**-53, jnp.zeros_like(theta), 1.0
-        ),
+        "whole reference function": whole(True),
     }
+    if large:  # the screen (`_references.SCREEN`): the gradient's noise left unmeasured
+        out[f"Monte Carlo of the loss alone ({samples} samples)"] = monte_carlo_loss
+        out["whole reference function, screened"] = whole(False)
+    return out
 
 
 def table(
