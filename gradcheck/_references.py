@@ -49,13 +49,15 @@ DIRECTIONS = 2
 #: would dominate the check. The maximum of fewer samples sits lower in the
 #: spread; `_tolerance.samples_safety` widens the tolerance to match.
 LARGE_NOISE_SAMPLES = 2
-#: Models above `MAX_COORDINATES` parameters are first checked without the
-#: Monte Carlo re-runs of autodiff (each costs about six backward passes at 3.2
-#: million parameters), against the tolerance's floor alone: the measured noise
-#: only widens the tolerance, so what passes this screen passes the full check.
-#: The loss's own noise, which the finite differences' error bounds need, is
-#: still measured (forward passes only). Anything short of a pass is checked
-#: again with the noise measured (`Evaluation.measured`), and judged on that.
+#: The screen of `check_gradients`: every check is first judged without the
+#: Monte Carlo runs, which cost a third of a NumPy check, and each about six
+#: backward passes at 3.2 million parameters. The gradient's noise and the
+#: loss's are taken as zero. That leaves every tolerance at its floor, every
+#: finite-difference error bound at its least (truncation and
+#: `_finite_diff.EVAL_ULPS`), and every kink test at its most sensitive. The
+#: measured noise only widens the first two and narrows the third, so a pass
+#: with no kink found is a pass of the full check. Anything else is judged again
+#: with the noise measured (`Evaluation.measured`), and on that alone.
 SCREEN = True
 
 
@@ -218,13 +220,18 @@ def evaluation(
     unit_roundoff: float,
     seed: int,
     closed: np.ndarray,
+    *,
+    screen: bool = False,
 ) -> Evaluation:
-    """The references at the point given by `leaves`, by the path that pays (module docstring)."""
+    """The references at the point given by `leaves`, by the path that pays (module docstring).
+
+    With `screen`, the noise is left unmeasured (`SCREEN`).
+    """
     shapes = tuple(leaf.shape for leaf in leaves)
     theta = np.concatenate([leaf.ravel() for leaf in leaves])
     if theta.size > MAX_COORDINATES:
         return CompiledEvaluation(
-            _trace.trace_loss(loss_fn, treedef, shapes, args), theta, args, unit_roundoff, seed, closed, screen=SCREEN
+            _trace.trace_loss(loss_fn, treedef, shapes, args), theta, args, unit_roundoff, seed, closed, screen=screen
         )
     bound = _trace.program(loss_fn, treedef, shapes, args)
     key = (bound.program.key, tuple(sorted(bound.dims.items())), shapes)
@@ -234,14 +241,14 @@ def evaluation(
         want = "xla" if key in _UNSUPPORTED or count >= COMPILE_AFTER else "numpy"
     if want == "numpy":
         try:
-            done = NumpyEvaluation(bound, leaves, theta, args, unit_roundoff, seed)
+            done = NumpyEvaluation(bound, leaves, theta, args, unit_roundoff, seed, screen=screen)
         except _interpret.Unsupported:
             _UNSUPPORTED.add(key)
         else:
             _COUNTS[key] = count + 1
             return done
     traced = _trace.cached(_CONCRETE, key, lambda: _trace.trace_loss(loss_fn, treedef, shapes, args))
-    return CompiledEvaluation(traced, theta, args, unit_roundoff, seed, closed)
+    return CompiledEvaluation(traced, theta, args, unit_roundoff, seed, closed, screen=screen)
 
 
 def autodiff(loss_fn: Callable[..., Any], params: Any, *args: Any) -> Any:
@@ -306,26 +313,37 @@ class NumpyEvaluation(Evaluation):
         args: tuple[np.ndarray, ...],
         unit_roundoff: float,
         seed: int,
+        *,
+        screen: bool = False,
     ):
-        self.bound, self.theta, self.args = bound, theta, args
+        self.bound, self.theta, self.args, self.leaves = bound, theta, args, leaves
+        self.unit_roundoff, self.seed, self.screened = unit_roundoff, seed, screen
         self.shapes = [leaf.shape for leaf in leaves]
         self.offsets = np.cumsum([0, *(leaf.size for leaf in leaves)])
         program, dims = bound
         f0, *grads = _interpret.evaluate(program.value_and_grad, [*leaves, *args], dims)
         g = np.concatenate([np.ravel(x) for x in grads]).astype(np.float64)
-        # One MCA run gives both: the gradient's noise at the closed form's precision, and
-        # the loss's noise at float64 for the finite differences (as `reference_function`).
-        mca_u = max(unit_roundoff, _noise.MCA_ROUNDOFF)
-        samples = _tolerance.NOISE_SAMPLES
-        stacked = [np.broadcast_to(a, (samples, *np.shape(a))) for a in (*leaves, *args)]
-        rng = np.random.default_rng([seed, 0x4D4341])  # "MCA": a stream of its own for each seed
-        f_s, *g_s = _interpret.evaluate(program.noisy, stacked, dims, _interpret.Noise(rng, mca_u))
-        g_samples = np.concatenate([np.reshape(x, (samples, -1)) for x in g_s], axis=1)
         self.f0 = float(f0)
-        self.sigma_f = float(np.max(np.abs(f_s - self.f0))) * (2.0**-53 / mca_u)
-        noise = np.max(np.abs(g_samples - g), axis=0) * (unit_roundoff / mca_u) * _tolerance.samples_safety(samples)
+        if screen:  # no noise measured: see `SCREEN`
+            self.sigma_f, noise = 0.0, np.zeros_like(g)
+        else:
+            # One MCA run gives both: the gradient's noise at the closed form's precision, and
+            # the loss's noise at float64 for the finite differences (as `reference_function`).
+            mca_u = max(unit_roundoff, _noise.MCA_ROUNDOFF)
+            samples = _tolerance.NOISE_SAMPLES
+            stacked = [np.broadcast_to(a, (samples, *np.shape(a))) for a in (*leaves, *args)]
+            rng = np.random.default_rng([seed, 0x4D4341])  # "MCA": a stream of its own for each seed
+            f_s, *g_s = _interpret.evaluate(program.noisy, stacked, dims, _interpret.Noise(rng, mca_u))
+            g_samples = np.concatenate([np.reshape(x, (samples, -1)) for x in g_s], axis=1)
+            self.sigma_f = float(np.max(np.abs(f_s - self.f0))) * (2.0**-53 / mca_u)
+            noise = np.max(np.abs(g_samples - g), axis=0) * (unit_roundoff / mca_u) * _tolerance.samples_safety(samples)
         fd = self._finite_differences(np.arange(theta.size), 1.0)
         self.references = References(g, noise, fd.value, fd.error, fd.kink)
+
+    def measured(self) -> Evaluation:
+        if not self.screened:
+            return self
+        return NumpyEvaluation(self.bound, self.leaves, self.theta, self.args, self.unit_roundoff, self.seed)
 
     def finer(self, scale: float, doubt: np.ndarray) -> References:
         where = np.flatnonzero(doubt)
@@ -461,13 +479,29 @@ def reference_function(
     and autodiff's derivatives along them. `samples` Monte Carlo re-runs
     measure the noise; `step_scale` scales every finite-difference step;
     `sequential` evaluates the finite differences' points, and the Monte Carlo
-    runs, one at a time. Without `gradient_noise` the Monte Carlo runs
-    perturb the loss alone (its noise bounds the finite differences' rounding)
-    and the gradient's noise comes out as zeros (`SCREEN`).
+    runs, one at a time. Without `gradient_noise` there are no Monte Carlo
+    runs: the noise of the gradient and of the loss are taken as zero (`SCREEN`).
     Turn the output into `References` with `assemble`; jit it, or vmap it.
     """
     flat_loss = _trace.flat_loss(traced)
     value_and_grad = jax.value_and_grad(flat_loss)
+
+    def measure_noise(
+        theta: jax.Array, args: tuple[jax.Array, ...], seed: jax.Array, unit_roundoff: jax.Array, f0: Any, g: Any
+    ) -> tuple[jax.Array, jax.Array]:
+        streams = seed * _tolerance.NOISE_SAMPLES + jnp.arange(samples, dtype=jnp.uint32)
+        # One MCA run gives both: the gradient's noise at the closed form's precision, and
+        # the loss's noise at float64 for the finite differences.
+        # It runs at no finer than MCA_ROUNDOFF and is scaled back linearly.
+        mca_u = jnp.maximum(unit_roundoff, _noise.MCA_ROUNDOFF)
+        run = _noise.perturbed(value_and_grad, mca_u)
+        if sequential:  # one run at a time: vmapped, a large model's products become batched ones, several times slower
+            f_samples, g_samples = jax.lax.map(lambda stream: run(stream, theta, args), streams)
+        else:
+            f_samples, g_samples = jax.vmap(run, (0, None, None))(streams, theta, args)
+        sigma_f = jnp.max(jnp.abs(f_samples - f0)) * (2.0**-53 / mca_u)
+        noise = _noise.spread(g_samples, g) * (unit_roundoff / mca_u) * _tolerance.samples_safety(samples)
+        return noise, sigma_f
 
     def references(
         theta: jax.Array,
@@ -478,22 +512,10 @@ def reference_function(
         step_scale: jax.Array,
     ) -> tuple[jax.Array, ...]:
         f0, g = value_and_grad(theta, args)
-        streams = seed * _tolerance.NOISE_SAMPLES + jnp.arange(samples, dtype=jnp.uint32)
-        # One MCA run gives both: the gradient's noise at the closed form's
-        # precision, and the loss's noise at float64 for the finite differences.
-        # It runs at no finer than MCA_ROUNDOFF and is scaled back linearly.
-        mca_u = jnp.maximum(unit_roundoff, _noise.MCA_ROUNDOFF)
-        run = _noise.perturbed(value_and_grad if gradient_noise else flat_loss, mca_u)
-        if sequential:  # one run at a time: vmapped, a large model's products become batched ones, several times slower
-            samples_out = jax.lax.map(lambda stream: run(stream, theta, args), streams)
-        else:
-            samples_out = jax.vmap(run, (0, None, None))(streams, theta, args)
         if gradient_noise:
-            f_samples, g_samples = samples_out
-            noise = _noise.spread(g_samples, g) * (unit_roundoff / mca_u) * _tolerance.samples_safety(samples)
-        else:  # the screen: judged against the tolerance's floor alone
-            f_samples, noise = samples_out, jnp.zeros_like(g)
-        sigma_f = jnp.max(jnp.abs(f_samples - f0)) * (2.0**-53 / mca_u)
+            noise, sigma_f = measure_noise(theta, args, seed, unit_roundoff, f0, g)
+        else:  # the screen: no noise measured
+            noise, sigma_f = jnp.zeros_like(g), jnp.zeros_like(f0)
         if directions is None:
             steps = step_scale * _finite_diff.FD_STEP * jnp.maximum(1.0, jnp.abs(theta))
             fd = _finite_diff.directional(
