@@ -524,3 +524,316 @@ def test_the_orders_of_magnitude_over_the_peers_are_the_peer_tables() -> None:
     for count in claimed:
         assert min(gaps) - 0.5 <= count <= max(gaps) + 0.5, (count, f"{min(gaps):.2f}–{max(gaps):.2f}")
     assert min(claimed) <= min(gaps) + 0.5, f"the closest peer is {min(gaps):.2f} orders away, not {min(claimed):g}"
+
+
+# --- no page cites a file outside the repository --------------------------------------------
+
+#: Where a path outside the repository would point: the machine's folders, a sibling checkout.
+_OUTSIDE = re.compile(r"(?<![\w.-])(?:/(?:work|home|root|Users|tmp|mnt)/\S*|(?:\.\./)*shared/\S*)")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
+def test_no_page_cites_a_path_outside_the_repository(page: Path) -> None:
+    text = _COMMENT.sub("", page.read_text())
+    assert not _OUTSIDE.findall(text), f"{page.name} cites a path outside the repository"
+    for written, target, _ in links(sections(page)[0], text):
+        assert target.is_relative_to(ROOT), f"{page.name} links to {written}, outside the repository"
+        assert target.exists(), f"{page.name} links to {written}, which does not exist"
+    for token in re.findall(r"(?<![\w/])(?:\.\./)+[\w./-]*", text):
+        assert (page.parent / token).resolve().is_relative_to(ROOT), f"{page.name} cites {token}"
+
+
+def test_the_derivation_names_its_source_text_without_a_path() -> None:
+    """The seed text is not in the repository: the page names it and restates what it needs from it."""
+    text = (DOCS / "derivation.md").read_text()
+    assert "source text" in text
+    assert not re.search(r"[\w/.-]+\.txt\b|\bseeds?/", text), "docs/derivation.md cites the source text by a path"
+
+
+# --- what the pages say about the command line ----------------------------------------------
+
+_NUMBER_WORDS = dict(zip("one two three four five six seven eight nine ten".split(), range(1, 11)))
+
+
+def test_the_cli_reference_documents_exactly_the_parsers_commands() -> None:
+    """docs/cli.md has one `## gradcheck ...` section per command the parser has, and counts them right."""
+    commands = set(_app._SUBCOMMANDS)
+    page = DOCS / "cli.md"
+    documented = set()
+    for section in sections(page):
+        if (m := re.match(r"`gradcheck(?: (\w[\w-]*))?[^`]*`", section.heading)) and section.text.startswith("## "):
+            documented.add(m[1] or "(main job)")
+    assert documented == commands | {"(main job)"}
+    for p in PAGES:  # "gradcheck has two jobs": every count of the commands is the parser's
+        for m in re.finditer(r"`gradcheck` has (\w+) (?:commands|jobs|subcommands)(?P<rest>[^.]*)", p.read_text()):
+            assert _NUMBER_WORDS.get(m[1], m[1]) == len(commands) + 1, f"{p.name}: {m.group()}"
+            assert set(re.findall(r"`(\w+)`", m["rest"])) == commands, f"{p.name}: {m.group()}"
+
+
+def test_the_help_names_every_command_and_checks_default_task() -> None:
+    """Pinned in tests/test_cli.py (`gradcheck --help` names `prove`; `check --help` gives `--task`'s default)."""
+    source = (TESTS / "test_cli.py").read_text()
+    assert "def test_help_names_every_command_and_every_default(" in source
+    assert '"gradcheck prove --help"' in source
+    assert '"which task to check (default both)"' in source
+
+
+# --- install lines --------------------------------------------------------------------------
+
+_EXTRA = re.compile(r"gradcheck\[(\w[\w,-]*)\]|\"\.\[([\w,-]+)\]\"")
+
+
+@cache
+def _extras() -> set[str]:
+    text = (ROOT / "pyproject.toml").read_text()
+    block = text.split("[project.optional-dependencies]", 1)[1].split("\n[", 1)[0]
+    return set(re.findall(r"^(\w[\w-]*)\s*=", block, re.M))
+
+
+def _installed(line: str) -> set[str]:
+    return {e for m in _EXTRA.finditer(line) for e in (m[1] or m[2]).split(",")}
+
+
+def test_every_install_line_names_extras_that_exist() -> None:
+    for page in PAGES:
+        for line in page.read_text().splitlines():
+            assert _installed(line) <= _extras(), f"{page.name}: {line.strip()}"
+
+
+def test_every_install_line_that_runs_the_tests_installs_what_they_need() -> None:
+    """The tests skip without an extra's package (their skip reasons say `pip install "gradcheck[X]"`)."""
+    needed = {e for path in TESTS.glob("test_*.py") if path.name != Path(__file__).name for e in _installed(path.read_text())}
+    assert {"symbolic", "plot"} <= needed
+    lines = [
+        (page, line)
+        for page in PAGES
+        for lang, body in sections(page)[0].fences + [f for s in sections(page)[1:] for f in s.fences]
+        if lang == "bash"
+        for line in body.splitlines()
+        if "pip install" in line and re.search(r"&&\s*pytest\b", line)
+    ]
+    assert lines
+    for page, line in lines:
+        assert needed <= _installed(line), f"{page.name}: `{line.strip()}` leaves out {needed - _installed(line)}"
+
+
+def test_a_page_that_runs_a_command_needing_an_extra_says_how_to_install_it() -> None:
+    """`gradcheck prove` needs `symbolic`, `gradcheck plot` needs `plot`: the commands' own help says so."""
+    needs = {}
+    for name, (build, _) in _app._SUBCOMMANDS.items():
+        if extra := _installed(build().format_help().replace("\n", " ")):
+            needs[name] = extra
+    assert needs == {"prove": {"symbolic"}, "plot": {"plot"}}
+    for page in PAGES:
+        run = {c.split()[1] for s in sections(page) for c in shown_commands(s) if len(c.split()) > 1}
+        for name in run & set(needs):
+            assert needs[name] <= _installed(page.read_text().replace("\n", " ")), (
+                f"{page.name} runs `gradcheck {name}` but does not say how to install {needs[name]}"
+            )
+
+
+# --- the test files -------------------------------------------------------------------------
+
+
+def test_the_testing_page_lists_every_test_file() -> None:
+    listed = set(re.findall(r"`(test_\w+\.py)`", (DOCS / "testing.md").read_text()))
+    assert listed == {p.name for p in TESTS.glob("test_*.py")}
+
+
+# --- the JSON schema documents every key the CLI writes ---------------------------------------
+# docs/cli.md writes the schema as JSON-like sketches: `{ "key": value, "key" }` (a key alone is a
+# value), `"<task>"` for a key that is a name, `{...}` for anything, `a | b` for alternatives, `# ...`
+# comments, and `<failure>` / `<report>` for objects defined in the prose below the sketches.
+
+Node = dict[str, Any] | None  # None: a value; a dict: an object's keys; WILD: anything
+WILD: dict[str, Any] = {"{...}": None}
+_REFS = "<refs>"
+_SKETCH_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|<\w+>|\{\.\.\.\}|#[^\n]*|[{}\[\]:,|]|[^\s{}\[\]:,|"#]+')
+
+
+def _merge(a: Node, b: Node) -> Node:
+    if a is WILD or b is WILD:
+        return WILD
+    if a is None or b is None:
+        return a if b is None else b
+    merged = dict(a)
+    for key, value in b.items():
+        merged[key] = (merged.get(key, []) + value) if key == _REFS else _merge(merged.get(key), value)
+    return merged
+
+
+class _Sketch:
+    """A recursive-descent reading of one sketch."""
+
+    def __init__(self, text: str) -> None:
+        self.tokens = [t for t in _SKETCH_TOKEN.findall(text) if not t.startswith("#")]
+        self.i = 0
+
+    def value(self) -> Node:
+        node = self.atom()
+        while self.i < len(self.tokens) and self.tokens[self.i] == "|":
+            self.i += 1
+            node = _merge(node, self.atom())
+        return node
+
+    def atom(self) -> Node:
+        token = self.tokens[self.i]
+        self.i += 1
+        if token == "{...}":
+            return WILD
+        if token.startswith("<"):
+            return {_REFS: [token]}
+        if token == "{":
+            return self.obj()
+        if token == "[":
+            node: Node = None
+            while self.tokens[self.i] != "]":
+                if self.tokens[self.i] == ",":
+                    self.i += 1
+                else:
+                    node = _merge(node, self.value())
+            self.i += 1
+            return node
+        return None  # a string, a number, true, null, ...
+
+    def obj(self) -> Node:
+        node: dict[str, Any] = {}
+        while self.tokens[self.i] != "}":
+            token = self.tokens[self.i]
+            self.i += 1
+            if token.startswith('"'):
+                child = None
+                if self.tokens[self.i] == ":":
+                    self.i += 1
+                    child = self.value()
+                node[token[1:-1]] = _merge(node.get(token[1:-1]), child)
+            elif token.startswith("<"):
+                node = _merge(node, {_REFS: [token]})  # type: ignore[assignment]
+        self.i += 1
+        return node
+
+
+def _sketch(text: str) -> Node:
+    return _Sketch(text).value()
+
+
+@cache
+def json_schema() -> dict[str, Node]:
+    """The documented schema: the main job's, `check`'s (schema 1 and 2), and the objects the prose defines."""
+    section = section_at(DOCS / "cli.md", "json-output-json")
+    assert section is not None, "docs/cli.md lost its JSON section"
+    main_job, check, loss = [_sketch(body) for lang, body in section.fences if body.lstrip().startswith("{")]
+    prose = " ".join(section.prose.split())
+    defined = {m[1]: _sketch(m[2]) for m in re.finditer(r"A `(<\w+>)` is `(\{.*?\})`", prose)}
+    report = re.search(r"A `<report>` is `Report\.to_dict\(\)`:(.*?)`params`, one object per parameter with(.*?)\.(?: |$)", prose)
+    assert report, "docs/cli.md no longer says what a <report> holds"
+    names = re.compile(r"`([a-z_]+\*?)`")
+    defined["<report>"] = {**dict.fromkeys(names.findall(report[1])), "params": dict.fromkeys(names.findall(report[2]))}
+    return {"main job": main_job, "check": check, "check --loss": _merge(check, loss), **defined}
+
+
+def undocumented(value: Any, node: Node, path: str) -> list[str]:
+    """The keys of `value` (a JSON document) that `node` (its sketch) does not document."""
+    if node is WILD:
+        return []
+    if isinstance(value, list):
+        return [k for item in value for k in undocumented(item, node, f"{path}[]")]
+    if not isinstance(value, dict):
+        return []
+    if node is None:
+        return [f"{path} (documented as a value; holds {', '.join(value)})"]
+    keys = _resolve(node)
+    names = [k for k in keys if k.startswith("<")]
+    missing = []
+    for key, item in value.items():
+        if key not in keys and any(k.endswith("*") and key.startswith(k[:-1]) for k in keys):
+            continue
+        if key not in keys and not names:
+            missing.append(f"{path}.{key}")
+            continue
+        label = key if key in keys else f"<{key}>"  # a name the sketch writes as "<task>", "<param>", ...
+        child = _merge(keys.get(key), keys[names[0]] if names else None) if key in keys else keys[names[0]]
+        missing += undocumented(item, child, f"{path}.{label}")
+    return missing
+
+
+def _resolve(node: dict[str, Any]) -> dict[str, Any]:
+    """An object's keys, with those of the objects it includes (`<report>` in a `<failure>`)."""
+    keys = {k: v for k, v in node.items() if k != _REFS}
+    for ref in node.get(_REFS, []):
+        keys = _merge(keys, _resolve(json_schema()[ref])) or {}  # type: ignore[arg-type, assignment]
+    return keys
+
+
+def _json(argv: list[str]) -> dict[str, Any]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        cli.main([*argv, "--json"])
+    document: dict[str, Any] = json.loads(out.getvalue())
+    return document
+
+
+@pytest.fixture(scope="module")
+def json_documents() -> dict[str, dict[str, Any]]:
+    """What `--json` writes, from runs that fill every field: failures, identity failures, errors, counterexamples."""
+    with pytest.MonkeyPatch.context() as patch:  # the non-canonical trap: a − y for a sigmoid with squared error
+        patch.setitem(heads.HEADS, "sigmoid-mse", heads.HEADS["sigmoid-mse"]._replace(output_error=heads.canonical_error))
+        main_job = _json(["--head", "sigmoid-mse", "--examples", "2"])
+    check = _json(["check", str(ROOT / "examples/submissions/*.py:grads"), "--task", "regression", "--examples", "10"])
+    general = ROOT / "examples" / "general"
+    loss = _json(
+        [
+            "check",
+            f"{general}/students/*.py:logistic_grad",
+            "--loss",
+            f"{general}/losses.py:logistic",
+            "--problems",
+            f"{general}/problems.py:logistic_problems",
+            "--examples",
+            "10",
+        ]
+    )
+    return {"main job": main_job, "check": check, "check --loss": loss}
+
+
+def test_the_json_runs_fill_every_part_of_the_schema(json_documents: dict[str, dict[str, Any]]) -> None:
+    """The documents below hold what the schema test must see: else that test could pass on too little."""
+    (task,) = json_documents["main job"]["tasks"].values()
+    assert task["failures"] and task["identity"]["failures"]
+    for kind, schema in (("check", 1), ("check --loss", 2)):
+        document = json_documents[kind]
+        assert document["schema"] == schema
+        verdicts = {s["verdict"] for s in document["submissions"]}
+        assert {"pass", "mismatch"} <= verdicts
+        assert any(t["counterexample"] for s in document["submissions"] for t in s["tasks"].values())
+    assert "error" in {s["verdict"] for s in json_documents["check"]["submissions"]}
+
+
+@pytest.mark.parametrize("kind", ["main job", "check", "check --loss"])
+def test_every_key_the_cli_writes_is_in_the_json_schema(kind: str, json_documents: dict[str, dict[str, Any]]) -> None:
+    missing = undocumented(json_documents[kind], json_schema()[kind], "")
+    assert not missing, f"docs/cli.md's JSON schema leaves out ({kind}): {', '.join(missing)}"
+
+
+# --- kinks ----------------------------------------------------------------------------------
+
+
+def test_the_kink_cases_canonical_md_describes_are_what_the_checker_does() -> None:
+    """docs/canonical.md says what happens beside a ReLU kink, offset by offset: run each one."""
+    from tests.test_network import check, kink_problem  # the tests' own kink problems
+
+    text = " ".join((DOCS / "canonical.md").read_text().split())
+    sentence = re.search(r"The tests put a hidden unit exactly on a kink, (.*?)\. ", text)
+    assert sentence, "docs/canonical.md no longer says which kink cases the tests check"
+    cases = re.findall(rf"(10⁻{_SUP}|\d+\.\d+) beside one \(((?:[^()]|\([^()]*\))*)\)", sentence[1])
+    assert len(cases) == 3, sentence[1]
+    for offset, said in cases:
+        power = re.match(rf"10⁻({_SUP})$", offset)
+        report = check(kink_problem(10.0 ** -int(power[1].translate(_SUPERSCRIPT)) if power else float(offset)))
+        listed = (0,) in report["b1"].not_judged
+        if "not judged" in said:
+            assert (report.verdict, listed) == ("pass", True), (offset, said, str(report))
+        elif "judged, and passes" in said or "checked as usual" in said:
+            assert (report.verdict, listed) == ("pass", False), (offset, said, str(report))
+        else:
+            pytest.fail(f"docs/canonical.md says {said!r} at {offset} beside a kink: which verdict is that?")
