@@ -293,9 +293,25 @@ def test_no_duration_without_its_figure(page: Path) -> None:
     )
 
 
+#: A figure of an earlier run or setting: the command beside it no longer prints it.
+_EARLIER = re.compile(r"\b(?:an? )?(?:earlier|previous|older) (?:runs?|versions?|settings?)\b|\bit was \d|\bused to (?:take|be)\b")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
+def test_no_figure_of_an_earlier_run(page: Path) -> None:
+    earlier = [
+        f"{s.name}: {text}"
+        for s in sections(page)
+        for p in s.paragraphs()
+        for text in sentences(p)
+        if _EARLIER.search(text) and re.search(r"\d", text)
+    ]
+    assert not earlier, "figures from an earlier run or setting (the CHANGELOG keeps history):\n" + "\n".join(earlier)
+
+
 # --- the figures of a claim are the ones its command printed ------------------------------
 
-_SECONDS = {"ns": 1e-9, "µs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0}
+_SECONDS = {"ns": 1e-9, "µs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0, "seconds": 1.0, "min": 60.0, "minutes": 60.0}
 _SHOWN_NUMBER = re.compile(rf"(?<![\w.])({_NUM}(?:[eE][-+]?\d+)?)(?:\s*(ns|µs|us|ms|s|min)\b)?")
 _SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
 #: A number is shown with a time unit in its own cell, or in the header of its table column.
@@ -332,8 +348,8 @@ class Figure:
 
 
 _FIGURES = re.compile(
-    rf"(?P<lo>{_NUM})(?:\s*(?:[–-]|to)\s*(?P<hi>{_NUM}))?\s*"
-    rf"(?:(?P<sci>[eE][-−]\d+|×\s*10⁻{_SUP})|(?P<time>ns|µs|us|ms|s|min)\b(?!-)|[×x](?![\w\d])|times\b"
+    rf"(?P<lo>{_NUM})(?![\d,])(?:\s*(?:[–-]|to)\s*(?P<hi>{_NUM})(?![\d,]))?\s*"
+    rf"(?:(?P<sci>[eE][-−]\d+|×\s*10⁻{_SUP})|(?P<time>ns|µs|us|ms|s|seconds|min|minutes)\b(?!-)|[×x](?![\w\d])|times\b"
     r"|(?=\w+/s\b|problems per second))"
     rf"|(?<![\d.])10⁻(?P<power>{_SUP})"
 )
@@ -400,10 +416,10 @@ def asserted(paragraph: str) -> list[Shown]:
     return numbers
 
 
-def sources(section: Section, paragraph: str) -> tuple[list[Shown], list[Shown]]:
-    """Where a claim's figures come from: (output shown, test constants), here and in the sections linked to."""
+def sources(section: Section, paragraph: str, sentence: str) -> tuple[list[Shown], list[Shown]]:
+    """Where a claim's figures come from: (output shown, test constants), here and in the sections it links to."""
     output, tests = shown(section, paragraph), asserted(paragraph)
-    for linked in linked_sections(section, paragraph):
+    for linked in linked_sections(section, sentence):
         output += shown(linked)
         for p in linked.paragraphs():
             output += shown(linked, p)
@@ -435,14 +451,14 @@ def test_the_figures_of_a_claim_are_the_ones_its_command_printed(page: Path) -> 
 
     The evidence is the section's output (output blocks, the tables below a command, output quoted
     beside a cited command), for sensitivities also the constants of the tests the paragraph cites,
-    and the same in the sections the paragraph links to. A figure from an earlier run, another
+    and the same in the sections the sentence links to. A figure from an earlier run, another
     setting or another table is not there, so it fails.
     """
     wrong = []
     for section in sections(page):
         for paragraph in section.paragraphs():
-            output, tests = sources(section, paragraph)
-            for sentence, kinds in claims(paragraph):
+            for sentence, _ in claims(paragraph):
+                output, tests = sources(section, paragraph, sentence)
                 for figure in figures(sentence):
                     pairs = [v for (phrase, text), v in DERIVED.items() if phrase in sentence and text == figure.text]
                     if pairs:
