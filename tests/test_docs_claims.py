@@ -16,7 +16,6 @@ import io
 import json
 import math
 import re
-import shlex
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -225,13 +224,20 @@ _NUM = r"\d(?:[\d,]*\d)?(?:\.\d+)?"
 _SUP = r"[⁰¹²³⁴⁵⁶⁷⁸⁹]+"
 _SMALL = rf"\d(?:\.\d+)?\s*(?:[eE][-−]\d+|×\s*10⁻{_SUP})|10⁻{_SUP}"
 _SENSES = r"\b(?:caught|catch\w*|flag\w*|detect\w*|resolv\w*|resolution|sensitiv\w*|miss\w*|finer)\b"
-_WORDS = r"(?:a few|few|several|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)"
+NUMBER_WORDS = {
+    w: n
+    for n, w in enumerate(
+        ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"), 1
+    )
+}
+_WORDS = rf"(?:a few|few|several|{'|'.join(NUMBER_WORDS)})"
 
 #: What makes a sentence a quantitative claim about speed, scaling or sensitivity.
 CLAIM = {
     "time": rf"{_NUM}\s*(?:ms|µs|us|ns|s|min)\b(?!-)|\b(?:milli|micro)?seconds\b|\bminutes?\b|\bhours?\b",
     "rate": r"\w/s\b|\bper second\b",
-    "ratio": rf"{_NUM}[×x](?![\w\d])|{_NUM}\s*×\s+the floor|\b(?:{_NUM}|{_WORDS}|twice)(?:\s*(?:[–-]|to)\s*\S+)?\s+times\s+"
+    "ratio": rf"{_NUM}[×x](?![\w\d])|{_NUM}\s*×\s+the floor"
+    rf"|\b(?:{_NUM}|{_WORDS}|twice)(?:\s*(?:[–-]|to)\s*\S+)?\s+times\s+"
     r"(?:the\s+floor|faster|slower|as\s+(?:fast|slow|long|much)|torch|jax|scipy|its|gradcheck)"
     r"|\b(?:faster|slower|quicker|cheaper|speed-?ups?)\b|\borders? of magnitude\b",
     "scaling": r"\bdoes not grow\b|\bwhatever the size\b|\bconstant (?:time|cost)\b|\bflat in\b",
@@ -253,9 +259,9 @@ def claims(paragraph: str) -> list[tuple[str, list[str]]]:
     """Each sentence of `paragraph` that makes a quantitative claim, with the kinds of claim it makes."""
     found = []
     for sentence in sentences(paragraph):
-        if not any(phrase in sentence for phrase in NOT_MEASUREMENTS):
-            if kinds := sorted({m.lastgroup for m in _CLAIM.finditer(sentence) if m.lastgroup}):
-                found.append((sentence, kinds))
+        kinds = sorted({m.lastgroup for m in _CLAIM.finditer(sentence) if m.lastgroup})
+        if kinds and not any(phrase in sentence for phrase in NOT_MEASUREMENTS):
+            found.append((sentence, kinds))
     return found
 
 
@@ -287,14 +293,22 @@ _VAGUE = re.compile(
 
 @pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
 def test_no_duration_without_its_figure(page: Path) -> None:
-    vague = [f"{s.name}: {text}" for s in sections(page) for p in s.paragraphs() for text in sentences(p) if _VAGUE.search(text)]
+    vague = [
+        f"{s.name}: {text}"
+        for s in sections(page)
+        for p in s.paragraphs()
+        for text in sentences(p)
+        if _VAGUE.search(text)
+    ]
     assert not vague, "durations with no figure (give the measured figure beside its command, or drop it):\n" + (
         "\n".join(vague)
     )
 
 
 #: A figure of an earlier run or setting: the command beside it no longer prints it.
-_EARLIER = re.compile(r"\b(?:an? )?(?:earlier|previous|older) (?:runs?|versions?|settings?)\b|\bit was \d|\bused to (?:take|be)\b")
+_EARLIER = re.compile(
+    r"\b(?:an? )?(?:earlier|previous|older) (?:runs?|versions?|settings?)\b|\bit was \d|\bused to (?:take|be)\b"
+)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
@@ -475,7 +489,11 @@ def test_the_figures_of_a_claim_are_the_ones_its_command_printed(page: Path) -> 
 
 def _table(section: Section, first_cell: str) -> list[list[str]]:
     """The rows of the section's markdown table whose first column header is `first_cell`."""
-    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in section.text.splitlines() if line.startswith("|")]
+    rows = [
+        [c.strip() for c in line.strip().strip("|").split("|")]
+        for line in section.text.splitlines()
+        if line.startswith("|")
+    ]
     start = next(i for i, row in enumerate(rows) if row[0] == first_cell)
     return [dict(zip(rows[start], row)) for row in rows[start + 2 :]]  # type: ignore[misc]
 
@@ -491,7 +509,9 @@ def test_the_speed_of_one_check_names_the_loss_it_was_measured_with_and_is_faste
     """Issue 18: "faster than scipy" held for the built-in loss only (a user's own loss was slower)."""
     for page in PAGES:
         assert not re.search(r"faster than (?:\w+ )?scipy", page.read_text()), f"{page.name} says gradcheck beats scipy"
-    (bullet,) = [p for s in sections(DOCS / "benchmarks.md") for p in s.paragraphs() if p.startswith("- **Speed of one check.**")]
+    (bullet,) = [
+        p for s in sections(DOCS / "benchmarks.md") for p in s.paragraphs() if p.startswith("- **Speed of one check.**")
+    ]
     assert "built-in loss" in bullet
     assert "`mlp.loss`" in bullet
 
@@ -507,14 +527,13 @@ def test_torch_fast_modes_ratio_to_the_floor_is_the_peer_tables() -> None:
     """Issue 18: fast_mode was quoted at "14–16×" the floor where the table said otherwise."""
     shown = [float(row["x floor"]) for row in _peers() if row["tool"] == "torch gradcheck fast_mode"]
     assert shown
-    ratio = re.compile(rf"fast_mode\W+(?:\w+\W+){{0,3}}?(?P<lo>{_NUM})(?:\s*[–-]\s*(?P<hi>{_NUM}))?\s*(?:×|x|times) the floor")
+    ratio = re.compile(
+        rf"fast_mode\W+(?:\w+\W+){{0,3}}?(?P<lo>{_NUM})(?:\s*[–-]\s*(?P<hi>{_NUM}))?\s*(?:×|x|times) the floor"
+    )
     for page in PAGES:
         for m in ratio.finditer(" ".join(page.read_text().split())):
             quoted = [_value(n) for n in (m["lo"], m["hi"]) if n]
             assert (min(quoted), max(quoted)) == (round(min(shown)), round(max(shown))), (page.name, m.group())
-
-
-_ORDINALS = dict(zip("one two three four five six seven eight nine ten eleven twelve".split(), range(1, 13)))
 
 
 def test_the_orders_of_magnitude_over_the_peers_are_the_peer_tables() -> None:
@@ -534,8 +553,8 @@ def test_the_orders_of_magnitude_over_the_peers_are_the_peer_tables() -> None:
     for paragraph in section.paragraphs():
         for sentence in sentences(paragraph):
             if "orders of magnitude" in sentence:
-                words = re.findall(rf"\b(?:{'|'.join(_ORDINALS)})\b|\b\d+(?:\.\d+)?\b(?= orders| finer)", sentence)
-                claimed += [float(_ORDINALS.get(w, w)) for w in words]
+                words = re.findall(rf"\b(?:{'|'.join(NUMBER_WORDS)})\b|\b\d+(?:\.\d+)?\b(?= orders| finer)", sentence)
+                claimed += [float(NUMBER_WORDS.get(w, w)) for w in words]
     assert claimed, "the peers section no longer says how much finer gradcheck is"
     for count in claimed:
         assert min(gaps) - 0.5 <= count <= max(gaps) + 0.5, (count, f"{min(gaps):.2f}–{max(gaps):.2f}")
@@ -559,6 +578,15 @@ def test_no_page_cites_a_path_outside_the_repository(page: Path) -> None:
         assert (page.parent / token).resolve().is_relative_to(ROOT), f"{page.name} cites {token}"
 
 
+@pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
+def test_every_link_to_a_section_names_a_heading(page: Path) -> None:
+    """A claim's evidence may be a linked section (above): a link whose anchor names no heading would hide it."""
+    for section in sections(page):
+        for written, target, anchor in links(section):
+            if anchor and target.suffix == ".md" and target.name != "api.md":  # api.md's anchors: mkdocstrings'
+                assert section_at(target, anchor) is not None, f"{section.name} links to {written}: no such heading"
+
+
 def test_the_derivation_names_its_source_text_without_a_path() -> None:
     """The seed text is not in the repository: the page names it and restates what it needs from it."""
     text = (DOCS / "derivation.md").read_text()
@@ -567,8 +595,6 @@ def test_the_derivation_names_its_source_text_without_a_path() -> None:
 
 
 # --- what the pages say about the command line ----------------------------------------------
-
-_NUMBER_WORDS = dict(zip("one two three four five six seven eight nine ten".split(), range(1, 11)))
 
 
 def test_the_cli_reference_documents_exactly_the_parsers_commands() -> None:
@@ -582,7 +608,7 @@ def test_the_cli_reference_documents_exactly_the_parsers_commands() -> None:
     assert documented == commands | {"(main job)"}
     for p in PAGES:  # "gradcheck has two jobs": every count of the commands is the parser's
         for m in re.finditer(r"`gradcheck` has (\w+) (?:commands|jobs|subcommands)(?P<rest>[^.]*)", p.read_text()):
-            assert _NUMBER_WORDS.get(m[1], m[1]) == len(commands) + 1, f"{p.name}: {m.group()}"
+            assert NUMBER_WORDS.get(m[1], m[1]) == len(commands) + 1, f"{p.name}: {m.group()}"
             assert set(re.findall(r"`(\w+)`", m["rest"])) == commands, f"{p.name}: {m.group()}"
 
 
@@ -618,7 +644,9 @@ def test_every_install_line_names_extras_that_exist() -> None:
 
 def test_every_install_line_that_runs_the_tests_installs_what_they_need() -> None:
     """The tests skip without an extra's package (their skip reasons say `pip install "gradcheck[X]"`)."""
-    needed = {e for path in TESTS.glob("test_*.py") if path.name != Path(__file__).name for e in _installed(path.read_text())}
+    needed = {
+        e for path in TESTS.glob("test_*.py") if path.name != Path(__file__).name for e in _installed(path.read_text())
+    }
     assert {"symbolic", "plot"} <= needed
     lines = [
         (page, line)
@@ -741,7 +769,9 @@ def json_schema() -> dict[str, Node]:
     main_job, check, loss = [_sketch(body) for lang, body in section.fences if body.lstrip().startswith("{")]
     prose = " ".join(section.prose.split())
     defined = {m[1]: _sketch(m[2]) for m in re.finditer(r"A `(<\w+>)` is `(\{.*?\})`", prose)}
-    report = re.search(r"A `<report>` is `Report\.to_dict\(\)`:(.*?)`params`, one object per parameter with(.*?)\.(?: |$)", prose)
+    report = re.search(
+        r"A `<report>` is `Report\.to_dict\(\)`:(.*?)`params`, one object per parameter with(.*?)\.(?: |$)", prose
+    )
     assert report, "docs/cli.md no longer says what a <report> holds"
     names = re.compile(r"`([a-z_]+\*?)`")
     defined["<report>"] = {**dict.fromkeys(names.findall(report[1])), "params": dict.fromkeys(names.findall(report[2]))}
@@ -793,7 +823,9 @@ def _json(argv: list[str]) -> dict[str, Any]:
 def json_documents() -> dict[str, dict[str, Any]]:
     """What `--json` writes, from runs that fill every field: failures, identity failures, errors, counterexamples."""
     with pytest.MonkeyPatch.context() as patch:  # the non-canonical trap: a − y for a sigmoid with squared error
-        patch.setitem(heads.HEADS, "sigmoid-mse", heads.HEADS["sigmoid-mse"]._replace(output_error=heads.canonical_error))
+        patch.setitem(
+            heads.HEADS, "sigmoid-mse", heads.HEADS["sigmoid-mse"]._replace(output_error=heads.canonical_error)
+        )
         main_job = _json(["--head", "sigmoid-mse", "--examples", "2"])
     check = _json(["check", str(ROOT / "examples/submissions/*.py:grads"), "--task", "regression", "--examples", "10"])
     general = ROOT / "examples" / "general"
@@ -815,7 +847,8 @@ def json_documents() -> dict[str, dict[str, Any]]:
 def test_the_json_runs_fill_every_part_of_the_schema(json_documents: dict[str, dict[str, Any]]) -> None:
     """The documents below hold what the schema test must see: else that test could pass on too little."""
     (task,) = json_documents["main job"]["tasks"].values()
-    assert task["failures"] and task["identity"]["failures"]
+    assert task["failures"]
+    assert task["identity"]["failures"]
     for kind, schema in (("check", 1), ("check --loss", 2)):
         document = json_documents[kind]
         assert document["schema"] == schema
