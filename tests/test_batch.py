@@ -1,4 +1,4 @@
-"""`check_batch`: the same verdicts as `check_gradients`, problem by problem, faster.
+"""`check_batch`: the same verdicts as `check_gradients`, problem by problem.
 
 - Every regime, both tasks, the correct closed forms: every problem passes,
   as it does one at a time.
