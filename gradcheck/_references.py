@@ -212,6 +212,17 @@ def forced(path: Path) -> Iterator[None]:
         _FORCED.pop()
 
 
+@contextlib.contextmanager
+def unscreened() -> Iterator[None]:
+    """Within the block, `check_gradients` measures the noise of every check (`SCREEN` off)."""
+    global SCREEN
+    before, SCREEN = SCREEN, False
+    try:
+        yield
+    finally:
+        SCREEN = before
+
+
 def evaluation(
     loss_fn: Callable[..., Any],
     treedef: Any,

@@ -23,7 +23,7 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from gradcheck import Report, activations, check_gradients, heads, mlp, network, problems
+from gradcheck import Report, _check, _references, activations, check_gradients, heads, mlp, network, problems
 from gradcheck import strategies as gs
 from gradcheck._trace import pure_loss
 
@@ -204,6 +204,24 @@ def test_a_wrong_relu_derivative_is_still_caught_beside_a_kink(monkeypatch: pyte
     wrong = activations.Activation("relu", activations.relu, lambda z, a: a, "a")
     monkeypatch.setitem(activations.ACTIVATIONS, "relu", wrong)
     assert check(kink_problem(0.25)).verdict == "mismatch"
+
+
+@pytest.mark.parametrize("wrong_slope", [False, True])
+@pytest.mark.parametrize("offset", [0.0, 1e-9, -1e-6, 1e-3, -0.25])
+def test_the_screen_judges_no_kink_itself(offset: float, wrong_slope: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At or near a ReLU kink, right or wrong: a kink the screen finds sends the check to the measured noise
+    (its kink tests are less sensitive, so they may judge the element), and the report is the measured one."""
+    if wrong_slope:
+        wrong = activations.Activation("relu", activations.relu, lambda z, a: a, "a")
+        monkeypatch.setitem(activations.ACTIVATIONS, "relu", wrong)
+    screened = check(kink_problem(offset))
+    with _references.unscreened():
+        measured = check(kink_problem(offset))
+    if _check.SCREENED_NOTE in screened.notes:
+        assert screened.verdict == measured.verdict == "pass"
+        assert not any(p.not_judged for p in (*screened.params, *measured.params))
+    else:
+        assert str(screened) == str(measured)
 
 
 # --- wrong derivations of the general network -------------------------------------------

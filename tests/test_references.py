@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from functools import partial
 from typing import Any
 
@@ -17,11 +18,20 @@ from tests.test_mutants import loss_for
 
 
 def both(loss: Any, grad: Any, *problem: Any) -> tuple[Report, Report]:
-    with _references.forced("numpy"):
-        cold = check_gradients(loss, grad, *problem)
-    with _references.forced("xla"):
-        compiled = check_gradients(loss, grad, *problem)
-    return cold, compiled
+    """The reports by each path, with the noise measured; with the screen, the same verdicts and statuses."""
+    reports = {}
+    for screen in (True, False):
+        with contextlib.ExitStack() as stack:
+            if not screen:
+                stack.enter_context(_references.unscreened())
+            with _references.forced("numpy"):
+                cold = check_gradients(loss, grad, *problem)
+            with _references.forced("xla"):
+                compiled = check_gradients(loss, grad, *problem)
+        reports[screen] = cold, compiled
+    statuses = [[(p.name, p.status) for p in r.params] for r in (*reports[True], *reports[False])]
+    assert all(s == statuses[0] for s in statuses), "\n---\n".join(map(str, (*reports[True], *reports[False])))
+    return reports[False]
 
 
 def assert_same_report(cold: Report, compiled: Report) -> None:
