@@ -137,9 +137,9 @@ def judged(
 
 #: The note of a check that the screen settled (`_references.SCREEN`).
 SCREENED_NOTE = (
-    f"rounding noise not measured: every entry is within the tolerance's floor ({_tolerance.FLOOR_ULPS:.0f} ulps "
-    "of the largest autodiff entry), and autodiff within the finite differences' least error bound, which "
-    "measured noise only widens; tol is that floor"
+    "rounding noise not measured: every entry passed within the least allowances (tol: the floor, "
+    f"{_tolerance.FLOOR_ULPS:.0f} ulps of the largest entry; ± err: no rounding noise), which measured noise "
+    "only widens"
 )
 
 
