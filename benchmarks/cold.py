@@ -16,6 +16,9 @@ and warmed on another shape, for both tasks:
 - the same shapes again: the default path's second check (NumPy), and the
   compiled path once compiled (what a shape checked ``COMPILE_AFTER`` times
   or more costs);
+- the default path's second check with the screen off
+  (``_references.unscreened``: the rounding noise measured by Monte Carlo
+  runs in every check, as before the screen);
 - ``torch.autograd.gradcheck`` (default, and ``fast_mode=True``) and
   ``scipy.optimize.check_grad`` on the same problems (as in benchmarks/peers.py).
 
@@ -98,6 +101,14 @@ def main() -> None:
             rows.append((task, f"check_gradients, {name}, first time at each shape", sweep(loss, grad, probs)))
             rows.append(
                 (task, f"check_gradients, {name}, the same shapes again (NumPy path)", sweep(loss, grad, probs))
+            )
+        with _references.unscreened():
+            rows.append(
+                (
+                    task,
+                    "check_gradients, built-in loss, the same shapes again, screen off (noise always measured)",
+                    sweep(losses["built-in loss"], grad, probs),
+                )
             )
         compiled = probs[: args.compiled_shapes]
         with _references.forced("xla"):

@@ -8,8 +8,8 @@ The references of a check are four computations, compiled by XLA:
 - finite differences: 2 * LEVELS loss evaluations per coordinate (6 per
   parameter), or per random direction above `MAX_COORDINATES` parameters;
 - the whole reference function, as `check_batch` and `check_gradients` run it;
-  for a large model also as its screen runs it (`_references.SCREEN`: the
-  Monte Carlo runs perturb the loss alone).
+  for a large model also as its screen runs it (`_references.SCREEN`: no
+  Monte Carlo runs).
 
 Each is jitted alone and timed warm (median wall time), for three workloads:
 
@@ -73,11 +73,6 @@ def parts(task: mlp.Task, params: Any, x: np.ndarray, y: np.ndarray, *, stacked:
             return jax.lax.map(lambda s: run(s, theta, args), streams)
         return jax.vmap(run, (0, None, None))(streams, theta, args)
 
-    run_loss = _noise.perturbed(flat_loss, 2.0**-40)
-
-    def monte_carlo_loss(theta: jax.Array, args: Any) -> Any:  # the screen's: the loss's noise alone
-        return jax.lax.map(lambda s: run_loss(s, theta, args), streams)
-
     def finite_differences(theta: jax.Array, args: Any) -> Any:
         if large:
             d = jnp.where(_noise.uniform(jnp.uint32(7), directions * p) >= 0, 1.0, -1.0).reshape(directions, p)
@@ -99,8 +94,7 @@ def parts(task: mlp.Task, params: Any, x: np.ndarray, y: np.ndarray, *, stacked:
         f"finite differences ({2 * _finite_diff.LEVELS * (directions or p)} losses)": finite_differences,
         "whole reference function": whole(True),
     }
-    if large:  # the screen (`_references.SCREEN`): the gradient's noise left unmeasured
-        out[f"Monte Carlo of the loss alone ({samples} samples)"] = monte_carlo_loss
+    if large:  # the screen (`_references.SCREEN`): no Monte Carlo runs
         out["whole reference function, screened"] = whole(False)
     return out
 

@@ -165,8 +165,9 @@ def refine(
 ) -> tuple[_references.References, np.ndarray]:
     """The references, with finite differences retaken at finer steps where they disagree with autodiff,
     and the tolerances (which refining leaves alone: it retakes only the finite differences)."""
-    refs = _judge.refined_until_agreed(evaluation, closed, precision)
-    tol = _judge.tolerances(refs.autodiff, refs.noise, precision)
+    first = evaluation.references
+    tol = _judge.tolerances(first.autodiff, first.noise, precision)  # refining retakes only the finite differences
+    refs = _judge.refined_until_agreed(evaluation, closed, precision, tol)
     if refs.along is None:
         # Still in doubt after the finest step: a kink within it, where autodiff's own gradient jumps?
         doubt = _judge.reference_doubt(refs, closed, precision, tol) & ~refs.kink

@@ -13,11 +13,18 @@ from gradcheck._references import MAX_COORDINATES, REFINE, Along, References, re
 from gradcheck._report import ParamResult, Report
 
 
-def refined_until_agreed(evaluation: Any, closed: np.ndarray, precision: np.dtype) -> References:
+def refined_until_agreed(
+    evaluation: Any, closed: np.ndarray, precision: np.dtype, tol: np.ndarray | None = None
+) -> References:
     """``evaluation.references`` with finite differences retaken at each of `REFINE`'s finer steps
-    where autodiff and they still disagree (``evaluation.finer(scale, doubt)``)."""
+    where autodiff and they still disagree (``evaluation.finer(scale, doubt)``).
+
+    `tol` is ``tolerances(refs.autodiff, refs.noise, precision)``, if the caller has it: refinement
+    retakes only the finite differences, so it holds throughout.
+    """
     refs: References = evaluation.references
-    tol = tolerances(refs.autodiff, refs.noise, precision)  # refinement retakes only the finite differences
+    if tol is None:
+        tol = tolerances(refs.autodiff, refs.noise, precision)
     for scale in REFINE:
         doubt = reference_doubt(refs, closed, precision, tol)
         if not doubt.any():
@@ -244,7 +251,7 @@ def _judge_param(
         tolerance_used=float(ratio.max(initial=0.0)),
         message=message,
         diagnosis=diagnosis,
-        not_judged=tuple(tuple(int(i) for i in where) for where in np.argwhere(kink)),
+        not_judged=tuple(tuple(int(i) for i in where) for where in np.argwhere(kink)) if kink.any() else (),
     )
 
 

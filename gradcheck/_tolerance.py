@@ -85,9 +85,14 @@ def scale(autodiff: np.ndarray, noise: np.ndarray, eps: float) -> np.ndarray:
     cancellation of up to 8 digits in float64 is recognised.
     """
     u = eps / 2
-    largest = np.maximum(np.abs(autodiff).max(axis=-1, keepdims=True), noise.max(axis=-1, keepdims=True))
-    rounding = np.where(noise <= np.sqrt(u) * largest, noise, 0.0)
-    terms: np.ndarray = np.maximum(largest, rounding.max(axis=-1, keepdims=True) / u)
+    most_noise = noise.max(axis=-1, keepdims=True)
+    largest = np.maximum(np.abs(autodiff).max(axis=-1, keepdims=True), most_noise)
+    cutoff = np.sqrt(u) * largest
+    if np.all(most_noise <= cutoff):  # no spread left out (the common case): no masked copy
+        rounding = most_noise
+    else:
+        rounding = np.where(noise <= cutoff, noise, 0.0).max(axis=-1, keepdims=True)
+    terms: np.ndarray = np.maximum(largest, rounding / u)
     return terms
 
 
