@@ -101,6 +101,7 @@ def judge(
                 reference,
                 c,
                 _itself(name, leaf) if penalties else (),
+                elementwise_fd=refs.along is None,
             )
         )
     notes = (
@@ -183,6 +184,8 @@ def _judge_param(
     reference: dict[str, tuple[np.ndarray, np.ndarray]],
     c: Comparison,
     context: tuple[_diagnose.Term, ...] = (),
+    *,
+    elementwise_fd: bool = True,
 ) -> ParamResult:
     err_ad, err_fd, ratio_ad, ratio_fd, allowed = c.err_ad, c.err_fd, c.ratio_ad, c.ratio_fd, c.allowed
     # Elements at a kink (a non-differentiable point, where the one-sided slopes
@@ -246,8 +249,11 @@ def _judge_param(
         **at,
         max_abs_err_autodiff=float(in_judged(err_ad).max(initial=0.0)),
         max_rel_err_autodiff=resolved_relative(in_judged(err_ad), in_judged(ad), in_judged(tol)),
-        max_abs_err_fd=float(in_judged(err_fd).max(initial=0.0)),
-        max_rel_err_fd=resolved_relative(in_judged(err_fd), in_judged(fd), in_judged(allowed)),
+        # Finite differences along directions have no elementwise error (NaN): none resolved.
+        max_abs_err_fd=float(in_judged(err_fd).max(initial=0.0)) if elementwise_fd else math.nan,
+        max_rel_err_fd=(
+            resolved_relative(in_judged(err_fd), in_judged(fd), in_judged(allowed)) if elementwise_fd else 0.0
+        ),
         tolerance_used=float(ratio.max(initial=0.0)),
         message=message,
         diagnosis=diagnosis,
@@ -315,7 +321,8 @@ def resolved_relative(error: np.ndarray, reference: np.ndarray, tol: np.ndarray)
     resolved = magnitude > tol
     if not resolved.any():
         return 0.0
-    return float(np.divide(error, magnitude, out=np.zeros_like(magnitude), where=resolved).max())
+    ratio = np.divide(error, magnitude, out=magnitude, where=resolved)  # in place: a model's millions of entries
+    return float(np.max(ratio, where=resolved, initial=0.0))
 
 
 def _relative(error: float, reference: float) -> float:
