@@ -317,7 +317,7 @@ def compare(
 
 def resolved_relative(error: np.ndarray, reference: np.ndarray, tol: np.ndarray) -> float:
     """Largest elementwise relative error among elements the reference resolves (|ref| > tol)."""
-    magnitude = np.abs(reference)
+    magnitude = np.asarray(np.abs(reference))  # an array even for a 0-d parameter (it is written in place)
     resolved = magnitude > tol
     if not resolved.any():
         return 0.0

@@ -523,3 +523,23 @@ def test_a_parameter_wholly_at_kinks_shows_no_element() -> None:
     assert np.isnan(report["t"].closed_form)
     row = next(line for line in str(report).splitlines() if line.split()[0] == "t")
     assert row.split()[2:5] == ["pass", "-", "-"]
+
+
+def test_a_scalar_parameter_is_checked_like_any_other() -> None:
+    """A 0-d parameter (a bias `b` of shape ()): judged, with its statistics, right and wrong."""
+    x, y = np.array([0.5, -1.0, 2.0]), np.array([1.0, 0.0, 1.0])
+
+    def loss(p: dict[str, Any], x: np.ndarray, y: np.ndarray) -> Any:
+        return jnp.mean((p["w"] * x + p["b"] - y) ** 2)
+
+    def grads(p: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+        r = p["w"] * x + p["b"] - y
+        return {"w": np.asarray(2 * np.mean(r * x)), "b": np.asarray(2 * np.mean(r))}
+
+    params = {"w": np.asarray(0.3), "b": np.asarray(-0.2)}
+    report = check_gradients(loss, grads, params, x, y)
+    assert report.verdict == "pass", str(report)
+    assert report["b"].max_rel_err_autodiff < 1e-14
+    wrong = check_gradients(loss, lambda p, x, y: {**grads(p, x, y), "b": grads(p, x, y)["b"] * 2}, params, x, y)
+    assert (wrong["w"].status, wrong["b"].status) == ("pass", "mismatch")
+    assert wrong["b"].max_rel_err_autodiff == pytest.approx(1.0)
