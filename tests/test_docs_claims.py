@@ -17,7 +17,7 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -294,15 +294,14 @@ _VAGUE = re.compile(
 )
 
 
+def _sentences_where(page: Path, keep: Callable[[str], object]) -> list[str]:
+    """Every sentence of `page` that `keep` accepts, with its section's name."""
+    return [f"{s.name}: {text}" for s in sections(page) for p in s.paragraphs() for text in sentences(p) if keep(text)]
+
+
 @pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
 def test_no_duration_without_its_figure(page: Path) -> None:
-    vague = [
-        f"{s.name}: {text}"
-        for s in sections(page)
-        for p in s.paragraphs()
-        for text in sentences(p)
-        if _VAGUE.search(text)
-    ]
+    vague = _sentences_where(page, _VAGUE.search)
     assert not vague, "durations with no figure (give the measured figure beside its command, or drop it):\n" + (
         "\n".join(vague)
     )
@@ -316,13 +315,7 @@ _EARLIER = re.compile(
 
 @pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
 def test_no_figure_of_an_earlier_run(page: Path) -> None:
-    earlier = [
-        f"{s.name}: {text}"
-        for s in sections(page)
-        for p in s.paragraphs()
-        for text in sentences(p)
-        if _EARLIER.search(text) and re.search(r"\d", text)
-    ]
+    earlier = _sentences_where(page, lambda text: _EARLIER.search(text) and re.search(r"\d", text))
     assert not earlier, "figures from an earlier run or setting (the CHANGELOG keeps history):\n" + "\n".join(earlier)
 
 
