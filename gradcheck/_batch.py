@@ -121,37 +121,40 @@ def check_batch(
     # along BATCH_DIRECTIONS random directions, 12, whatever P. Coordinates where that pays.
     data_size = sum(int(np.prod(a.shape[1:])) for a in data)
     elementwise = theta.shape[1] <= _references.MAX_COORDINATES and theta.shape[1] * data_size <= ELEMENTWISE_WORK
-    refs = _stacked_references(loss_fn, treedef, shapes, leaves, data, seed, eps / 2, cf, precision, elementwise)
-    if refs is None:
+
+    def references(rows: np.ndarray, screen: bool) -> _references.References:
+        """The references of problems `rows`, refined in the batch, by the path that pays."""
+        sub_leaves, sub_data = [leaf[rows] for leaf in leaves], tuple(a[rows] for a in data)
+        sub_theta, sub_cf = theta[rows], cf[rows]
+        refs = _stacked_references(
+            loss_fn, treedef, shapes, sub_leaves, sub_data, seed, eps / 2, sub_cf, precision, elementwise, screen
+        )
+        if refs is not None:
+            return refs
         traced = _trace.trace_loss(loss_fn, treedef, shapes, first[1])
         with jax.enable_x64(True):
             refs = _references.assemble(
-                _batch_references(traced, theta, data, seed, eps / 2, cf, elementwise=elementwise)
+                _batch_references(
+                    traced, sub_theta, sub_data, seed, eps / 2, sub_cf, elementwise=elementwise, screen=screen
+                )
             )
             if elementwise:
-                batch = _CompiledBatch(traced, refs, theta, data, int(seed), eps / 2, cf)
-                refs = _judge.refined_until_agreed(batch, cf, precision)
-    tol = _judge.tolerances(refs.autodiff, refs.noise, precision)
-    c = _judge.compare(
-        cf, refs.autodiff, tol, refs.finite_diff, refs.fd_error, refs.kink, elementwise_fd=refs.along is None
-    )
-    if refs.along is None:
-        # Every coordinate's finite differences, refined in the batch where they disagreed: the
-        # verdict's arithmetic is check_gradients' own. Only problems that fail it, or whose
-        # references still disagree (a kink, a loss not finite nearby), are re-checked one by one.
-        unfinished_mask = c.blamed.any(axis=1) | c.doubt.any(axis=1) | ~np.isfinite(cf).all(axis=1)
-        along_used = math.nan
-    else:
-        # Along the random directions: autodiff and the closed form against the finite differences.
-        allowed = _tolerance.FD_SAFETY * refs.along.fd_error + tol.sum(axis=1, keepdims=True)
-        doubt = _judge.along_doubt(refs.along, tol).any(axis=1) | c.doubt.any(axis=1)
-        # A pass needs the finite differences to confirm autodiff to LOOSE along
-        # every direction; where their own error is larger (a step across ReLU
-        # kinks, a loss that bends sharply) the careful path decides.
-        scale = np.abs(refs.along.autodiff) + tol.sum(axis=1, keepdims=True)
-        loose = (_tolerance.FD_SAFETY * refs.along.fd_error > LOOSE * scale).any(axis=1)
-        blamed = c.blamed.any(axis=1) | (np.abs(refs.along.closed - refs.along.finite_diff) > allowed).any(axis=1)
-        unfinished_mask = blamed | doubt | loose | ~np.isfinite(cf).all(axis=1)
+                batch = _CompiledBatch(traced, refs, sub_theta, sub_data, int(seed), eps / 2, sub_cf, screen)
+                refs = _judge.refined_until_agreed(batch, sub_cf, precision)
+        return refs
+
+    refs = references(np.arange(b), _references.SCREEN)
+    judged = _Judged(refs, cf, precision)
+    screened = np.zeros(b, bool)
+    if _references.SCREEN:
+        # The screen (`_references.SCREEN`): what passes without the noise measured, with no kink
+        # found, stands; the rest is judged again on the measured noise, in the batch.
+        screened = ~judged.unfinished & ~_kinked(refs)
+        if not screened.all():
+            rows = np.flatnonzero(~screened)
+            refs = _spliced(refs, references(rows, screen=False), rows)
+            judged = _Judged(refs, cf, precision)
+    tol, c, unfinished_mask = judged.tol, judged.c, judged.unfinished
     unfinished = sorted(int(k) for k in np.flatnonzero(unfinished_mask))
     rechecked = {k: careful(k, closed) for k in unfinished}
     failures = {k: r for k, r in rechecked.items() if not r.ok}
@@ -161,11 +164,12 @@ def check_batch(
     settled = np.ones(b, bool)
     settled[unfinished] = False  # re-checked one by one: their reports say how it went
     worst = _worst(names, leaves, refs, tol, c, settled)
+    along_used = math.nan
     if refs.along is not None:
         gap = np.maximum(
             np.abs(refs.along.autodiff - refs.along.finite_diff), np.abs(refs.along.closed - refs.along.finite_diff)
         )
-        along_used = float((gap / allowed)[settled].max()) if settled.any() else math.nan
+        along_used = float((gap / judged.allowed)[settled].max()) if settled.any() else math.nan
     verdicts = ["pass"] * b
     for k, r in failures.items():
         verdicts[k] = r.verdict
@@ -174,7 +178,60 @@ def check_batch(
             for f in WORST_FIELDS:
                 worst[name][f] = _max(worst[name][f], getattr(r[name], f))
     _CAREFUL_CHECKS[0] += len(unfinished)
-    return BatchReport(tuple(verdicts), failures, worst, along_used, tuple(not_judged))
+    return BatchReport(tuple(verdicts), failures, worst, along_used, tuple(not_judged), int(screened.sum()))
+
+
+class _Judged:
+    """The verdict's arithmetic over a batch's references: tolerances, the comparison, and which problems
+    the batch cannot settle itself (re-checked one by one)."""
+
+    def __init__(self, refs: _references.References, cf: np.ndarray, precision: np.dtype):
+        self.tol = tol = _judge.tolerances(refs.autodiff, refs.noise, precision)
+        self.c = c = _judge.compare(
+            cf, refs.autodiff, tol, refs.finite_diff, refs.fd_error, refs.kink, elementwise_fd=refs.along is None
+        )
+        self.allowed = np.full(cf.shape[0], math.nan)
+        if refs.along is None:
+            # Every coordinate's finite differences, refined in the batch where they disagreed: the
+            # verdict's arithmetic is check_gradients' own. Only problems that fail it, or whose
+            # references still disagree (a kink, a loss not finite nearby), are re-checked one by one.
+            self.unfinished = c.blamed.any(axis=1) | c.doubt.any(axis=1) | ~np.isfinite(cf).all(axis=1)
+            return
+        # Along the random directions: autodiff and the closed form against the finite differences.
+        self.allowed = allowed = _tolerance.FD_SAFETY * refs.along.fd_error + tol.sum(axis=1, keepdims=True)
+        doubt = _judge.along_doubt(refs.along, tol).any(axis=1) | c.doubt.any(axis=1)
+        # A pass needs the finite differences to confirm autodiff to LOOSE along
+        # every direction; where their own error is larger (a step across ReLU
+        # kinks, a loss that bends sharply) the careful path decides.
+        scale = np.abs(refs.along.autodiff) + tol.sum(axis=1, keepdims=True)
+        loose = (_tolerance.FD_SAFETY * refs.along.fd_error > LOOSE * scale).any(axis=1)
+        blamed = c.blamed.any(axis=1) | (np.abs(refs.along.closed - refs.along.finite_diff) > allowed).any(axis=1)
+        self.unfinished = blamed | doubt | loose | ~np.isfinite(cf).all(axis=1)
+
+
+def _kinked(refs: _references.References) -> np.ndarray:
+    """Problems (B,) with an element or a direction at a kink."""
+    kinks = np.asarray(refs.kink).any(axis=1)
+    if refs.along is not None:
+        kinks = kinks | np.asarray(refs.along.kink).any(axis=1)
+    return np.asarray(kinks)
+
+
+def _spliced(
+    refs: _references.References, rows_refs: _references.References, rows: np.ndarray
+) -> _references.References:
+    """`refs` with problems `rows` taken from `rows_refs` (the references of those problems alone)."""
+
+    def splice(whole: np.ndarray, part: np.ndarray) -> np.ndarray:
+        out = np.array(whole, copy=True)
+        out[rows] = part
+        return out
+
+    along = None
+    if refs.along is not None and rows_refs.along is not None:
+        along = _references.Along(*(splice(w, p) for w, p in zip(refs.along, rows_refs.along)))
+    autodiff, noise, fd, fd_error, kink = (splice(w, p) for w, p in zip(refs[:5], rows_refs[:5]))
+    return _references.References(autodiff, noise, fd, fd_error, kink, along)
 
 
 def _as_batch_of_one(grad_fn: Callable[..., Any], params: Any, *args: Any) -> Any:
@@ -300,8 +357,11 @@ def _stacked_references(
     cf: np.ndarray,
     precision: np.dtype,
     elementwise: bool,
+    screen: bool = False,
 ) -> _references.References | None:
-    """The batch's references by NumPy, refined; None where the compiled path should run instead."""
+    """The batch's references by NumPy, refined; None where the compiled path should run instead.
+
+    With `screen`, without the Monte Carlo runs (`_references.SCREEN`)."""
     bound = _trace.program(loss_fn, treedef, shapes, tuple(a[0] for a in data))
     key = (bound.program.key, tuple(sorted(bound.dims.items())), shapes, elementwise)
     done = _trace.cached(_STACKED_COUNTS, key, int)
@@ -311,7 +371,9 @@ def _stacked_references(
         return None
     directions = None if elementwise else BATCH_DIRECTIONS
     try:
-        evaluation = _stacked.StackedEvaluation(bound, leaves, data, unit_roundoff, int(seed), cf, directions)
+        evaluation = _stacked.StackedEvaluation(
+            bound, leaves, data, unit_roundoff, int(seed), cf, directions, screen=screen
+        )
     except _interpret.Unsupported:
         _UNSTACKABLE.add(key)
         return None
@@ -367,16 +429,25 @@ class _CompiledBatch:
         seed: int,
         unit_roundoff: float,
         cf: np.ndarray,
+        screen: bool = False,
     ):
         self.traced, self.references, self.theta, self.data = traced, references, theta, data
-        self.seed, self.unit_roundoff, self.cf = seed, unit_roundoff, cf
+        self.seed, self.unit_roundoff, self.cf, self.screen = seed, unit_roundoff, cf, screen
 
     def finer(self, scale: float, doubt: np.ndarray) -> _references.References:
         """The references with finite differences retaken at `scale` for the problems (rows) in doubt."""
         rows = np.flatnonzero(doubt.any(axis=1))
         sub = tuple(a[rows] for a in (self.theta, *self.data, self.cf))
         out = _batch_references(
-            self.traced, sub[0], sub[1:-1], self.seed, self.unit_roundoff, sub[-1], elementwise=True, scale=scale
+            self.traced,
+            sub[0],
+            sub[1:-1],
+            self.seed,
+            self.unit_roundoff,
+            sub[-1],
+            elementwise=True,
+            scale=scale,
+            screen=self.screen,
         )
         finer = _references.assemble(out)
         fields = [np.array(a, copy=True) for a in self.references[2:5]]
@@ -395,6 +466,7 @@ def _batch_references(
     *,
     elementwise: bool,
     scale: float = 1.0,
+    screen: bool = False,
 ) -> tuple[np.ndarray, ...]:
     if theta.shape[1] > MAX_PARAMETERS:
         raise ValueError(
@@ -404,9 +476,12 @@ def _batch_references(
     directions = None if elementwise else BATCH_DIRECTIONS
     fn = _trace.cached(
         _COMPILED,
-        (traced.key, directions),
+        (traced.key, directions, screen),
         lambda: jax.jit(
-            jax.vmap(_references.reference_function(traced, directions=directions), in_axes=(0, 0, None, None, 0, None))
+            jax.vmap(
+                _references.reference_function(traced, directions=directions, gradient_noise=not screen),
+                in_axes=(0, 0, None, None, 0, None),
+            )
         ),
     )
     devices = jax.devices()

@@ -28,7 +28,10 @@ class BatchReport:
       where they agree); NaN for smaller models, whose finite differences run
       along every coordinate and fill the ``*_fd`` fields of ``worst``;
     - ``not_judged[b]``: how many elements of problem b sit at a kink (a
-      non-differentiable point) and were not judged (`ParamResult.not_judged`).
+      non-differentiable point) and were not judged (`ParamResult.not_judged`);
+    - ``screened``: how many problems passed without their rounding noise
+      measured, within the least allowances (`_references.SCREEN`); their
+      ``tolerance_used`` is against the tolerance's floor, an upper bound.
     """
 
     verdicts: tuple[str, ...]
@@ -36,6 +39,7 @@ class BatchReport:
     worst: dict[str, dict[str, float]]
     along_used: float = math.nan
     not_judged: tuple[int, ...] = ()
+    screened: int = 0
 
     @property
     def ok(self) -> bool:

@@ -25,6 +25,7 @@ class StackedEvaluation:
     With `directions` None the finite differences run along every coordinate;
     with an int D along D random +-1 directions (the same as the compiled
     path's), and `closed` (Q, P) gives the closed form's derivatives along them.
+    With `screen`, the Monte Carlo runs are skipped and the noise is zero (`_references.SCREEN`).
     """
 
     def __init__(
@@ -36,6 +37,8 @@ class StackedEvaluation:
         seed: int,
         closed: np.ndarray,
         directions: int | None = None,
+        *,
+        screen: bool = False,
     ):
         self.vg, self.loss = bound.program.stacked()
         self.dims = bound.dims
@@ -45,16 +48,19 @@ class StackedEvaluation:
         self.theta = np.concatenate([leaf.reshape(q, -1) for leaf in leaves], axis=1)  # (Q, P)
         self.data = data
         f0, g = self._value_and_grad([*leaves, *data], q, None)
-        # Monte Carlo arithmetic on NOISE_SAMPLES copies of every problem (as NumpyEvaluation).
-        mca_u = max(unit_roundoff, _noise.MCA_ROUNDOFF)
-        samples = _tolerance.NOISE_SAMPLES
-        copies = [np.concatenate([a] * samples) for a in (*leaves, *data)]
-        rng = np.random.default_rng([seed, 0x4D4341])
-        f_s, g_s = self._value_and_grad(copies, samples * q, _interpret.Noise(rng, mca_u))
         self.f0 = f0
-        self.sigma_f = np.abs(f_s.reshape(samples, q) - f0).max(axis=0) * (2.0**-53 / mca_u)  # (Q,)
-        noise = np.abs(g_s.reshape(samples, q, -1) - g).max(axis=0) * (unit_roundoff / mca_u)
-        noise *= _tolerance.samples_safety(samples)
+        if screen:  # no noise measured (`_references.SCREEN`)
+            self.sigma_f, noise = np.zeros(q), np.zeros_like(g)
+        else:
+            # Monte Carlo arithmetic on NOISE_SAMPLES copies of every problem (as NumpyEvaluation).
+            mca_u = max(unit_roundoff, _noise.MCA_ROUNDOFF)
+            samples = _tolerance.NOISE_SAMPLES
+            copies = [np.concatenate([a] * samples) for a in (*leaves, *data)]
+            rng = np.random.default_rng([seed, 0x4D4341])
+            f_s, g_s = self._value_and_grad(copies, samples * q, _interpret.Noise(rng, mca_u))
+            self.sigma_f = np.abs(f_s.reshape(samples, q) - f0).max(axis=0) * (2.0**-53 / mca_u)  # (Q,)
+            noise = np.abs(g_s.reshape(samples, q, -1) - g).max(axis=0) * (unit_roundoff / mca_u)
+            noise *= _tolerance.samples_safety(samples)
         p = self.theta.shape[1]
         if directions is None:
             rows, cols = np.repeat(np.arange(q), p), np.tile(np.arange(p), q)
