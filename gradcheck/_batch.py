@@ -147,9 +147,9 @@ def check_batch(
     judged = _Judged(refs, cf, precision)
     screened = np.zeros(b, bool)
     if _references.SCREEN:
-        # The screen (`_references.SCREEN`): what passes without the noise measured, with no kink
-        # found, stands; the rest is judged again on the measured noise, in the batch.
-        screened = ~judged.unfinished & ~_kinked(refs)
+        # The screen (`_references.SCREEN`): what passes without the noise measured stands (a kink
+        # found is a doubt, so unfinished); the rest is judged again on the measured noise, in the batch.
+        screened = ~judged.unfinished
         if not screened.all():
             rows = np.flatnonzero(~screened)
             refs = _spliced(refs, references(rows, screen=False), rows)
@@ -207,14 +207,6 @@ class _Judged:
         loose = (_tolerance.FD_SAFETY * refs.along.fd_error > LOOSE * scale).any(axis=1)
         blamed = c.blamed.any(axis=1) | (np.abs(refs.along.closed - refs.along.finite_diff) > allowed).any(axis=1)
         self.unfinished = blamed | doubt | loose | ~np.isfinite(cf).all(axis=1)
-
-
-def _kinked(refs: _references.References) -> np.ndarray:
-    """Problems (B,) with an element or a direction at a kink."""
-    kinks = np.asarray(refs.kink).any(axis=1)
-    if refs.along is not None:
-        kinks = kinks | np.asarray(refs.along.kink).any(axis=1)
-    return np.asarray(kinks)
 
 
 def _spliced(

@@ -69,6 +69,11 @@ class BatchReport:
         ]
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        if self.screened:
+            lines.append(
+                f"  {self.screened} problems passed without their rounding noise measured, within the least "
+                "allowances (tol used: against the tolerance's floor, an upper bound)"
+            )
         if not math.isnan(self.along_used):
             lines.append(
                 f"  finite differences along random directions: autodiff and the closed form use at most "

@@ -305,3 +305,52 @@ def test_directional_references_by_numpy_are_the_compiled_ones(task: mlp.Task) -
     assert (gap <= numpy_refs.along.fd_error + xla_refs.along.fd_error).all()
     assert not numpy_refs.along.kink.any()
     assert not xla_refs.along.kink.any()
+
+
+# --- the screen in the batch (`_references.SCREEN`) -------------------------------------------
+
+
+def _nudged(rel: float, task: mlp.Task) -> Any:
+    """The closed form with its largest entry of w1 off by `rel`, problem by problem (batch-aware)."""
+
+    def grad(p: Any, x: Any, y: Any) -> mlp.Params:
+        g = mlp.closed_form_gradients(p, x, y, task=task)
+        w1 = np.array(g.w1, copy=True)
+        flat = w1.reshape(w1.shape[0], -1)
+        flat[np.arange(len(flat)), np.abs(flat).argmax(axis=1)] *= 1 + rel
+        return g._replace(w1=w1)
+
+    return grad
+
+
+@pytest.mark.parametrize("path", ["numpy", "xla"])
+@pytest.mark.parametrize("task", mlp.TASKS)
+def test_the_batch_screen_changes_no_verdict(task: mlp.Task, path: str) -> None:
+    """Every regime mixed in one batch, correct and nudged by 1e-16..1e-6: the screened batch gives every
+    problem the verdict, and every failure the report, of the batch with the noise always measured."""
+    probs = [
+        problems.sample(np.random.default_rng([5, i]), task=task, regime=regime)
+        for i, regime in enumerate(r for r in problems.REGIMES if r != "large_batch")
+    ]
+    loss = partial(mlp.loss, task=task)
+    for grad in (partial(mlp.closed_form_gradients, task=task), *(_nudged(10.0**e, task) for e in (-16, -12, -9, -6))):
+        with _references.forced(path):  # type: ignore[arg-type]
+            screened = check_batch(loss, grad, *stack(probs))
+            with _references.unscreened():
+                measured = check_batch(loss, grad, *stack(probs))
+        assert screened.verdicts == measured.verdicts
+        assert {k: str(r) for k, r in screened.failures.items()} == {k: str(r) for k, r in measured.failures.items()}
+        assert measured.screened == 0
+        assert screened.screened <= screened.verdicts.count("pass")
+
+
+def test_correct_problems_are_settled_by_the_screen_and_say_so() -> None:
+    probs = draw("classification", "typical", 8)
+    loss, grad = partial(mlp.loss, task="classification"), partial(mlp.closed_form_gradients, task="classification")
+    report = check_batch(loss, grad, *stack(probs))
+    assert report.verdicts == ("pass",) * 8
+    assert report.screened == 8
+    assert "8 problems passed without their rounding noise measured" in str(report)
+    # A 1e-6 error in every problem's largest entry: none passes the screen, every one is caught.
+    wrong = check_batch(loss, _nudged(1e-6, "classification"), *stack(probs))
+    assert (wrong.screened, wrong.verdicts) == (0, ("mismatch",) * 8)

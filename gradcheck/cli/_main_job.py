@@ -58,10 +58,13 @@ class TaskSummary:
     kinked: list[int] = field(default_factory=list)
     #: Seconds the task's checks took.
     seconds: float = 0.0
+    #: Problems that passed without their rounding noise measured (`_references.SCREEN`).
+    screened: int = 0
 
     def add(self, report: BatchReport, problems: list[tuple[int, str]]) -> None:
         """Fold in a batch of problems: `problems[b]` is problem b's (index, description)."""
         self.examples += len(report)
+        self.screened += report.screened
         for b, count in enumerate(report.not_judged):
             if count:
                 self.not_judged += count
@@ -350,6 +353,12 @@ def render(summaries: list[TaskSummary], jobs: dict[str, Job], args: argparse.Na
             + "; problems that do not pass are re-checked one by one",
             soft_wrap=True,
         )
+        if s.screened:
+            console.print(
+                f"{s.screened} of {s.examples} problems passed without their rounding noise measured, within the "
+                "least allowances: their tol used is against the tolerance's floor, an upper bound",
+                soft_wrap=True,
+            )
         if s.not_judged:
             problems_at_kinks = ", ".join(map(str, s.kinked[:10])) + (", ..." if len(s.kinked) > 10 else "")
             console.print(
@@ -418,6 +427,7 @@ def to_json(summaries: list[TaskSummary], jobs: dict[str, Job], args: argparse.N
                 "examples": s.examples,
                 "params": s.worst,
                 "along_used": s.along_used,
+                "screened": s.screened,
                 "not_judged": {"elements": s.not_judged, "problems": s.kinked},
                 "identity": {
                     "claim": s.identity,
