@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gradcheck import cli, heads, mlp, problems
+from gradcheck import _references, cli, heads, mlp, problems
 from gradcheck.cli import _main_job, _render
 
 
@@ -55,6 +55,18 @@ def test_json_report_is_clean_and_versioned(capsys: pytest.CaptureFixture[str]) 
     assert task["identity"]["holds"] is True
     assert set(task["params"]) == {"w1", "b1", "w2", "b2"}
     assert all(v["tolerance_used"] <= 0.5 for v in task["params"].values())  # headroom, not just a pass
+    assert 0 < task["screened"] <= 11  # passed the screen (tolerance_used against the floor for those)
+
+
+def test_the_main_job_counts_the_problems_the_screen_settled(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--task", "regression", "--examples", "11"]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    match = re.search(r"(\d+) of 11 problems passed without their rounding noise measured", out)
+    assert match is not None, out
+    assert 0 < int(match.group(1)) <= 11
+    with _references.unscreened():
+        assert cli.main(["--task", "regression", "--examples", "11"]) == cli.EXIT_OK
+    assert "without their rounding noise measured" not in capsys.readouterr().out
 
 
 def test_problem_option_reproduces_one_problem(capsys: pytest.CaptureFixture[str]) -> None:
