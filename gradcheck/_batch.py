@@ -139,7 +139,7 @@ def check_batch(
                 )
             )
             if elementwise:
-                batch = _CompiledBatch(traced, refs, sub_theta, sub_data, int(seed), eps / 2, sub_cf, screen)
+                batch = _CompiledBatch(traced, refs, sub_theta, sub_data, int(seed), eps / 2, sub_cf)
                 refs = _judge.refined_until_agreed(batch, sub_cf, precision)
         return refs
 
@@ -193,7 +193,14 @@ class _Judged:
     def __init__(self, refs: _references.References, cf: np.ndarray, precision: np.dtype):
         self.tol = tol = _judge.tolerances(refs.autodiff, refs.noise, precision)
         self.c = c = _judge.compare(
-            cf, refs.autodiff, tol, refs.finite_diff, refs.fd_error, refs.kink, elementwise_fd=refs.along is None
+            cf,
+            refs.autodiff,
+            tol,
+            refs.finite_diff,
+            refs.fd_error,
+            refs.kink,
+            elementwise_fd=refs.along is None,
+            unmeasured=np.isnan(refs.noise),
         )
         self.allowed = np.full(cf.shape[0], math.nan)
         if refs.along is None:
@@ -224,6 +231,8 @@ def _spliced(
         out[rows] = part
         return out
 
+    if (refs.along is None) != (rows_refs.along is None):
+        raise ValueError("references of one batch with finite differences along coordinates and along directions")
     along = None
     if refs.along is not None and rows_refs.along is not None:
         along = _references.Along(*(splice(w, p) for w, p in zip(refs.along, rows_refs.along)))
@@ -362,7 +371,7 @@ def _stacked_references(
     bound = _trace.program(loss_fn, treedef, shapes, tuple(a[0] for a in data))
     key = (bound.program.key, tuple(sorted(bound.dims.items())), shapes, elementwise)
     done = _trace.cached(_STACKED_COUNTS, key, int)
-    work = len(leaves[0]) * _work(cf.shape[1], data, elementwise)
+    work = len(leaves[0]) * _work(cf.shape[1], data, elementwise, screen)
     want = _references.preferred_path()
     if want == "xla" or key in _UNSTACKABLE or (want is None and done + work > COMPILE_AFTER_WORK):
         return None
@@ -378,13 +387,13 @@ def _stacked_references(
     return _judge.refined_until_agreed(evaluation, cf, precision)
 
 
-def _work(p: int, data: tuple[np.ndarray, ...], elementwise: bool) -> int:
+def _work(p: int, data: tuple[np.ndarray, ...], elementwise: bool, screen: bool = False) -> int:
     """One problem's references in loss evaluations times data values: the finite differences'
     2 LEVELS points per coordinate or direction, and autodiff with its Monte Carlo copies
-    (about 3 evaluations each)."""
+    (about 3 evaluations each; none under the screen)."""
     size = max(1, sum(int(np.prod(a.shape[1:])) for a in data))
     along = p if elementwise else BATCH_DIRECTIONS
-    return (2 * _finite_diff.LEVELS * along + 3 * (1 + _tolerance.NOISE_SAMPLES)) * size
+    return (2 * _finite_diff.LEVELS * along + 3 * (1 + (0 if screen else _tolerance.NOISE_SAMPLES))) * size
 
 
 _UNSTACKABLE: set[Hashable] = set()
@@ -426,10 +435,9 @@ class _CompiledBatch:
         seed: int,
         unit_roundoff: float,
         cf: np.ndarray,
-        screen: bool = False,
     ):
         self.traced, self.references, self.theta, self.data = traced, references, theta, data
-        self.seed, self.unit_roundoff, self.cf, self.screen = seed, unit_roundoff, cf, screen
+        self.seed, self.unit_roundoff, self.cf = seed, unit_roundoff, cf
 
     def finer(self, scale: float, doubt: np.ndarray) -> _references.References:
         """The references with finite differences retaken at `scale` for the problems (rows) in doubt."""
@@ -444,7 +452,6 @@ class _CompiledBatch:
             sub[-1],
             elementwise=True,
             scale=scale,
-            screen=self.screen,
         )
         finer = _references.assemble(out)
         fields = [np.array(a, copy=True) for a in self.references[2:5]]

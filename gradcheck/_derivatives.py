@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradcheck import _diagnose, _interpret, _validate
-from gradcheck._check import Judged, check_gradients, judged
+from gradcheck._check import SCREENED_NOTE, Judged, check_gradients, judged
 from gradcheck._inputs import describe_exception, own_frames
 from gradcheck._report import SEVERITY, GradientMismatch, ParamResult, ReferencesDisagree, Report, misuse_exception
 
@@ -464,9 +464,12 @@ def _worst_of(
         worst.append(best)
         chosen[name] = k
     failing = next((r for r in reports if r.verdict == "mismatch"), reports[0])
+    # The screen's note only if every direction was screened: the rows may come from any of them.
+    screened = all(SCREENED_NOTE in r.notes for r in reports)
     notes = (
         f"checked along {len(reports)} random {what}s; each row is its worst",
-        *(n for n in failing.notes if n not in reports[0].notes or failing is reports[0]),
+        *(n for n in failing.notes if (n not in reports[0].notes or failing is reports[0]) and n != SCREENED_NOTE),
+        *((SCREENED_NOTE,) if screened else ()),
     )
     return Report(
         tuple(worst),

@@ -43,7 +43,9 @@ def reference_doubt(
     if tol is None:
         tol = tolerances(refs.autodiff, refs.noise, precision)
     if refs.along is None:
-        return compare(closed, refs.autodiff, tol, refs.finite_diff, refs.fd_error, refs.kink).doubt
+        return compare(
+            closed, refs.autodiff, tol, refs.finite_diff, refs.fd_error, refs.kink, unmeasured=np.isnan(refs.noise)
+        ).doubt
     return along_doubt(refs.along, tol)
 
 
@@ -75,7 +77,14 @@ def judge(
     # One comparison over the flat vector (`cf_flat` has zeros for the closed
     # form's missing, misshapen or non-finite entries: those are reported apart).
     c_flat = compare(
-        cf_flat, refs.autodiff, tol_flat, refs.finite_diff, refs.fd_error, refs.kink, elementwise_fd=refs.along is None
+        cf_flat,
+        refs.autodiff,
+        tol_flat,
+        refs.finite_diff,
+        refs.fd_error,
+        refs.kink,
+        elementwise_fd=refs.along is None,
+        unmeasured=np.isnan(refs.noise),
     )
     results = []
     for name, leaf, a, b in zip(names, leaves, offsets[:-1], offsets[1:]):
@@ -102,6 +111,7 @@ def judge(
                 c,
                 _itself(name, leaf) if penalties else (),
                 elementwise_fd=refs.along is None,
+                unmeasured=np.isnan(refs.noise[section]).reshape(leaf.shape),
             )
         )
     notes = (
@@ -186,6 +196,7 @@ def _judge_param(
     context: tuple[_diagnose.Term, ...] = (),
     *,
     elementwise_fd: bool = True,
+    unmeasured: np.ndarray | None = None,
 ) -> ParamResult:
     err_ad, err_fd, ratio_ad, ratio_fd, allowed = c.err_ad, c.err_fd, c.ratio_ad, c.ratio_fd, c.allowed
     # Elements at a kink (a non-differentiable point, where the one-sided slopes
@@ -216,7 +227,13 @@ def _judge_param(
     message = None
     if status == "doubt":
         where = index
-        if np.isnan(fd[where]) or np.isnan(fd_err[where]):
+        if unmeasured is not None and unmeasured[where] and np.fmax(ratio_ad[where], ratio_fd[where]) > 1.0:
+            message = (
+                f"the rounding noise of autodiff could not be measured at index {where} (no Monte Carlo run was "
+                f"finite there): the closed form is {err_ad[where]:.1e} from autodiff, beyond the tolerance's floor "
+                f"({tol[where]:.1e}), which rounding alone might explain, so it is not blamed"
+            )
+        elif np.isnan(fd[where]) or np.isnan(fd_err[where]):
             message = (
                 f"the loss is not finite at the finite-difference points around index {where}, even with the "
                 "finest step: the reference is in doubt, so the closed form is not blamed"
@@ -262,8 +279,13 @@ def _judge_param(
 
 
 def tolerances(autodiff: np.ndarray, noise: np.ndarray, precision: np.dtype) -> np.ndarray:
-    """The tolerance of every element of flat gradients (..., P): the scale is each problem's own."""
+    """The tolerance of every element of flat gradients (..., P): the scale is each problem's own.
+
+    Where the noise could not be measured (NaN: no Monte Carlo run was finite there), the floor
+    alone; `compare` holds an error beyond it in doubt rather than blaming it.
+    """
     eps = float(np.finfo(precision).eps)
+    noise = np.where(np.isnan(noise), 0.0, noise)
     return _tolerance.tolerance(noise, _tolerance.scale(autodiff, noise, eps), eps)
 
 
@@ -288,18 +310,23 @@ def compare(
     kink: np.ndarray,
     *,
     elementwise_fd: bool = True,
+    unmeasured: np.ndarray | None = None,
 ) -> Comparison:
     """The verdict's arithmetic, shared by `check_gradients` and `check_batch`.
 
     With `elementwise_fd` false the finite differences were taken along
     directions (NaN here by design); otherwise a NaN finite difference (the
-    loss is not finite at theta +- h) puts its element in doubt.
+    loss is not finite at theta +- h) puts its element in doubt. `unmeasured`
+    marks elements whose noise could not be measured (`tolerances`: the floor
+    alone): beyond it they are in doubt, not blamed.
     """
     err_ad = np.abs(cf - ad)
     ratio_ad = err_ad / np.maximum(tol, np.finfo(float).tiny)
     if not elementwise_fd:  # no finite differences to compare with here: what they give is NaN throughout
         none = np.broadcast_to(np.nan, np.shape(fd))
         doubt_along = kink | np.isnan(tol)
+        if unmeasured is not None:
+            doubt_along = doubt_along | (unmeasured & (ratio_ad > 1.0))
         return Comparison(err_ad, none, ratio_ad, none, none, doubt_along, (ratio_ad > 1.0) & ~doubt_along)
     err_fd = np.abs(cf - fd)
     allowed = _tolerance.FD_SAFETY * fd_err + tol
@@ -311,6 +338,8 @@ def compare(
     # A tolerance that cannot be measured (NaN noise) blames nothing either, nor does a NaN finite
     # difference (the loss is not finite at theta +- h).
     doubt = (np.abs(ad - fd) > allowed) | kink | np.isnan(tol) | np.isnan(fd) | np.isnan(fd_err)
+    if unmeasured is not None:
+        doubt |= unmeasured & ((ratio_ad > 1.0) | (ratio_fd > 1.0))
     blamed = ((ratio_ad > 1.0) | (ratio_fd > 1.0)) & ~doubt
     return Comparison(err_ad, err_fd, ratio_ad, ratio_fd, allowed, doubt, blamed)
 

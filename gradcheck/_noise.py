@@ -245,5 +245,22 @@ def _eval(jaxpr: jcore.Jaxpr, consts: Sequence[Any], jitter: _Jitter, args: Sequ
 
 
 def spread(samples: Any, center: Any) -> Any:
-    """Largest deviation of the MCA samples (leading axis) from the plain result."""
-    return jax.tree_util.tree_map(lambda s, c: jnp.max(jnp.abs(s - c), axis=0), samples, center)
+    """Largest deviation of the MCA samples (leading axis) from the plain result, over the finite samples.
+
+    A perturbation can push a value over a domain's edge (a square root's argument of 2^-52 below
+    zero): that run is left out, and the others measure the noise. Where no run is finite the
+    spread is NaN: the noise cannot be measured there (`_judge` then allows the floor alone, and
+    holds an error beyond it in doubt rather than blaming it).
+    """
+
+    def one(s: jax.Array, c: jax.Array) -> jax.Array:
+        return jnp.nanmax(jnp.where(jnp.isfinite(s), jnp.abs(s - c), jnp.nan), axis=0)
+
+    return jax.tree_util.tree_map(one, samples, center)
+
+
+def spread_numpy(samples: np.ndarray, center: np.ndarray | float) -> np.ndarray:
+    """`spread` in NumPy: the largest deviation over the finite samples (leading axis), NaN where none is."""
+    deviation = np.where(np.isfinite(samples), np.abs(samples - center), np.nan)
+    spread: np.ndarray = np.fmax.reduce(deviation, axis=0)  # fmax: NaN only where every sample is NaN
+    return spread

@@ -49,15 +49,18 @@ DIRECTIONS = 2
 #: would dominate the check. The maximum of fewer samples sits lower in the
 #: spread; `_tolerance.samples_safety` widens the tolerance to match.
 LARGE_NOISE_SAMPLES = 2
-#: The screen of `check_gradients`: every check is first judged without the
-#: Monte Carlo runs, which cost a third of a NumPy check, and each about six
+#: The screen of `check_gradients` (and of `check_batch`, for its large
+#: problems): every check is first judged without the Monte Carlo runs, which
+#: cost more than the rest of a NumPy check's references, and each about six
 #: backward passes at 3.2 million parameters. The gradient's noise and the
 #: loss's are taken as zero. That leaves every tolerance at its floor, every
 #: finite-difference error bound at its least (truncation and
 #: `_finite_diff.EVAL_ULPS`), and every kink test at its most sensitive. The
-#: measured noise only widens the first two and narrows the third, so a pass
-#: with no kink found is a pass of the full check. Anything else is judged again
-#: with the noise measured (`Evaluation.measured`), and on that alone.
+#: measured noise only widens the first two and narrows the third (a run that
+#: is not finite is left out of it, and noise that cannot be measured allows
+#: the floor alone: `_noise.spread`, `_judge.tolerances`), so a pass with no
+#: kink found is a pass of the full check. Anything else is judged again with
+#: the noise measured (`Evaluation.measured`), and on that alone.
 SCREEN = True
 
 
@@ -146,11 +149,12 @@ class Evaluation:
     path: Path
     references: References
     theta: np.ndarray  # (P,)  the point, flat
-    #: The gradient's rounding noise was not measured (zeros in `references.noise`): see `SCREEN`.
+    #: No rounding noise was measured (zeros in `references.noise`, and for the loss's): see `SCREEN`.
     screened: bool = False
 
     def measured(self) -> Evaluation:
-        """The same references with the gradient's rounding noise measured (itself, unless `screened`)."""
+        """This problem's references taken again, every part of them, with the noise measured (itself, unless
+        `screened`)."""
         return self
 
     def finer(self, scale: float, doubt: np.ndarray) -> References:
@@ -346,8 +350,9 @@ class NumpyEvaluation(Evaluation):
             rng = np.random.default_rng([seed, 0x4D4341])  # "MCA": a stream of its own for each seed
             f_s, *g_s = _interpret.evaluate(program.noisy, stacked, dims, _interpret.Noise(rng, mca_u))
             g_samples = np.concatenate([np.reshape(x, (samples, -1)) for x in g_s], axis=1)
-            self.sigma_f = float(np.max(np.abs(f_s - self.f0))) * (2.0**-53 / mca_u)
-            noise = np.max(np.abs(g_samples - g), axis=0) * (unit_roundoff / mca_u) * _tolerance.samples_safety(samples)
+            # The loss's noise over the finite runs; none finite: none measured, the least allowance (as the screen).
+            self.sigma_f = float(np.nan_to_num(_noise.spread_numpy(f_s, self.f0))) * (2.0**-53 / mca_u)
+            noise = _noise.spread_numpy(g_samples, g) * (unit_roundoff / mca_u) * _tolerance.samples_safety(samples)
         fd = self._finite_differences(np.arange(theta.size), 1.0)
         self.references = References(g, noise, fd.value, fd.error, fd.kink)
 
@@ -510,7 +515,8 @@ def reference_function(
             f_samples, g_samples = jax.lax.map(lambda stream: run(stream, theta, args), streams)
         else:
             f_samples, g_samples = jax.vmap(run, (0, None, None))(streams, theta, args)
-        sigma_f = jnp.max(jnp.abs(f_samples - f0)) * (2.0**-53 / mca_u)
+        # The loss's noise over the finite runs; none finite: none measured, the least allowance (as the screen).
+        sigma_f = jnp.nan_to_num(_noise.spread(f_samples, f0)) * (2.0**-53 / mca_u)
         noise = _noise.spread(g_samples, g) * (unit_roundoff / mca_u) * _tolerance.samples_safety(samples)
         return noise, sigma_f
 

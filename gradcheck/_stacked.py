@@ -58,8 +58,9 @@ class StackedEvaluation:
             copies = [np.concatenate([a] * samples) for a in (*leaves, *data)]
             rng = np.random.default_rng([seed, 0x4D4341])
             f_s, g_s = self._value_and_grad(copies, samples * q, _interpret.Noise(rng, mca_u))
-            self.sigma_f = np.abs(f_s.reshape(samples, q) - f0).max(axis=0) * (2.0**-53 / mca_u)  # (Q,)
-            noise = np.abs(g_s.reshape(samples, q, -1) - g).max(axis=0) * (unit_roundoff / mca_u)
+            # Over the finite runs, as NumpyEvaluation.
+            self.sigma_f = np.nan_to_num(_noise.spread_numpy(f_s.reshape(samples, q), f0)) * (2.0**-53 / mca_u)
+            noise = _noise.spread_numpy(g_s.reshape(samples, q, -1), g) * (unit_roundoff / mca_u)
             noise *= _tolerance.samples_safety(samples)
         p = self.theta.shape[1]
         if directions is None:

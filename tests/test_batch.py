@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -353,3 +354,69 @@ def test_large_correct_problems_are_settled_by_the_screen_and_say_so() -> None:
     assert (wrong.screened, wrong.verdicts) == (0, ("mismatch",) * 4)
     # Small problems (finite differences along every coordinate) are not screened: it would not pay.
     assert check_batch(loss, grad, *stack(draw("classification", "typical", 8))).screened == 0
+
+
+def test_the_batch_screen_runs_no_monte_carlo_for_what_it_settles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The screen is a saving, not a relabelling: a batch it settles makes no Monte Carlo run at all."""
+    from gradcheck import _interpret
+
+    runs = []
+    real = _interpret.Noise
+    monkeypatch.setattr(_interpret, "Noise", lambda *a, **k: runs.append(1) or real(*a, **k))
+    loss, grad = partial(mlp.loss, task="regression"), partial(mlp.closed_form_gradients, task="regression")
+    batch = stack(draw("regression", "large_batch", 3, seed=6))
+    with _references.forced("numpy"):
+        assert check_batch(loss, grad, *batch).screened == 3
+        assert runs == []
+        with _references.unscreened():
+            assert check_batch(loss, grad, *batch).screened == 0
+    assert runs != []
+
+
+@pytest.mark.parametrize("path", ["numpy", "xla"])
+def test_a_mixed_batch_splices_the_measured_problems_into_their_own_rows(path: str) -> None:
+    """Half the problems wrong by 1e-6: those leave the screen, are judged again on the measured noise and
+    spliced back in their own rows; exactly they are re-checked one by one, as without the screen."""
+    from gradcheck import _batch
+
+    task: mlp.Task = "classification"
+    probs = draw(task, "large_batch", 4, seed=7)
+    right = partial(mlp.closed_form_gradients, task=task)
+
+    def half_wrong(p: Any, x: Any, y: Any) -> mlp.Params:
+        g, wrong = right(p, x, y), _nudged(1e-6, task)(p, x, y)
+        keep = np.array([True, False, True, False])
+        return mlp.Params(*(np.where(keep.reshape(-1, *[1] * (a.ndim - 1)), a, b) for a, b in zip(g, wrong)))
+
+    counts = []
+    for screen in (True, False):
+        with contextlib.ExitStack() as stack_:
+            stack_.enter_context(_references.forced(path))  # type: ignore[arg-type]
+            if not screen:
+                stack_.enter_context(_references.unscreened())
+            before = _batch._CAREFUL_CHECKS[0]
+            report = check_batch(partial(mlp.loss, task=task), half_wrong, *stack(probs))
+            counts.append(_batch._CAREFUL_CHECKS[0] - before)
+        assert report.verdicts == ("pass", "mismatch", "pass", "mismatch")
+        assert report.screened == (2 if screen else 0)
+    assert counts == [2, 2]
+
+
+@pytest.mark.parametrize("along", [False, True])
+def test_spliced_references_put_each_problem_in_its_own_row(along: bool) -> None:
+    from gradcheck import _batch
+
+    def refs(b: int, offset: float, along: bool) -> _references.References:
+        rows = offset + np.arange(b, dtype=float)[:, None]  # row k holds offset + k
+        flat = [rows * np.ones((b, 3)) for _ in range(4)]
+        directions = _references.Along(*(rows * np.ones((b, 2)) for _ in range(4)), np.zeros((b, 2), bool))
+        return _references.References(*flat, np.zeros((b, 3), bool), directions if along else None)
+
+    whole, part = refs(5, 0.0, along), refs(2, 100.0, along)
+    out = _batch._spliced(whole, part, np.array([1, 3]))
+    for field in (*out[:4], *(out.along[:4] if out.along is not None else ())):
+        np.testing.assert_array_equal(field[:, 0], [0.0, 100.0, 2.0, 101.0, 4.0])
+    assert (out.along is not None) == along
+    assert whole.autodiff[1, 0] == 1.0  # the batch's own references are left as they were
+    with pytest.raises(ValueError, match="along coordinates and along directions"):
+        _batch._spliced(whole, refs(2, 0.0, not along), np.array([1, 3]))
