@@ -192,16 +192,7 @@ class _Judged:
 
     def __init__(self, refs: _references.References, cf: np.ndarray, precision: np.dtype):
         self.tol = tol = _judge.tolerances(refs.autodiff, refs.noise, precision)
-        self.c = c = _judge.compare(
-            cf,
-            refs.autodiff,
-            tol,
-            refs.finite_diff,
-            refs.fd_error,
-            refs.kink,
-            elementwise_fd=refs.along is None,
-            unmeasured=np.isnan(refs.noise),
-        )
+        self.c = c = _judge.compared(cf, refs, tol)
         self.allowed = np.full(cf.shape[0], math.nan)
         if refs.along is None:
             # Every coordinate's finite differences, refined in the batch where they disagreed: the

@@ -43,9 +43,7 @@ def reference_doubt(
     if tol is None:
         tol = tolerances(refs.autodiff, refs.noise, precision)
     if refs.along is None:
-        return compare(
-            closed, refs.autodiff, tol, refs.finite_diff, refs.fd_error, refs.kink, unmeasured=np.isnan(refs.noise)
-        ).doubt
+        return compared(closed, refs, tol).doubt
     return along_doubt(refs.along, tol)
 
 
@@ -76,16 +74,7 @@ def judge(
     }
     # One comparison over the flat vector (`cf_flat` has zeros for the closed
     # form's missing, misshapen or non-finite entries: those are reported apart).
-    c_flat = compare(
-        cf_flat,
-        refs.autodiff,
-        tol_flat,
-        refs.finite_diff,
-        refs.fd_error,
-        refs.kink,
-        elementwise_fd=refs.along is None,
-        unmeasured=np.isnan(refs.noise),
-    )
+    c_flat = compared(cf_flat, refs, tol_flat)
     results = []
     for name, leaf, a, b in zip(names, leaves, offsets[:-1], offsets[1:]):
         section = slice(a, b)
@@ -299,6 +288,20 @@ class Comparison(NamedTuple):
     allowed: np.ndarray  # FD_SAFETY * fd_err + tol: how far a finite difference may be
     doubt: np.ndarray  # the references disagree with each other, or a kink: nothing is blamed
     blamed: np.ndarray  # the closed form breaks a tolerance where the references agree
+
+
+def compared(closed: np.ndarray, refs: References, tol: np.ndarray) -> Comparison:
+    """`compare` of `closed` with the references `refs` (of one problem (P,), or a batch (B, P)), at `tol`."""
+    return compare(
+        closed,
+        refs.autodiff,
+        tol,
+        refs.finite_diff,
+        refs.fd_error,
+        refs.kink,
+        elementwise_fd=refs.along is None,
+        unmeasured=np.isnan(refs.noise),
+    )
 
 
 def compare(
