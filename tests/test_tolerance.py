@@ -147,17 +147,23 @@ def test_the_one_false_alarm_ever_found_stays_a_pass_with_headroom() -> None:
     prob = problems.sample(
         np.random.default_rng([0, 82149]), task="classification", regime="saturated", inputs=2, hidden=3, batch=8
     )
+    _a_rounded_slope_passes_with_headroom(prob, (2, 1), -8.4654e-19)  # 64 ulps would use 1.19
+
+
+def _a_rounded_slope_passes_with_headroom(prob: problems.Problem, index: tuple[int, ...], autodiff: float) -> None:
+    """A saturated unit's w1 entry that the closed form rounds to 0 where autodiff gives `autodiff`: it
+    passes, screened or not and in the main job's batch, using at most half of its measured tolerance."""
     loss, grads = partial(mlp.loss, task="classification"), partial(mlp.closed_form_gradients, task="classification")
+    assert check_gradients(loss, grads, *prob[:3]).ok
     with _references.unscreened():  # headroom in the tolerance measured
         report = check_gradients(loss, grads, *prob[:3])
     w1 = report["w1"]
-    assert (w1.closed_form, w1.index) == (0.0, (2, 1))  # the case itself: a slope that rounded to 0
-    assert w1.autodiff == pytest.approx(-8.4654e-19, rel=1e-4)
+    assert (w1.closed_form, w1.index) == (0.0, index)  # the case itself: a slope that rounded to 0
+    assert w1.autodiff == pytest.approx(autodiff, rel=1e-4)
     assert report.verdict == "pass", str(report)
-    assert all(p.tolerance_used <= 0.5 for p in report.params), str(report)  # 64 ulps would use 1.19
+    assert all(p.tolerance_used <= 0.5 for p in report.params), str(report)
     params = mlp.Params(*(np.asarray(leaf)[None] for leaf in prob.params))
-    batched = check_batch(loss, grads, params, prob.x[None], prob.y[None])  # the main job's path
-    assert batched.verdicts == ("pass",)
+    assert check_batch(loss, grads, params, prob.x[None], prob.y[None]).verdicts == ("pass",)  # the main job's path
 
 
 @pytest.mark.parametrize("task", mlp.TASKS)
@@ -359,16 +365,10 @@ def test_a_saturated_unit_under_cancelling_output_errors_passes_with_headroom() 
 
     prob = problem_for(191713, seed=0, task="classification", inputs=2, hidden=3, batch=8)
     assert prob.regime == "saturated"
-    loss, grads = partial(mlp.loss, task="classification"), partial(mlp.closed_form_gradients, task="classification")
-    assert check_gradients(loss, grads, *prob[:3]).ok  # the screen's floor (the largest entry) fails; measured, passes
-    with _references.unscreened():  # headroom in the tolerance measured
-        report = check_gradients(loss, grads, *prob[:3])
-    w1 = report["w1"]
-    assert (w1.closed_form, w1.index) == (0.0, (0, 0))  # the case itself: a slope that rounded to 0
-    assert w1.autodiff == pytest.approx(-2.7857e-19, rel=1e-4)
-    assert report.verdict == "pass", str(report)
-    assert all(p.tolerance_used <= 0.5 for p in report.params), str(report)
+    # The screen's floor (the largest entry) fails it; with the noise measured, it passes.
+    _a_rounded_slope_passes_with_headroom(prob, (0, 0), -2.7857e-19)
     # The floor measured against the largest entry alone (the rule until this problem) flags it.
+    loss, grads = partial(mlp.loss, task="classification"), partial(mlp.closed_form_gradients, task="classification")
     _, leaves, treedef = _inputs.flatten_params(prob.params)
     cf = np.concatenate([np.ravel(g) for g in grads(*prob[:3])])
     with jax.enable_x64(True):
@@ -376,8 +376,6 @@ def test_a_saturated_unit_under_cancelling_output_errors_passes_with_headroom() 
     largest_entry = max(float(np.abs(refs.autodiff).max()), float(refs.noise.max()))
     old = _tolerance.NOISE_SAFETY * refs.noise + _tolerance.FLOOR_ULPS * EPS64 * largest_entry
     assert np.abs(cf - refs.autodiff)[0] > old[0]
-    params = mlp.Params(*(np.asarray(leaf)[None] for leaf in prob.params))
-    assert check_batch(loss, grads, params, prob.x[None], prob.y[None]).verdicts == ("pass",)  # the main job's path
 
 
 # --- the screen (`_references.SCREEN`): no Monte Carlo runs until a check needs them ----------
