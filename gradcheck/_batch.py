@@ -122,10 +122,15 @@ def check_batch(
     data_size = sum(int(np.prod(a.shape[1:])) for a in data)
     elementwise = theta.shape[1] <= _references.MAX_COORDINATES and theta.shape[1] * data_size <= ELEMENTWISE_WORK
 
-    def references(rows: np.ndarray, screen: bool) -> _references.References:
-        """The references of problems `rows`, refined in the batch, by the path that pays."""
-        sub_leaves, sub_data = [leaf[rows] for leaf in leaves], tuple(a[rows] for a in data)
-        sub_theta, sub_cf = theta[rows], cf[rows]
+    def references(rows: np.ndarray | None, screen: bool) -> _references.References:
+        """The references of problems `rows` (None: every one, no copies), refined in the batch, by the
+        path that pays."""
+
+        def take(a: np.ndarray) -> np.ndarray:
+            return a if rows is None else a[rows]
+
+        sub_leaves, sub_data = [take(leaf) for leaf in leaves], tuple(take(a) for a in data)
+        sub_theta, sub_cf = take(theta), take(cf)
         refs = _stacked_references(
             loss_fn, treedef, shapes, sub_leaves, sub_data, seed, eps / 2, sub_cf, precision, elementwise, screen
         )
@@ -148,7 +153,7 @@ def check_batch(
     # Along every coordinate they are 13-25%, and a regime the screen rarely settles (perfect fits,
     # confident classifiers) pays for both: benchmarks/regimes.py measured 31,900 -> 14,000 problems/s.
     screen = _references.SCREEN and not elementwise
-    refs = references(np.arange(b), screen)
+    refs = references(None, screen)
     judged = _Judged(refs, cf, precision)
     screened = np.zeros(b, bool)
     if screen:
