@@ -18,7 +18,7 @@ from gradcheck._derivatives import (
     check_jvp,
     check_vjp,
 )
-from gradcheck._report import GradientMismatch, ParamResult, ReferencesDisagree, Report
+from gradcheck._report import GradientMismatch, ImpreciseGradient, ParamResult, ReferencesDisagree, Report
 
 try:
     __version__ = version("gradcheck")
@@ -28,6 +28,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 __all__ = [
     "BatchReport",
     "GradientMismatch",
+    "ImpreciseGradient",
     "ParamResult",
     "ReferencesDisagree",
     "Report",

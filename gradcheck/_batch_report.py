@@ -6,7 +6,7 @@ import collections
 import dataclasses
 import math
 
-from gradcheck._report import VERDICT_ORDER, Report, worst_verdict
+from gradcheck._report import RIGHT, VERDICT_ORDER, Report, worst_verdict
 
 WORST_FIELDS = ("max_abs_err_autodiff", "max_rel_err_autodiff", "max_abs_err_fd", "max_rel_err_fd", "tolerance_used")
 
@@ -15,10 +15,11 @@ WORST_FIELDS = ("max_abs_err_autodiff", "max_rel_err_autodiff", "max_abs_err_fd"
 class BatchReport:
     """What `check_batch` found for B problems.
 
-    - ``verdicts[b]``: "pass", "mismatch", "inconclusive" or "error" (a wrong
+    - ``verdicts[b]``: "pass", "imprecise" (a right derivation whose float64
+      evaluation loses digits), "mismatch", "inconclusive" or "error" (a wrong
       call: `grad_fn` raised, or returned no gradient) for problem b;
     - ``failures``: the full `Report` of every problem that did not pass,
-      from `check_gradients`, by problem index;
+      from `check_gradients`, by problem index (the imprecise ones too);
     - ``worst[name][field]``: the largest of each `ParamResult` error field
       over the batch, per parameter (fields in ``WORST_FIELDS``); NaN where
       not measured;
@@ -43,11 +44,12 @@ class BatchReport:
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        """Every problem's derivation is right: it passes, or is "imprecise" (use `verdict` to be strict)."""
+        return all(v in RIGHT for v in self.verdicts)
 
     @property
     def verdict(self) -> str:
-        """The most severe of `verdicts`: "mismatch", then "error", "inconclusive", "pass" (`VERDICT_ORDER`)."""
+        """The most severe of `verdicts`, in the order of `VERDICT_ORDER` ("mismatch" first, "pass" last)."""
         return worst_verdict(self.verdicts)
 
     def __len__(self) -> int:

@@ -17,8 +17,16 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from gradcheck import _inputs, _judge, _references, _taylor, _tolerance, _validate
-from gradcheck._report import GradientMismatch, ParamResult, ReferencesDisagree, Report, misuse_exception
+from gradcheck import _inputs, _judge, _precision, _references, _taylor, _tolerance, _validate
+from gradcheck._report import (
+    RIGHT,
+    GradientMismatch,
+    ImpreciseGradient,
+    ParamResult,
+    ReferencesDisagree,
+    Report,
+    misuse_exception,
+)
 
 
 def check_gradients(
@@ -97,7 +105,23 @@ def judged(
     closed, problems = _inputs.match_structure(names, leaves, returned, positional=positional)
     if not closed:  # nothing returned matches any parameter: not a gradient of `params` at all
         return Judged(_misuse(names, leaves, _inputs.not_a_gradient(returned, names, leaves)), {})
+    widened: list[str] = []
+    if _narrowed_by_jax(params, closed, returned):
+        # float64 inputs, float32 JAX arrays back: JAX's x64 is off (its default), not the user's intent.
+        # Called again with x64 on for this call only (the user's configuration is left as it was).
+        try:
+            with jax.enable_x64(True):
+                again = grad_fn(params, *(np.array(a, copy=True) for a in args))
+                again_closed, again_problems = _inputs.match_structure(names, leaves, again, positional=positional)
+        except KeyboardInterrupt:
+            raise
+        except BaseException:  # noqa: BLE001 - the user's code: the float32 result stands, and says why below
+            again_closed = {}
+        if again_closed and _tolerance.precision_of([c.dtype for c in again_closed.values()]) == np.float64:
+            closed, problems = again_closed, again_problems
+            widened.append(X64_NOTE)
     precision = _tolerance.precision_of([c.dtype for c in closed.values()])
+    accidental = precision != np.float64 and all(leaf_dtype == np.float64 for leaf_dtype in _input_dtypes(params))
     eps = float(np.finfo(precision).eps)
     cf = np.concatenate(
         [
@@ -120,19 +144,100 @@ def judged(
             report = _judge.judge(names, leaves, closed, problems, refs, precision, cf, penalties=penalties, tol=tol)
     if evaluation.screened:
         report = dataclasses.replace(report, notes=(*report.notes, SCREENED_NOTE))
-    report = dataclasses.replace(report, references=evaluation.path)
+    report = dataclasses.replace(report, references=evaluation.path, notes=(*widened, *report.notes))
+    offsets = np.cumsum([0, *(leaf.size for leaf in leaves)])
+
+    def failed() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        return {
+            r.name: (cf[a:b].reshape(leaf.shape), refs.autodiff[a:b].reshape(leaf.shape), tol[a:b].reshape(leaf.shape))
+            for r, leaf, a, b in zip(report.params, leaves, offsets[:-1], offsets[1:])
+            if r.status == "mismatch"
+        }
+
+    wide_found_mistake = False
+    if report.verdict == "mismatch" and precision == np.float64 and failed():
+        decision = _precision.decide(grad_fn, treedef, names, leaves, ref_args, failed(), positional=positional)
+        report = _decided(report, decision, failed())
+        wide_found_mistake = any(not r for r in decision.rounding.values())
+    if accidental and report.verdict in RIGHT:
+        report = _misuse(names, leaves, _inputs.accidental_float32(precision))
+        return Judged(report, {})
     if report.verdict == "mismatch" and not problems:
         direction = _taylor.along_error(cf, refs.autodiff, np.random.default_rng(seed))
         theta = np.concatenate([leaf.ravel() for leaf in leaves])
         observed = _taylor.rate(evaluation.losses, theta, cf, direction)
-        report = dataclasses.replace(report, notes=(*report.notes, _taylor.describe(observed)), taylor_rate=observed)
-    offsets = np.cumsum([0, *(leaf.size for leaf in leaves)])
-    arrays = {
-        r.name: (cf[a:b].reshape(leaf.shape), refs.autodiff[a:b].reshape(leaf.shape), tol[a:b].reshape(leaf.shape))
-        for r, leaf, a, b in zip(report.params, leaves, offsets[:-1], offsets[1:])
-        if r.status == "mismatch"
-    }
-    return Judged(report, arrays)
+        note = _taylor.describe(observed, mismatch=True, mistake_confirmed=wide_found_mistake)
+        report = dataclasses.replace(report, notes=(*report.notes, note), taylor_rate=observed)
+    return Judged(report, failed())
+
+
+#: The note of a closed form that returned float32 JAX arrays for float64 inputs, and was called again.
+X64_NOTE = (
+    "the closed form returned float32 JAX arrays for float64 inputs (JAX's x64 mode is off, its default); "
+    "it was called again with x64 on for that call only, and its float64 result judged"
+)
+
+
+def _input_dtypes(params: Any) -> list[np.dtype]:
+    """The dtypes of the user's own parameter leaves, as they passed them."""
+    return [np.asarray(leaf).dtype for leaf in jax.tree_util.tree_leaves(params)]
+
+
+def _narrowed_by_jax(params: Any, closed: dict[str, np.ndarray], returned: Any) -> bool:
+    """Whether float64 parameters came back as float32 JAX arrays (x64 off), not as the user's own cast."""
+    if jax.config.read("jax_enable_x64") or not all(d == np.float64 for d in _input_dtypes(params)):
+        return False
+    narrow = [leaf for leaf in jax.tree_util.tree_leaves(returned) if isinstance(leaf, jax.Array)]
+    return bool(narrow) and any(leaf.dtype == np.float32 for leaf in narrow)
+
+
+def _decided(
+    report: Report, decision: _precision.Decision, failed: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+) -> Report:
+    """`report` with the wide evaluation's verdict: "imprecise" where the error shrank as rounding does."""
+    if decision.undecided is not None:
+        note = (
+            f"whether the mismatch is only rounding in float64 could not be decided: {decision.undecided}; "
+            "the float64 verdict stands"
+        )
+        return dataclasses.replace(report, notes=(*report.notes, note))
+    params, notes = [], list(report.notes)
+    for r in report.params:
+        if r.name not in decision.rounding:
+            params.append(r)
+            continue
+        cf, ad, tol = failed[r.name]
+        wide = decision.wide_rel_error[r.name]
+        if decision.rounding[r.name]:
+            digits = _precision.digits_kept(np.abs(cf - ad), ad, tol)
+            message = (
+                f"the derivation is right, but its float64 evaluation keeps {_digits(digits)} (relative error "
+                f"{r.max_rel_err_autodiff:.1e}); evaluated in {decision.how} it "
+                f"agrees with autodiff (relative error {wide:.1e})"
+            )
+            params.append(dataclasses.replace(r, status="imprecise", message=message, diagnosis=None))
+        else:
+            params.append(r)
+            notes.append(
+                f"{r.name}: evaluated in {decision.how} the closed form is still off by {wide:.1e} relative "
+                f"(float64: {r.max_rel_err_autodiff:.1e}): not rounding, a mistake in the derivation"
+            )
+    if any(r.status == "imprecise" for r in params):
+        notes.append(IMPRECISE_NOTE)
+    return dataclasses.replace(report, params=tuple(params), notes=tuple(notes))
+
+
+def _digits(digits: float) -> str:
+    """ "only about 4.4 significant digits", or "no significant digit" below a half."""
+    return "no significant digit" if digits < 0.5 else f"only about {digits:.1f} significant digits"
+
+
+#: Where to look when a right derivation loses digits in float64 (verdict "imprecise").
+IMPRECISE_NOTE = (
+    "imprecise: digits lost to cancellation, as in 0.5 (1 + tanh(z/2)) or 1 - sigmoid(z) for large |z|, "
+    "log(1 - sigmoid(z)), or a - y once a rounds to y; 1 / (1 + exp(-z)) and log-sum-exp forms keep them. "
+    "It passes unless the check is strict (--strict, strict=True)"
+)
 
 
 #: The note of a check that the screen settled (`_references.SCREEN`).
@@ -180,15 +285,26 @@ def refine(
 
 
 def assert_gradients(
-    loss_fn: Callable[..., Any], grad_fn: Callable[..., Any], params: Any, *args: Any, seed: int = 0
+    loss_fn: Callable[..., Any],
+    grad_fn: Callable[..., Any],
+    params: Any,
+    *args: Any,
+    seed: int = 0,
+    strict: bool = False,
 ) -> Report:
-    """Like `check_gradients`, but raise unless every parameter passes.
+    """Like `check_gradients`, but raise unless the derivation is right.
+
+    A right derivation whose float64 evaluation loses digits (verdict
+    "imprecise") passes, with its note in the report; with `strict` it raises
+    `ImpreciseGradient`.
 
     Raises:
         GradientMismatch: the closed form disagrees with the references (an
             `AssertionError` whose message is the report).
         ReferencesDisagree: autodiff and finite differences disagree with each
             other (for example at a non-differentiable point).
+        ImpreciseGradient: with `strict`, the derivation is right but its float64
+            evaluation is not accurate to the tolerance (verdict "imprecise").
         TypeError: a wrong call, not a wrong gradient: `grad_fn` does not take
             ``(params, *args)`` (it raised `TypeError`), or it returned
             something that is not a gradient of `params` (None, say). The
@@ -204,4 +320,6 @@ def assert_gradients(
         raise GradientMismatch(report)
     if report.verdict == "inconclusive":
         raise ReferencesDisagree(report)
+    if strict and report.verdict == "imprecise":
+        raise ImpreciseGradient(report)
     return report

@@ -144,3 +144,14 @@ def not_a_gradient(returned: Any, names: list[str], leaves: list[np.ndarray]) ->
         f"no entry matches a parameter. Return the gradient with the structure of `params`, one array per "
         f"parameter: {expected(names, leaves)}."
     )
+
+
+def accidental_float32(precision: np.dtype) -> str:
+    """Why a closed form returned in `precision` for float64 parameters cannot pass, and the fix."""
+    return (
+        f"`grad_fn` returned {precision} for float64 parameters, so it could only be judged at {precision} "
+        f"precision (resolution {float(np.finfo(precision).eps):.1e}), where a mistake of 1e-6 relative goes "
+        "unseen: the derivation could not be checked to float64 precision. Return float64 arrays (drop the "
+        f"cast to {precision}; with JAX, enable x64 or return NumPy float64), or pass {precision} parameters "
+        f"to judge a {precision} closed form at {precision} precision on purpose."
+    )

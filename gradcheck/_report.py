@@ -7,14 +7,18 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-Status = Literal["pass", "mismatch", "doubt", "error"]
-Verdict = Literal["pass", "mismatch", "inconclusive", "error"]
+Status = Literal["pass", "imprecise", "mismatch", "doubt", "error"]
+Verdict = Literal["pass", "imprecise", "mismatch", "inconclusive", "error"]
 
 #: Verdicts, most severe first: what a run of many checks (a batch, the CLI's
 #: exit code) reports when its checks differ. A gradient proven wrong outranks
 #: one that could not be checked (a wrong call), which outranks one that the
-#: references could not judge.
-VERDICT_ORDER: tuple[Verdict, ...] = ("mismatch", "error", "inconclusive", "pass")
+#: references could not judge, which outranks a right derivation whose float64
+#: evaluation loses digits ("imprecise": it passes unless strict).
+VERDICT_ORDER: tuple[Verdict, ...] = ("mismatch", "error", "inconclusive", "imprecise", "pass")
+
+#: Verdicts that say the derivation is right: what a check that is not strict passes.
+RIGHT: tuple[Verdict, ...] = ("pass", "imprecise")
 
 
 def worst_verdict(verdicts: Iterable[str]) -> Verdict:
@@ -24,7 +28,7 @@ def worst_verdict(verdicts: Iterable[str]) -> Verdict:
 
 
 #: Status, most severe first; a report's verdict follows its worst parameter.
-SEVERITY: tuple[Status, ...] = ("error", "mismatch", "doubt", "pass")
+SEVERITY: tuple[Status, ...] = ("error", "mismatch", "doubt", "imprecise", "pass")
 
 
 @dataclass(frozen=True)
@@ -39,8 +43,13 @@ class ParamResult:
     ``tolerance_used`` is the largest ratio of error to tolerance, against
     either reference: at most 1 for a pass. ``fd_error`` is the finite
     differences' own error bound; a closed form may differ from them by
-    ``FD_SAFETY * fd_error + tolerance``. ``message`` explains an ``error`` or ``doubt`` status;
-    ``diagnosis`` names the likely mistake of a ``mismatch``.
+    ``FD_SAFETY * fd_error + tolerance``. ``message`` explains an ``error``, ``doubt`` or ``imprecise``
+    status; ``diagnosis`` names the likely mistake of a ``mismatch``.
+
+    ``imprecise``: the closed form broke the float64 tolerance, but evaluated
+    again in a wider type (`gradcheck._precision`) its error shrank as rounding
+    error does: the derivation is right, and its float64 evaluation keeps only
+    ``digits_kept`` significant digits. It passes unless the check is strict.
 
     Examples:
         >>> from functools import partial
@@ -79,7 +88,17 @@ class ParamResult:
 
     @property
     def ok(self) -> bool:
-        return self.status == "pass"
+        """The derivation is right: "pass", or "imprecise" (right, with digits lost in float64)."""
+        return self.status in ("pass", "imprecise")
+
+    @property
+    def digits_kept(self) -> float:
+        """Significant decimal digits the closed form keeps at its worst resolved element (``-log10`` of
+        ``max_rel_err_autodiff``; infinite where it equals autodiff, NaN where nothing was compared)."""
+        rel = self.max_rel_err_autodiff
+        if math.isnan(rel):
+            return math.nan
+        return math.inf if rel == 0.0 else max(0.0, -math.log10(rel))
 
 
 @dataclass(frozen=True)
@@ -127,7 +146,13 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return all(p.ok for p in self.params)
+        """The derivation is right: every parameter passes, or is right with digits lost in float64
+        ("imprecise"; `strict_ok` fails those too)."""
+        return self.error is None and all(p.ok for p in self.params)
+
+    def strict_ok(self, strict: bool = True) -> bool:
+        """`ok`, and with `strict` every parameter within the float64 tolerance (no "imprecise")."""
+        return self.verdict == "pass" if strict else self.ok
 
     @property
     def not_judged(self) -> int:
@@ -143,7 +168,9 @@ class Report:
         statuses = {p.status for p in self.params}
         if statuses & {"error", "mismatch"}:
             return "mismatch"
-        return "inconclusive" if "doubt" in statuses else "pass"
+        if "doubt" in statuses:
+            return "inconclusive"
+        return "imprecise" if "imprecise" in statuses else "pass"
 
     def __getitem__(self, name: str) -> ParamResult:
         for p in self.params:
@@ -161,7 +188,7 @@ class Report:
             "taylor_rate": jsonable(self.taylor_rate),
             "references": self.references,
             "error": self.error,
-            "params": [jsonable(asdict(p)) for p in self.params],
+            "params": [jsonable({**asdict(p), "digits_kept": p.digits_kept}) for p in self.params],
         }
 
     def __str__(self) -> str:
@@ -175,6 +202,10 @@ class Report:
             "pass": f"gradcheck: PASS, {len(self.params)} parameters",
             "mismatch": f"gradcheck: MISMATCH in {len(blamed)} of {len(self.params)} parameters",
             "inconclusive": "gradcheck: INCONCLUSIVE, the references disagree with each other",
+            "imprecise": (
+                f"gradcheck: IMPRECISE, the derivation is right, but its float64 evaluation loses digits in "
+                f"{sum(p.status == 'imprecise' for p in self.params)} of {len(self.params)} parameters"
+            ),
         }[self.verdict]
         lines = [f"{head} (closed form judged at {self.precision} precision)", _table(self.params)]
         for p in self.params:
@@ -218,6 +249,19 @@ class GradientMismatch(AssertionError):
         ... except GradientMismatch as err:
         ...     print(err.report.verdict, err.report["b2"].diagnosis.split(" (")[0])
         mismatch off by a constant factor 2
+    """
+
+    def __init__(self, report: Report, context: str = ""):
+        super().__init__(f"{context}\n{report}" if context else str(report))
+        self.report = report
+
+
+class ImpreciseGradient(AssertionError):
+    """A right derivation whose float64 evaluation loses digits, raised only by strict checks; ``str()`` is the report.
+
+    The closed form broke the float64 tolerance, but its error shrank as rounding error does when it was
+    evaluated again in a wider type (`gradcheck._precision`): the formula is right, the float64
+    implementation is not accurate to the tolerance. Non-strict checks pass it with the report's note.
     """
 
     def __init__(self, report: Report, context: str = ""):

@@ -63,15 +63,24 @@ class SearchResult:
     #: (a wrong call: it raised, or returned no gradient): no search was run,
     #: and `report` (verdict "error") says why, with the user's traceback.
     error: str | None = None
+    #: The first problem on which the derivation was right but its float64 evaluation lost digits
+    #: (verdict "imprecise"), with its report; None if there was none.
+    imprecise: tuple[Any, Report] | None = None
 
     @property
     def ok(self) -> bool:
+        """The derivation is right on every problem (some may be "imprecise": see `verdict`)."""
         return self.counterexample is None and self.error is None
 
     @property
     def verdict(self) -> str:
-        """ "error" (a wrong call: no search), "mismatch" (a counterexample was found) or "pass"."""
-        return "error" if self.error is not None else ("pass" if self.counterexample is None else "mismatch")
+        """ "error" (a wrong call: no search), "mismatch" (a counterexample was found), "imprecise" (right,
+        but some problem's float64 evaluation lost digits) or "pass"."""
+        if self.error is not None:
+            return "error"
+        if self.counterexample is not None:
+            return "mismatch"
+        return "pass" if self.imprecise is None else "imprecise"
 
     def diagnoses(self) -> dict[str, str]:
         """The likely mistake for each failing parameter.
@@ -126,7 +135,7 @@ def search(
     strategy = gs.problems(task=task, regime=regime, inputs=SIZES, hidden=SIZES, batch=BATCHES)
     hunt = _hunt(strategy, lambda prob: check_gradients(loss, grad_fn, *prob[:3]), examples, random_seed)
     if not hunt.failing:
-        return SearchResult(hunt.tried)
+        return SearchResult(hunt.tried, imprecise=hunt.imprecise)
     prob, report = hunt.found()
     return SearchResult(
         hunt.first_failure,
@@ -242,7 +251,8 @@ def search_loss(
     budget = examples - counted
     hunt = _hunt(problems.map(problem), check, budget, random_seed) if budget else _Hunt()
     if not hunt.failing and not first_failed:
-        return SearchResult(hunt.tried + counted)
+        imprecise = (first, first_report) if first_report.verdict == "imprecise" else hunt.imprecise
+        return SearchResult(hunt.tried + counted, imprecise=imprecise)
     found = [(first, first_report)] if first_failed else []
     found += hunt.failing
     prob, report = hunt.found() if hunt.failing else found[0]
@@ -347,6 +357,8 @@ class _Hunt:
     flaky: bool = False
     #: With ``first_error_is_misuse``: the report of a wrong call at the first problem, which ended the search.
     misuse: Report | None = None
+    #: The first problem whose verdict was "imprecise" (a right derivation, digits lost in float64), and its report.
+    imprecise: tuple[Any, Report] | None = None
 
     def found(self) -> tuple[Any, Report]:
         """The minimal failure: the shrunk one, or the first when the function is not deterministic."""
@@ -391,6 +403,8 @@ def _hunt(
         if first_error_is_misuse and report.verdict == "error" and hunt.tried == 1:
             hunt.misuse = report
             return
+        if report.verdict == "imprecise" and hunt.imprecise is None:
+            hunt.imprecise = (prob, report)
         if report.verdict in ("mismatch", "error"):
             hunt.first_failure = hunt.first_failure or hunt.tried
             hunt.failing.append((prob, report))

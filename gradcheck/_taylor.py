@@ -83,12 +83,25 @@ def rate(losses: Callable[[np.ndarray], np.ndarray], theta: np.ndarray, g: np.nd
     return slope(remainders(losses, theta, g, v))
 
 
-def describe(observed: float) -> str:
-    """One line for a report."""
+def describe(observed: float, *, mismatch: bool = False, mistake_confirmed: bool = False) -> str:
+    """One line for a report.
+
+    On a `mismatch` a rate near 2 does not contradict the verdict: the Taylor test sees an error only when
+    it outgrows the curvature term at the steps it can use, and a small one does not. The line says so,
+    and says that the wide evaluation (`_precision`) found the error to be a mistake, not rounding, when
+    `mistake_confirmed`.
+    """
     if np.isnan(observed):
         return "Taylor remainder: below rounding at every step (no rate)"
-    verdict = "as for a correct gradient" if observed > 1.5 else "as for a wrong gradient"
-    return f"Taylor remainder shrinks like h^{observed:.2f} ({verdict}: 2 if right, 1 if wrong)"
+    if observed <= 1.5:
+        return f"Taylor remainder shrinks like h^{observed:.2f} (as for a wrong gradient: 2 if right, 1 if wrong)"
+    if not mismatch:
+        return f"Taylor remainder shrinks like h^{observed:.2f} (as for a correct gradient: 2 if right, 1 if wrong)"
+    found = "; the long double evaluation found it to be a mistake, not rounding" if mistake_confirmed else ""
+    return (
+        f"Taylor remainder shrinks like h^{observed:.2f}, as for a correct gradient: the error is too small "
+        f"against the curvature for this test to see (it resolves errors of about 1e-3 relative){found}"
+    )
 
 
 def along_error(cf: np.ndarray, ad: np.ndarray, rng: Any) -> np.ndarray:

@@ -36,14 +36,23 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from gradcheck import _derivatives, _search, mlp
-from gradcheck._report import GradientMismatch, ReferencesDisagree, Report, misuse_exception
+from gradcheck._report import RIGHT, GradientMismatch, ImpreciseGradient, ReferencesDisagree, Report, misuse_exception
 from gradcheck.strategies import ELEMENT_BOUND
 
 
 def check_property(
-    grad_fn: Callable[..., Any], *, task: mlp.Task | str = "both", examples: int = 100, seed: int = 0
+    grad_fn: Callable[..., Any],
+    *,
+    task: mlp.Task | str = "both",
+    examples: int = 100,
+    seed: int = 0,
+    strict: bool = False,
 ) -> None:
     """Search for a problem on which `grad_fn` fails; raise `GradientMismatch` if one is found.
+
+    A right derivation whose float64 evaluation loses digits on some problem
+    (verdict "imprecise") passes; with `strict` it raises `ImpreciseGradient`
+    with that problem's report.
 
     A wrong call (`grad_fn` raises on a typical problem, or returns no
     gradient) raises `TypeError` or `ValueError` instead, as
@@ -69,6 +78,9 @@ def check_property(
     for t in tasks:
         result = _search.search(partial(grad_fn, task=t), task=t, examples=examples, random_seed=seed)
         if result.ok:
+            if strict and result.imprecise is not None:
+                prob, report = result.imprecise
+                raise ImpreciseGradient(report, context=f"task {t!r}, at the problem {prob.describe()} (strict):")
             continue
         if result.error is not None:  # a wrong call, not a wrong gradient
             assert result.report is not None
@@ -89,7 +101,7 @@ def check_property(
 
 @pytest.fixture
 def gradcheck_property() -> Callable[..., None]:
-    """``gradcheck_property(grad_fn, task=..., examples=..., seed=...)``: a property test of `grad_fn`."""
+    """``gradcheck_property(grad_fn, task=..., examples=..., seed=..., strict=...)``: a property test of `grad_fn`."""
     return check_property
 
 
@@ -262,7 +274,7 @@ def _search_points(
         report = check(point)
         if report.verdict == "inconclusive":
             outcome.doubt = report
-        elif report.verdict == "pass":
+        elif report.verdict in RIGHT:
             outcome.judged += 1
         return report
 

@@ -30,6 +30,7 @@ from gradcheck.cli._graded import (
     counterexample_json,
     diagnosis_line,
     failure_text,
+    imprecise_text,
     reason,
     reproduce,
 )
@@ -62,9 +63,10 @@ def build_check_parser() -> argparse.ArgumentParser:
             "with the structure of params, on problems (params, *args) from --problems or shaped like --example."
         ),
         epilog=(
-            "Exit codes: 0 all pass, 1 a mismatch, 2 usage, load error or a wrong call (a FUNC that cannot be "
-            "called as above: no search is run), 4 internal error; with several submissions the most severe wins, "
-            "in that order (1 before 2)."
+            "Exit codes: 0 all pass (IMPRECISE included: a right derivation whose float64 evaluation loses "
+            "digits), 1 a mismatch (or IMPRECISE with --strict), 2 usage, load error or a wrong call (a FUNC that "
+            "cannot be called as above: no search is run), 4 internal error; with several submissions the most "
+            "severe wins, in that order (1 before 2)."
         ),
     )
     parser.add_argument("submissions", nargs="+", metavar="FILE:FUNC", help="e.g. hw2/alice.py:grads (globs allowed)")
@@ -72,6 +74,11 @@ def build_check_parser() -> argparse.ArgumentParser:
     parser.add_argument("--examples", type=positive("--examples"), default=100, help="problems per task (default 100)")
     parser.add_argument("--seed", type=integer("--seed", 0), default=0, help="seed of the search (default 0)")
     parser.add_argument("--json", action="store_true", help="print a machine-readable JSON report only")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail IMPRECISE too: a right derivation whose float64 evaluation is not accurate to the tolerance",
+    )
     _loss.add_arguments(parser)
     grading = parser.add_argument_group("reports for grading platforms and CI (docs/cli.md)")
     grading.add_argument(
@@ -151,8 +158,10 @@ def check_main(args: argparse.Namespace) -> int:
         print_json(check_to_json(done, args))
     elif not machine:
         render_check(done, grading, args, console)
-    # The most severe verdict decides (docs/cli.md, "Exit codes"): mismatch, then error, then pass.
-    return {"mismatch": EXIT_MISMATCH, "error": EXIT_USAGE, "pass": EXIT_OK}[worst_verdict(s.verdict for s in done)]
+    # The most severe verdict decides (docs/cli.md, "Exit codes"): mismatch, then error, then imprecise, then pass.
+    imprecise = EXIT_MISMATCH if args.strict else EXIT_OK
+    codes = {"mismatch": EXIT_MISMATCH, "error": EXIT_USAGE, "imprecise": imprecise, "pass": EXIT_OK}
+    return codes[worst_verdict(s.verdict for s in done)]
 
 
 def _check_format_flags(args: argparse.Namespace) -> None:
@@ -212,7 +221,9 @@ def render_check(done: list[Submission], grading: Grading, args: argparse.Namesp
                     soft_wrap=True,
                 )
                 continue
-            if result.ok:
+            if result.ok and result.imprecise is not None:
+                console.print(imprecise_text(sub.spec, task, result, args) + "\n", markup=False, soft_wrap=True)
+            elif result.ok:
                 console.print(f"{sub.spec} [{task}]: PASS on {result.examples} problems", markup=False, soft_wrap=True)
             else:
                 console.print(failure_text(sub.spec, task, result, args) + "\n", markup=False, soft_wrap=True)
@@ -249,6 +260,11 @@ def check_to_json(done: list[Submission], args: argparse.Namespace) -> dict[str,
                         "diagnoses": r.diagnoses(),
                         "counterexample": counterexample_json(r.counterexample) if r.counterexample else None,
                         "report": r.report.to_dict() if r.report else None,
+                        "imprecise": (
+                            {"problem": counterexample_json(r.imprecise[0]), "report": r.imprecise[1].to_dict()}
+                            if r.imprecise
+                            else None
+                        ),
                         "reproduce": reproduce(sub.spec, task, args),
                     }
                     for task, r in sub.results.items()
@@ -277,6 +293,14 @@ def junit_suites(done: list[Submission], grading: Grading, args: argparse.Namesp
                 outcome = _junit.Outcome(
                     "failure", "GradientMismatch", diagnosis_line(result), failure_text(sub.spec, task, result, args)
                 )
+            elif sub.results[task].imprecise is not None:
+                result = sub.results[task]
+                text = imprecise_text(sub.spec, task, result, args)
+                if args.strict:
+                    outcome = _junit.Outcome("failure", "ImpreciseGradient", text.splitlines()[0], text)
+                else:
+                    cases.append(_junit.Case(task, sub.spec, None, sub.seconds.get(task, 0.0), output=text))
+                    continue
             cases.append(_junit.Case(task, sub.spec, outcome, sub.seconds.get(task, 0.0)))
         suites.append(_junit.Suite(sub.spec, sum(sub.seconds.values()), cases))
     return suites

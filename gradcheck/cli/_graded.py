@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck import _search, mlp, problems
-from gradcheck._report import worst_verdict
+from gradcheck._report import Report, worst_verdict
 
 #: The parameters of the seed network that `gradcheck check` grades, in order.
 PARAMS: tuple[str, ...] = mlp.Params._fields
@@ -63,6 +63,10 @@ class Submission:
             return reason(self.load_error)
         failed = {t: r for t, r in self.results.items() if not r.ok}
         if not failed:
+            imprecise = {t: r.imprecise for t, r in self.results.items() if r.imprecise is not None}
+            if imprecise:
+                task, (_, report) = next(iter(imprecise.items()))
+                return f"{task}: {imprecise_line(report)}"
             return "-"
         task, result = next(iter(failed.items()))
         if result.error is not None:
@@ -130,6 +134,30 @@ def failure_text(spec: str, task: str, result: _search.SearchResult, args: argpa
         lines.append(f"diagnosis, {where}:")
         lines += [f"  {name}: {diagnosis}" for name, diagnosis in result.diagnoses().items()]
     lines.append(f"reproduce: {reproduce(spec, task, args)}")
+    return "\n".join(lines)
+
+
+def imprecise_line(report: Report) -> str:
+    """One line for an "imprecise" report: the derivation is right, and the fewest digits kept (and where)."""
+    kept = [p for p in report.params if p.status == "imprecise"]
+    worst = min(kept, key=lambda p: p.digits_kept)
+    return (
+        f"IMPRECISE: the derivation is right; its float64 evaluation keeps about {worst.digits_kept:.1f} "
+        f"significant digits ({', '.join(p.name for p in kept)})"
+    )
+
+
+def imprecise_text(spec: str, task: str, result: _search.SearchResult, args: argparse.Namespace) -> str:
+    """A search that found the derivation right but imprecise in float64, as the console shows it."""
+    assert result.imprecise is not None
+    prob, report = result.imprecise
+    strict = " (fails with --strict)" if not getattr(args, "strict", False) else " (--strict: a failure)"
+    lines = [
+        f"{spec} [{task}]: {imprecise_line(report)}{strict}; no mismatch on {result.examples} problems. "
+        f"The first problem where digits were lost ({prob.describe()}):",
+        str(report),
+        f"reproduce: {reproduce(spec, task, args)}",
+    ]
     return "\n".join(lines)
 
 

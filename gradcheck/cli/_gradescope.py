@@ -21,7 +21,15 @@ import argparse
 from typing import Any
 
 import gradcheck
-from gradcheck.cli._graded import Grading, Submission, failed_params, failure_text, generic_problem, reproduce
+from gradcheck.cli._graded import (
+    Grading,
+    Submission,
+    failed_params,
+    failure_text,
+    generic_problem,
+    imprecise_text,
+    reproduce,
+)
 
 #: Decimals kept in a score: shares of the total are exact, and sums of them
 #: lose no point to a float's last bits (0.1 + 0.2).
@@ -70,6 +78,11 @@ def _test(sub: Submission, task: str, name: str, args: argparse.Namespace) -> tu
     result = sub.results[task]
     if result.error is not None:  # a wrong call: no search ran, so nothing earns points
         return False, f"{name}: not checked: the function cannot be called as the task requires.\n\n{result.error}"
+    if result.ok and result.imprecise is not None and result.imprecise[1][name].status == "imprecise":
+        text = imprecise_text(sub.spec, task, result, args)
+        if args.strict:
+            return False, f"{name}: IMPRECISE, and --strict fails it: {text}"
+        return True, f"{name}: points given: {text}"
     if result.ok:
         return True, (
             f"{name}: PASS: agrees with autodiff and finite differences on all {result.examples} problems "

@@ -89,7 +89,10 @@ class TaskSummary:
         return worst_verdict(r.verdict for _, _, r in (*self.failures, *self.identity_failures))
 
     def strict_verdict(self, strict: bool) -> str:
-        """The verdict; with `strict`, elements not judged (at a kink) make a pass inconclusive."""
+        """The verdict; with `strict`, elements not judged (at a kink) make a pass inconclusive, and a right
+        derivation whose float64 evaluation loses digits ("imprecise") is a mismatch."""
+        if strict and self.verdict == "imprecise":
+            return "mismatch"
         return "inconclusive" if strict and self.not_judged and self.verdict == "pass" else self.verdict
 
 
@@ -470,9 +473,14 @@ def main_job(args: argparse.Namespace) -> int:
         print_json(jsonable(to_json(summaries, jobs, args)), allow_nan=False)
     else:
         render(summaries, jobs, args, make_console())
-    return {"pass": EXIT_OK, "mismatch": EXIT_MISMATCH, "error": EXIT_USAGE, "inconclusive": EXIT_INCONCLUSIVE}[
-        _overall(summaries, args.strict)
-    ]
+    codes = {
+        "pass": EXIT_OK,
+        "imprecise": EXIT_OK,
+        "mismatch": EXIT_MISMATCH,
+        "error": EXIT_USAGE,
+        "inconclusive": EXIT_INCONCLUSIVE,
+    }
+    return codes[_overall(summaries, args.strict)]
 
 
 #: Failing problems told in full in a JUnit failure, as on the console; the message counts them all.

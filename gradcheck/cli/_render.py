@@ -27,7 +27,7 @@ JSON_SCHEMA_LOSS = 2
 
 #: Verdict colours on a terminal; rich drops them when stdout is not a
 #: terminal or NO_COLOR is set.
-VERDICT_COLOURS = {"pass": "green", "mismatch": "red", "error": "red", "inconclusive": "yellow"}
+VERDICT_COLOURS = {"pass": "green", "imprecise": "yellow", "mismatch": "red", "error": "red", "inconclusive": "yellow"}
 
 
 #: Console width when the output is not a terminal (a file, a pipe, CI logs) and

@@ -1,0 +1,305 @@
+"""Derivation or precision: a closed form that fails in float64 is evaluated again in wider arithmetic.
+
+A float64 closed form can disagree with the references for two reasons: its
+formula is wrong (a mistake in the derivation), or its formula is right and its
+float64 evaluation loses digits (``0.5 * (1 + tanh(z / 2))`` for z << 0 cancels,
+as does ``log(1 - sigmoid(z))``). The float64 comparison cannot tell the two
+apart; a change of working precision can, since rounding error shrinks with the
+unit roundoff and a wrong formula does not. The user's closed form is called
+again, unchanged, on the same inputs held in a wider type:
+
+1. **Arbitrary precision** (mpmath), for problems of up to `MP_MAX_ENTRIES`
+   numbers: object arrays of mpmath numbers at `MP_BITS` bits, then at
+   ``MP_BITS[-1]`` if needed. NumPy runs ``@``, sums and ufuncs (``np.tanh``,
+   ``np.exp``, ``np.log``, ...) on them elementwise. The derivation is right
+   when the wide closed form lies within the float64 tolerance of autodiff
+   (the tolerance bounds the float64 reference's own error); it is wrong when
+   it stays outside at two precisions that agree with each other; when they
+   disagree, even 1024 bits were not enough, and it is not decided.
+2. **Long double** (``np.longdouble``: on x86-64 Linux the x87 80-bit type, a
+   64-bit significand, unit roundoff ``2^-11`` of float64's), where
+   arbitrary precision cannot run (a larger problem, or code that needs a
+   float dtype): the error must shrink as rounding does::
+
+       |cf_wide_i - ad_i|  <=  SHRINK_SAFETY * (eps_wide / eps_64) * max_j |cf_64_j - ad_j|  +  tol_i
+
+   A mistake in the formula keeps its size, so it breaks this by a factor of
+   about ``eps_64 / (SHRINK_SAFETY * eps_wide)`` = 32. It can only decide
+   "rounding": when the error does not shrink, the cancellation may be beyond
+   long double's 11 extra bits too, so the float64 verdict stands with a note.
+
+What cannot be decided is said in the report, and the float64 verdict stands:
+long double is float64 on the platform (Windows, macOS on arm64) and the problem
+is too large for arbitrary precision; the closed form does not keep the wide type
+(it returns float64: an explicit cast, an array made with ``dtype=float``, JAX
+or compiled code inside), or raises on it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import mpmath
+import numpy as np
+
+from gradcheck import _inputs
+
+#: The wider NumPy type, where arbitrary precision cannot run.
+WIDE: type[np.floating[Any]] = np.longdouble
+#: Allowance on the predicted shrink of a rounding error in `WIDE` (its size is random within a
+#: few units of the roundoff in either precision, so the ratio of the two varies).
+SHRINK_SAFETY = 64.0
+#: Bits of the arbitrary-precision evaluations: the first decides most cases; the second tells a
+#: mistake (the same result) from a cancellation that 256 bits did not absorb (a result that moves).
+MP_BITS = (256, 1024)
+#: Numbers (parameters and data together) up to which arbitrary precision runs: each operation is a
+#: Python call, some microseconds, so a model of thousands of entries takes seconds.
+MP_MAX_ENTRIES = 5_000
+#: NumPy ufuncs call the method of the same name on each element of an object array.
+_MP_METHODS = {
+    "exp": "exp",
+    "expm1": "expm1",
+    "log": "log",
+    "log1p": "log1p",
+    "log2": "log",
+    "log10": "log10",
+    "sqrt": "sqrt",
+    "tanh": "tanh",
+    "sinh": "sinh",
+    "cosh": "cosh",
+    "sin": "sin",
+    "cos": "cos",
+    "tan": "tan",
+    "arctan": "atan",
+    "arcsin": "asin",
+    "arccos": "acos",
+    "arctanh": "atanh",
+}
+
+
+class Decision(NamedTuple):
+    """The wide evaluation's verdict on each parameter that failed in float64."""
+
+    #: By parameter: whether the error is rounding (True: the derivation is right; False: a mistake).
+    rounding: dict[str, bool]
+    #: By parameter: the largest relative error of the wide closed form against autodiff.
+    wide_rel_error: dict[str, float]
+    #: Set when the question could not be decided: why (the float64 verdict stands).
+    undecided: str | None = None
+    #: The arithmetic that decided, in words ("256-bit arithmetic (mpmath)", "long double (64-bit significand)").
+    how: str = ""
+
+
+def decide(
+    grad_fn: Callable[..., Any],
+    treedef: Any,
+    names: list[str],
+    leaves: list[np.ndarray],
+    args: tuple[np.ndarray, ...],
+    failed: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    *,
+    positional: bool,
+) -> Decision:
+    """Whether each failed parameter's float64 error is rounding: `grad_fn` evaluated in wider arithmetic.
+
+    `failed` maps a parameter's name to its (float64 closed form, autodiff,
+    tolerance) arrays; `leaves` and `args` are the float64 inputs of the check.
+    """
+    entries = sum(leaf.size for leaf in leaves) + sum(a.size for a in args)
+    why_not_mp = f"the problem has {entries} numbers, above {MP_MAX_ENTRIES} for arbitrary precision"
+    if entries <= MP_MAX_ENTRIES:
+        decided = _decide_mp(grad_fn, treedef, names, leaves, args, failed, positional=positional)
+        if isinstance(decided, Decision):
+            return decided
+        why_not_mp = decided
+    by_long_double = _decide_long_double(grad_fn, treedef, names, leaves, args, failed, positional=positional)
+    if by_long_double.undecided is not None:
+        return by_long_double._replace(undecided=f"{why_not_mp}; {by_long_double.undecided}")
+    if not all(by_long_double.rounding.values()):
+        # Long double tells "rounding" only: a cancellation beyond its 11 extra bits looks like a mistake.
+        return by_long_double._replace(
+            undecided=(
+                f"{why_not_mp}, and in {by_long_double.how} the error of "
+                f"{', '.join(n for n, r in by_long_double.rounding.items() if not r)} did not shrink as rounding "
+                "does (a mistake, or a cancellation beyond its 11 extra bits)"
+            )
+        )
+    return by_long_double
+
+
+def _context(bits: int) -> Any:
+    """An mpmath context of its own at `bits` bits, whose numbers answer NumPy's ufuncs (``np.tanh(a)``
+    calls ``a[i].tanh()`` on an object array). Its own: no other user of mpmath sees the methods."""
+    ctx = mpmath.MPContext()
+    ctx.prec = bits
+    for method, function in _MP_METHODS.items():
+        setattr(ctx.mpf, method, (lambda f: lambda self: f(self))(getattr(ctx, function)))
+    return ctx
+
+
+def _decide_mp(
+    grad_fn: Callable[..., Any],
+    treedef: Any,
+    names: list[str],
+    leaves: list[np.ndarray],
+    args: tuple[np.ndarray, ...],
+    failed: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    *,
+    positional: bool,
+) -> Decision | str:
+    """The decision in arbitrary precision, or why it could not be made that way."""
+    results: list[dict[str, np.ndarray]] = []
+    for bits in MP_BITS:
+        ctx = _context(bits)
+
+        def held(a: np.ndarray, ctx: Any = ctx) -> np.ndarray:
+            out = np.empty(a.shape, dtype=object)
+            out.ravel()[:] = [ctx.mpf(float(v)) for v in a.ravel()]
+            return out
+
+        wide_params = jax.tree_util.tree_unflatten(treedef, [held(leaf) for leaf in leaves])
+        wide_args = tuple(held(a) if np.issubdtype(a.dtype, np.floating) else a.copy() for a in args)
+        try:
+            with np.errstate(all="ignore"):
+                returned = grad_fn(wide_params, *wide_args)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the user's code, on inputs of a type it may not take
+            return f"in arbitrary precision the closed form raised {type(exc).__name__} ({exc})"
+        closed = _paired(names, returned, positional=positional)
+        values = {}
+        for name in failed:
+            got = np.asarray(closed.get(name))
+            if (
+                got.dtype != object
+                or got.shape != failed[name][1].shape
+                or not all(isinstance(v, ctx.mpf) for v in got.ravel())
+            ):
+                kind = "no usable gradient" if name not in closed else f"{got.dtype} values of shape {got.shape}"
+                return f"given arbitrary-precision numbers, the closed form returned {kind} for `{name}`"
+            values[name] = got
+        results.append(values)
+        rounding, wide_rel = _judged_mp(values, failed)
+        if all(rounding.values()):  # within the tolerance already: nothing a finer evaluation could change
+            return Decision(rounding, wide_rel, how=f"{bits}-bit arithmetic (mpmath)")
+    # Outside the tolerance at every precision: a mistake where the two precisions agree.
+    coarse, fine = results
+    moved = [name for name in failed if not _agree(coarse[name], fine[name], failed[name][2])]
+    rounding, wide_rel = _judged_mp(fine, failed)
+    how = f"{MP_BITS[-1]}-bit arithmetic (mpmath)"
+    if moved:
+        return Decision(
+            rounding,
+            wide_rel,
+            undecided=(
+                f"the closed form of {', '.join(moved)} still changes between {MP_BITS[0]}- and {MP_BITS[-1]}-bit "
+                "arithmetic: a cancellation too deep for either"
+            ),
+            how=how,
+        )
+    return Decision(rounding, wide_rel, how=how)
+
+
+def _paired(names: list[str], returned: Any, *, positional: bool) -> dict[str, Any]:
+    """The returned leaves by parameter name, as `_inputs.match_structure` pairs them (by name, else by
+    position), without its checks for real dtypes: these leaves are object arrays."""
+    try:
+        with_path = jax.tree_util.tree_flatten_with_path(returned)[0]
+    except Exception:  # noqa: BLE001 - any odd object: nothing paired
+        return {}
+    got = {jax.tree_util.keystr(path, simple=True, separator=".") or "params": leaf for path, leaf in with_path}
+    if set(got) != set(names) and positional and len(names) == len(with_path):
+        got = dict(zip(names, (leaf for _, leaf in with_path)))
+    return got
+
+
+def _judged_mp(
+    values: dict[str, np.ndarray], failed: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+) -> tuple[dict[str, bool], dict[str, float]]:
+    """Per parameter: whether the arbitrary-precision closed form lies within the tolerance of autodiff, and
+    its largest relative error (each difference taken in that precision, rounded once to float64)."""
+    rounding, wide_rel = {}, {}
+    for name, (_, ad, tol) in failed.items():
+        error = np.array([float(abs(v - float(a))) for v, a in zip(values[name].ravel(), ad.ravel())])
+        error = error.reshape(ad.shape)
+        rounding[name] = bool(np.all(error <= tol))
+        wide_rel[name] = _largest_relative(error, ad, tol)
+    return rounding, wide_rel
+
+
+def _agree(coarse: np.ndarray, fine: np.ndarray, tol: np.ndarray) -> bool:
+    """Whether two arbitrary-precision evaluations agree to the float64 tolerance."""
+    gap = np.array([float(abs(a - b)) for a, b in zip(coarse.ravel(), fine.ravel())]).reshape(tol.shape)
+    return bool(np.all(gap <= tol))
+
+
+def wide_digits() -> int:
+    """Binary digits of `WIDE`'s significand (64 for x87 extended, 53 where it is float64)."""
+    return int(np.finfo(WIDE).nmant) + 1
+
+
+def _decide_long_double(
+    grad_fn: Callable[..., Any],
+    treedef: Any,
+    names: list[str],
+    leaves: list[np.ndarray],
+    args: tuple[np.ndarray, ...],
+    failed: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    *,
+    positional: bool,
+) -> Decision:
+    """The shrink test in `WIDE` (see the module's docstring)."""
+    how = f"long double ({wide_digits()}-bit significand)"
+    if np.finfo(WIDE).eps >= np.finfo(np.float64).eps:
+        return Decision({}, {}, f"np.longdouble is float64 on this platform ({wide_digits()}-bit significand)")
+    wide_params = jax.tree_util.tree_unflatten(treedef, [leaf.astype(WIDE) for leaf in leaves])
+    wide_args = tuple(a.astype(WIDE) if np.issubdtype(a.dtype, np.floating) else a.copy() for a in args)
+    try:
+        returned = grad_fn(wide_params, *wide_args)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the user's code, on inputs of a type it may not take
+        return Decision({}, {}, f"in long double the closed form raised {type(exc).__name__} ({exc})")
+    closed, problems = _inputs.match_structure(names, leaves, returned, positional=positional)
+    kept = [n for n in failed if n in closed and closed[n].dtype == WIDE]
+    if len(kept) < len(failed) or any(n in problems for n in failed):
+        lost = sorted({str(closed[n].dtype) for n in failed if n in closed and closed[n].dtype != WIDE})
+        return Decision(
+            {},
+            {},
+            f"given long double inputs, the closed form returned {', '.join(lost) or 'no usable gradient'}: it "
+            "computes in float64 inside (an explicit cast, an array made with dtype=float, JAX or compiled code)",
+        )
+    ratio = float(np.finfo(WIDE).eps / np.finfo(np.float64).eps)
+    rounding, wide_rel = {}, {}
+    for name, (cf64, ad, tol) in failed.items():
+        wide = np.asarray(closed[name], dtype=WIDE)
+        err_wide = np.abs(wide - ad.astype(WIDE)).astype(np.float64)  # rounded once, at the end
+        err_64 = np.abs(cf64 - ad)
+        allowed = SHRINK_SAFETY * ratio * float(err_64.max()) + tol
+        rounding[name] = bool(np.all(err_wide <= allowed))
+        wide_rel[name] = _largest_relative(err_wide, ad, tol)
+    return Decision(rounding, wide_rel, how=how)
+
+
+def digits_kept(error: np.ndarray, reference: np.ndarray, tol: np.ndarray) -> float:
+    """Significant decimal digits that a closed form with elementwise `error` keeps, at its worst element
+    (relative to the reference's largest entry where no entry rises above its tolerance)."""
+    rel = _largest_relative(error, reference, tol)
+    if rel == 0.0:
+        return math.inf
+    return max(0.0, -math.log10(rel))
+
+
+def _largest_relative(error: np.ndarray, reference: np.ndarray, tol: np.ndarray) -> float:
+    """Largest ``error / |reference|`` over the entries the reference resolves (above its tolerance); else
+    against the largest entry."""
+    magnitude = np.abs(reference)
+    resolved = magnitude > tol
+    if resolved.any():
+        return float(np.max(error[resolved] / magnitude[resolved]))
+    largest = float(magnitude.max())
+    return float(error.max() / largest) if largest > 0 else (0.0 if float(error.max()) == 0 else math.inf)
