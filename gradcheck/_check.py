@@ -80,11 +80,15 @@ def judged(
     *args: Any,
     seed: int = 0,
     penalties: bool = True,
+    rerun: Callable[..., Any] | None = None,
 ) -> Judged:
     """`check_gradients`, with the arrays of what it found wrong (for a diagnosis across several checks).
 
     `penalties=False`: `params` are a function's inputs, not a model's
     parameters, so an error proportional to them is no forgotten penalty.
+    `rerun`: the closed form as a function of this problem alone, called again in wider arithmetic where
+    it fails (`_precision`); `grad_fn` itself by default (`check_batch` passes its closed form, computed
+    for the whole batch, as `grad_fn`).
     """
     for label, fn in (("loss_fn", loss_fn), ("grad_fn", grad_fn)):
         if not callable(fn):
@@ -156,7 +160,9 @@ def judged(
 
     wide_found_mistake = False
     if report.verdict == "mismatch" and precision == np.float64 and failed():
-        decision = _precision.decide(grad_fn, treedef, names, leaves, ref_args, failed(), positional=positional)
+        decision = _precision.decide(
+            rerun or grad_fn, treedef, names, leaves, ref_args, failed(), positional=positional
+        )
         report = _decided(report, decision, failed())
         wide_found_mistake = any(not r for r in decision.rounding.values())
     if accidental and report.verdict in RIGHT:

@@ -108,6 +108,8 @@ def decide(
     `failed` maps a parameter's name to its (float64 closed form, autodiff,
     tolerance) arrays; `leaves` and `args` are the float64 inputs of the check.
     """
+    if (why := _not_reproduced(grad_fn, treedef, names, leaves, args, failed, positional=positional)) is not None:
+        return Decision({}, {}, why)
     entries = sum(leaf.size for leaf in leaves) + sum(a.size for a in args)
     why_not_mp = f"the problem has {entries} numbers, above {MP_MAX_ENTRIES} for arbitrary precision"
     if entries <= MP_MAX_ENTRIES:
@@ -128,6 +130,37 @@ def decide(
             )
         )
     return by_long_double
+
+
+def _not_reproduced(
+    grad_fn: Callable[..., Any],
+    treedef: Any,
+    names: list[str],
+    leaves: list[np.ndarray],
+    args: tuple[np.ndarray, ...],
+    failed: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    *,
+    positional: bool,
+) -> str | None:
+    """Why `grad_fn`, called again on the same float64 inputs, is no evidence about the closed form judged
+    (it returns other values: it is not deterministic, or depends on more than this one problem); None if it
+    reproduces it, to the tolerance."""
+    params = jax.tree_util.tree_unflatten(treedef, [leaf.copy() for leaf in leaves])
+    try:
+        returned = grad_fn(params, *(a.copy() for a in args))
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the user's code
+        return f"called again on the same float64 inputs, the closed form raised {type(exc).__name__} ({exc})"
+    closed, _ = _inputs.match_structure(names, leaves, returned, positional=positional)
+    for name, (cf, _, tol) in failed.items():
+        again = closed.get(name)
+        if again is None or again.shape != cf.shape or not np.all(np.abs(again.astype(np.float64) - cf) <= tol):
+            return (
+                f"called again on the same float64 inputs, the closed form returns other values for `{name}` "
+                "(it is not deterministic, or depends on more than this one problem)"
+            )
+    return None
 
 
 def _context(bits: int) -> Any:

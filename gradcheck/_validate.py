@@ -9,12 +9,27 @@ import numpy as np
 
 def first_non_finite(array: np.ndarray) -> tuple[int, ...] | None:
     """Index of the first NaN or infinity in `array`, or None if all are finite."""
-    bad = ~np.isfinite(array)
+    values = _as_floats(array) if array.dtype == object else array
+    bad = ~np.isfinite(values)
     return tuple(int(i) for i in np.argwhere(bad)[0]) if bad.any() else None
 
 
 def is_real(array: np.ndarray) -> bool:
+    """Floats or integers; or an object array of real numbers of arbitrary precision (mpmath's, which
+    gradcheck's precision check passes through the models' own functions: `gradcheck._precision`)."""
+    if array.dtype == object:
+        return array.size > 0 and all(_is_real_number(v) for v in array.ravel())
     return bool(np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer))
+
+
+def _is_real_number(value: object) -> bool:
+    if isinstance(value, (complex, str, bytes)) or not hasattr(value, "__float__"):
+        return False
+    return bool(getattr(value, "imag", 0) == 0)
+
+
+def _as_floats(array: np.ndarray) -> np.ndarray:
+    return np.array([float(v) for v in array.ravel()], dtype=np.float64).reshape(array.shape)
 
 
 def real_finite(label: str, value: Any) -> np.ndarray:

@@ -86,6 +86,12 @@ def in_float32(p: mlp.Params, x: np.ndarray, y: np.ndarray, *, task: mlp.Task) -
     return mlp.backward(p32, x32, act.a1, act.a2 - y32)
 
 
+def params_for(name: str, p: mlp.Params) -> mlp.Params:
+    """The parameters a correct formulation is checked at: float32 for the float32 one, judged at float32
+    precision on purpose. (A float32 result for float64 parameters is an accident, and an error.)"""
+    return mlp.Params(*(np.asarray(a, np.float32) for a in p)) if name == "float32" else p
+
+
 CORRECT: dict[str, GradFn] = {
     "closed_form": mlp.closed_form_gradients,
     "per_sample_loop": per_sample_loop,

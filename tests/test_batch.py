@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from gradcheck import _references, check_batch, check_gradients, mlp, problems
-from tests.derivations import CORRECT, MUTANTS
+from tests.derivations import CORRECT, MUTANTS, params_for
 from tests.test_mutants import loss_for
 
 
@@ -57,7 +57,8 @@ def test_correct_closed_form_passes_in_every_regime_as_one_by_one(task: mlp.Task
 def test_correct_reformulations_looped_per_problem_pass(name: str) -> None:
     probs = draw("classification", "typical", 4, seed=1)
     grad = partial(CORRECT[name], task="classification")
-    report = check_batch(partial(mlp.loss, task="classification"), grad, *stack(probs), batched=False)
+    params, x, y = stack(probs)
+    report = check_batch(partial(mlp.loss, task="classification"), grad, params_for(name, params), x, y, batched=False)
     assert report.verdicts == ("pass",) * 4
 
 

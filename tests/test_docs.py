@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
+from docs.stable_output import differences
 from gradcheck import mlp, problems
 from gradcheck.cli import _app, _main_job
 
@@ -38,7 +39,7 @@ def test_quickstart_example_prints_what_the_page_shows(tmp_path: Path) -> None:
     (tmp_path / "example.py").write_text(script)
     done = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == shown.strip()
+    assert not differences(shown, done.stdout), "\n".join(differences(shown, done.stdout))
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(DOCS)) for p in PAGES])
@@ -203,6 +204,7 @@ def test_the_calibration_table_is_what_the_script_prints(regime: str) -> None:
     for task in mlp.TASKS:
         for ratios in calibration.calibrate(task, regime).values():
             worst = np.maximum(worst, ratios)
-    assert calibration.markdown_row(regime, worst) == _calibration_table()[regime], (
+    # The ratios measure rounding: another CPU prints other last digits (docs/stable_output.py).
+    assert not differences(_calibration_table()[regime], calibration.markdown_row(regime, worst)), (
         "docs/tolerances.md is stale: paste the table `python benchmarks/calibrate_tolerance.py --problems 25` prints"
     )

@@ -13,7 +13,7 @@ import pytest
 
 from gradcheck import _references, _tolerance, check_gradients, mlp, network, problems
 from gradcheck._report import Report
-from tests.derivations import CORRECT, MUTANTS
+from tests.derivations import CORRECT, MUTANTS, params_for
 from tests.test_mutants import loss_for
 
 
@@ -83,7 +83,8 @@ def test_every_mutant_gets_the_same_report_on_both_paths(name: str) -> None:
 def test_every_correct_reformulation_passes_on_both_paths(name: str) -> None:
     for task in mlp.TASKS:
         prob = problems.sample(np.random.default_rng([4, 2]), task=task, batch=5)
-        cold, compiled = both(partial(mlp.loss, task=task), partial(CORRECT[name], task=task), *prob[:3])
+        params = params_for(name, prob.params)
+        cold, compiled = both(partial(mlp.loss, task=task), partial(CORRECT[name], task=task), params, *prob[1:3])
         assert cold.verdict == "pass"
         assert_same_report(cold, compiled)
 

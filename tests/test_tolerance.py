@@ -25,7 +25,7 @@ from gradcheck import (
     problems,
 )
 from gradcheck import strategies as gs
-from tests.derivations import CORRECT, MUTANTS
+from tests.derivations import CORRECT, MUTANTS, params_for
 from tests.test_mutants import loss_for
 
 # Regimes where the gradient is resolved well above rounding, so a relative
@@ -45,8 +45,8 @@ def test_correct_gradients_never_flagged(regime: str, data: st.DataObject) -> No
     note(prob.describe())
     loss = partial(mlp.loss, task=prob.task)
     for name, grad in CORRECT.items():
-        report = check_gradients(loss, partial(grad, task=prob.task), prob.params, prob.x, prob.y)
-        assert report.ok, f"{name} flagged in regime {regime}:\n{report}"
+        report = check_gradients(loss, partial(grad, task=prob.task), params_for(name, prob.params), prob.x, prob.y)
+        assert report.verdict == "pass", f"{name} flagged in regime {regime}:\n{report}"
 
 
 def _largest_entry(grads: mlp.Params) -> tuple[int, tuple[int, ...]]:
@@ -186,7 +186,8 @@ def test_typical_problems_are_resolved_to_1e8(task: mlp.Task) -> None:
 @given(gs.problems(regime="any"))
 def test_float32_closed_form_is_judged_at_float32(prob: problems.Problem) -> None:
     loss = partial(mlp.loss, task=prob.task)
-    report = check_gradients(loss, partial(CORRECT["float32"], task=prob.task), prob.params, prob.x, prob.y)
+    params32 = params_for("float32", prob.params)
+    report = check_gradients(loss, partial(CORRECT["float32"], task=prob.task), params32, prob.x, prob.y)
     assert report.ok, str(report)
     assert report.precision == "float32"
     assert "judged at float32 precision" in str(report)
@@ -197,7 +198,8 @@ def test_float32_closed_form_with_a_real_mistake_is_caught(prob: problems.Proble
     def wrong32(p, x, y):  # type: ignore[no-untyped-def]
         return mlp.Params(*(np.float32(2.0) * g for g in CORRECT["float32"](p, x, y, task=prob.task)))
 
-    report = check_gradients(partial(mlp.loss, task=prob.task), wrong32, prob.params, prob.x, prob.y)
+    params32 = params_for("float32", prob.params)
+    report = check_gradients(partial(mlp.loss, task=prob.task), wrong32, params32, prob.x, prob.y)
     largest = max(
         float(np.abs(g).max()) for g in mlp.closed_form_gradients(prob.params, prob.x, prob.y, task=prob.task)
     )

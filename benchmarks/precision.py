@@ -1,0 +1,127 @@
+"""Derivation or precision: the sweep of the issue's confident classifiers, and what the wider evaluation costs.
+
+- **The sweep.** ``--problems`` confident classifiers built as the issue built
+  them (labels that agree with the network, output layer times 30), checked
+  with the textbook closed form written with ``0.5 * (1 + tanh(z/2))`` (right,
+  but it cancels for z << 0) and with ``1 / (1 + exp(-z))``: the verdicts
+  counted, and the fewest digits the tanh form keeps.
+- **The cost.** Milliseconds per check, medians, in one run: a check that
+  passes (no wider evaluation), a check that is "imprecise" (decided at 256
+  bits), a real mistake (a factor 1.1 on ``w1`` of the tanh form: decided at
+  256 and 1024 bits), and the same mistake with arbitrary precision turned off
+  (long double alone). The ratio is to the passing check.
+
+The main job never pays it: its closed form is the built-in one, which passes
+(``gradcheck --json`` counts no mismatch).
+
+Run: python benchmarks/precision.py [--problems 40] [--repeats 15] [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from gradcheck import _precision, check_gradients, mlp
+
+
+def sig_tanh(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def sig_exp(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def textbook(sig: Callable[[np.ndarray], np.ndarray], w1_factor: float = 1.0) -> Callable[..., mlp.Params]:
+    def grads(p: mlp.Params, x: np.ndarray, y: np.ndarray) -> mlp.Params:
+        n = x.shape[0]
+        a1 = sig(x @ p.w1.T + p.b1)
+        a2 = sig(a1 @ p.w2.T + p.b2)[:, 0]
+        d2 = (a2 - y)[:, None] / n
+        d1 = (d2 @ p.w2) * a1 * (1 - a1)
+        return mlp.Params(w1_factor * (d1.T @ x), d1.sum(0), d2.T @ a1, d2.sum(0))
+
+    return grads
+
+
+def confident(seed: int) -> tuple[mlp.Params, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    p = mlp.Params(rng.normal(size=(2, 2)), rng.normal(size=2), rng.normal(size=(1, 2)), rng.normal(size=1))
+    x = rng.normal(size=(21, 2))
+    y = ((sig_exp(x @ p.w1.T + p.b1) @ p.w2.T + p.b2)[:, 0] > 0).astype(float)
+    return p._replace(w2=p.w2 * 30, b2=p.b2 * 30), x, y
+
+
+LOSS = partial(mlp.loss, task="classification")
+
+
+def _ms(run: Callable[[], Any], repeats: int) -> float:
+    run()  # warm
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problems", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args()
+
+    tanh, exp, digits = Counter(), Counter(), []
+    for seed in range(args.problems):
+        report = check_gradients(LOSS, textbook(sig_tanh), *confident(seed))
+        tanh[report.verdict] += 1
+        digits += [p.digits_kept for p in report.params if p.status == "imprecise"]
+        exp[check_gradients(LOSS, textbook(sig_exp), *confident(seed)).verdict] += 1
+    print(f"sweep of {args.problems} confident classifiers:")
+    print(f"  tanh form: {dict(tanh)}; fewest digits kept {min(digits, default=float('nan')):.1f}")
+    print(f"  exp form:  {dict(exp)}")
+
+    imprecise = next(
+        s
+        for s in range(args.problems)
+        if check_gradients(LOSS, textbook(sig_tanh), *confident(s)).verdict == "imprecise"
+    )
+    problem = confident(imprecise)
+    rows = [
+        ("pass (exp form): no wider evaluation", lambda: check_gradients(LOSS, textbook(sig_exp), *problem)),
+        ("imprecise (tanh form): 256 bits", lambda: check_gradients(LOSS, textbook(sig_tanh), *problem)),
+        ("mistake (w1 x 1.1): 256 + 1024 bits", lambda: check_gradients(LOSS, textbook(sig_tanh, 1.1), *problem)),
+    ]
+    timed = [(label, _ms(run, args.repeats)) for label, run in rows]
+    limit = _precision.MP_MAX_ENTRIES
+    _precision.MP_MAX_ENTRIES = 0
+    try:
+        timed.append(
+            (
+                "mistake, long double alone",
+                _ms(lambda: check_gradients(LOSS, textbook(sig_tanh, 1.1), *problem), args.repeats),
+            )
+        )
+    finally:
+        _precision.MP_MAX_ENTRIES = limit
+    base = timed[0][1]
+    if args.markdown:
+        print(f"\n| check (problem {imprecise}: N = 21, H = 2) | ms per check | x pass |\n|---|---|---|")
+        for label, ms in timed:
+            print(f"| {label} | {ms:.2f} | {ms / base:.2f} |")
+    else:
+        for label, ms in timed:
+            print(f"{label:40s} {ms:8.2f} ms  {ms / base:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
