@@ -151,7 +151,7 @@ def _not_reproduced(
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - the user's code
-        return f"called again on the same float64 inputs, the closed form raised {type(exc).__name__} ({exc})"
+        return f"called again on the same float64 inputs, the closed form raised {_short(exc)}"
     closed, _ = _inputs.match_structure(names, leaves, returned, positional=positional)
     for name, (cf, _, tol) in failed.items():
         again = closed.get(name)
@@ -201,7 +201,7 @@ def _decide_mp(
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # noqa: BLE001 - the user's code, on inputs of a type it may not take
-            return f"in arbitrary precision the closed form raised {type(exc).__name__} ({exc})"
+            return f"in arbitrary precision the closed form raised {_short(exc)}"
         closed = _paired(names, returned, positional=positional)
         values = {}
         for name in failed:
@@ -211,7 +211,7 @@ def _decide_mp(
                 or got.shape != failed[name][1].shape
                 or not all(isinstance(v, ctx.mpf) for v in got.ravel())
             ):
-                kind = "no usable gradient" if name not in closed else f"{got.dtype} values of shape {got.shape}"
+                kind = "no usable gradient" if name not in closed else f"{got.dtype}"
                 return f"given arbitrary-precision numbers, the closed form returned {kind} for `{name}`"
             values[name] = got
         results.append(values)
@@ -295,7 +295,7 @@ def _decide_long_double(
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - the user's code, on inputs of a type it may not take
-        return Decision({}, {}, f"in long double the closed form raised {type(exc).__name__} ({exc})")
+        return Decision({}, {}, f"in long double it raised {_short(exc)}")
     closed, problems = _inputs.match_structure(names, leaves, returned, positional=positional)
     kept = [n for n in failed if n in closed and closed[n].dtype == WIDE]
     if len(kept) < len(failed) or any(n in problems for n in failed):
@@ -303,8 +303,8 @@ def _decide_long_double(
         return Decision(
             {},
             {},
-            f"given long double inputs, the closed form returned {', '.join(lost) or 'no usable gradient'}: it "
-            "computes in float64 inside (an explicit cast, an array made with dtype=float, JAX or compiled code)",
+            f"given long double, {', '.join(lost) or 'no usable gradient'}: the closed form computes in float64 "
+            "inside (an explicit cast, an array made with dtype=float, JAX or compiled code)",
         )
     ratio = float(np.finfo(WIDE).eps / np.finfo(np.float64).eps)
     rounding, wide_rel = {}, {}
@@ -316,6 +316,13 @@ def _decide_long_double(
         rounding[name] = bool(np.all(err_wide <= allowed))
         wide_rel[name] = _largest_relative(err_wide, ad, tol)
     return Decision(rounding, wide_rel, how=how)
+
+
+def _short(exc: BaseException, limit: int = 90) -> str:
+    """An exception in a few words: its type and the start of its message's first line."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(exc).__name__} ({text})" if text else type(exc).__name__
 
 
 def digits_kept(error: np.ndarray, reference: np.ndarray, tol: np.ndarray) -> float:
