@@ -179,12 +179,52 @@ def _narrow_constants(closed: Any) -> bool:
 
 
 def jaxpr_key(closed: Any) -> Hashable:
-    """What a ClosedJaxpr computes, exactly: its text and a digest of each constant."""
-    consts = tuple(
+    """What a ClosedJaxpr computes, and how it is differentiated: its text and a digest of each constant,
+    and, where it calls a ``jax.custom_jvp`` or ``jax.custom_vjp`` rule, the same of its gradient's jaxpr.
+
+    A custom rule prints as ``jvp=<lambda>``: two losses with the same primal and different rules have the
+    same text, and would share one cached gradient. Their gradients' jaxprs hold each rule's own arithmetic.
+    """
+    text = (str(closed.jaxpr), _digests(closed.consts))
+    if not _calls_custom_rule(closed.jaxpr):
+        return text
+    try:
+        grad = _gradient_jaxpr(closed)
+    except Exception:  # noqa: BLE001 - a rule JAX cannot trace here: a key of its own, shared with nothing
+        return (*text, object())
+    return (*text, str(grad.jaxpr), _digests(grad.consts))
+
+
+def _digests(consts: Any) -> tuple[Any, ...]:
+    return tuple(
         (np.shape(c), str(np.asarray(c).dtype), hashlib.blake2b(np.asarray(c).tobytes(), digest_size=16).digest())
-        for c in closed.consts
+        for c in consts
     )
-    return (str(closed.jaxpr), consts)
+
+
+def _calls_custom_rule(jaxpr: Any) -> bool:
+    """Whether `jaxpr`, or any jaxpr inside it, calls a custom differentiation rule."""
+    if any(eqn.primitive.name.startswith(("custom_jvp_call", "custom_vjp_call")) for eqn in jaxpr.eqns):
+        return True
+    return any(_calls_custom_rule(sub) for sub in jcore.subjaxprs(jaxpr))
+
+
+def _gradient_jaxpr(closed: Any) -> Any:
+    """The jaxpr of the gradient of `closed`'s first output (summed) with respect to its floating inputs."""
+    evaluate = jcore.jaxpr_as_fun(closed)
+    avals = [v.aval for v in closed.jaxpr.invars]
+    floating = [i for i, a in enumerate(avals) if jnp.issubdtype(a.dtype, jnp.floating)]
+
+    def gradient(*inputs: Any) -> Any:
+        def value(*wrt: Any) -> Any:
+            full = list(inputs)
+            for i, w in zip(floating, wrt):
+                full[i] = w
+            return jnp.sum(evaluate(*full)[0])
+
+        return jax.grad(value, argnums=tuple(range(len(floating))))(*(inputs[i] for i in floating))
+
+    return jax.make_jaxpr(gradient)(*(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in avals))
 
 
 def flat_loss(traced: TracedLoss) -> Callable[..., jax.Array]:

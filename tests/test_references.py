@@ -223,3 +223,28 @@ def test_a_loss_closing_over_data_it_ran_on_without_x64_is_warned_about() -> Non
         check_gradients(loss, lambda w: x.T @ (1 - np.tanh(x @ w) ** 2), w)
     # Passed as an argument, the same data is float64 and the same closed form passes.
     assert check_gradients(lambda w, x: jnp.sum(jnp.tanh(x @ w)), lambda w, x: x.T @ (1 - np.tanh(x @ w) ** 2), w, x).ok
+
+
+def _squared_with_rule(slope: float) -> Any:
+    """x^2 with a custom JVP of the given slope (right for slope 2): the rule is not in the jaxpr's text."""
+
+    @jax.custom_jvp
+    def f(x: Any) -> Any:
+        return x**2
+
+    f.defjvp(lambda p, t: (f(p[0]), slope * p[0] * t[0]))
+    return f
+
+
+@pytest.mark.parametrize("order", [(2.0, 3.0), (3.0, 2.0)])
+def test_two_losses_that_differ_only_in_their_custom_rule_do_not_share_a_gradient(order: tuple[float, float]) -> None:
+    """The cache key covers the rule: each loss is judged by its own autodiff, in either order, on both paths."""
+    w = {"w": np.array([0.5, -1.5, 2.0])}
+    for path in ("numpy", "xla"):
+        with _references.forced(path):  # type: ignore[arg-type]
+            for slope in order:
+                f = _squared_with_rule(slope)
+                report = check_gradients(lambda p, f=f: f(p["w"]).sum(), lambda p, s=slope: {"w": s * p["w"]}, w)
+                # autodiff follows the rule: slope x; the finite differences follow the primal: 2 x
+                assert report["w"].autodiff == pytest.approx(slope * w["w"][report["w"].index])
+                assert report.verdict == ("pass" if slope == 2.0 else "inconclusive"), (path, slope, str(report))
