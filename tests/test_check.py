@@ -17,7 +17,6 @@ from hypothesis import assume, given
 
 from gradcheck import GradientMismatch, ReferencesDisagree, _references, assert_gradients, check_gradients, mlp
 from gradcheck import strategies as gs
-from gradcheck._tolerance import FD_SAFETY
 from tests.derivations import MUTANTS, typo_w1_for_w2
 
 P = mlp.init_params(0)
@@ -35,8 +34,6 @@ def test_closed_form_agrees_with_both_references(prob) -> None:  # type: ignore[
     report = check_gradients(loss, grads, prob.params, prob.x, prob.y)
     assert report.ok, str(report)
     assert report.verdict == "pass"
-    for p in report.params:
-        assert abs(p.autodiff - p.finite_diff) <= FD_SAFETY * p.fd_error + p.tolerance
     with _references.unscreened():
         measured = check_gradients(loss, grads, prob.params, prob.x, prob.y)
     for p in measured.params:

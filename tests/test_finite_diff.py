@@ -41,7 +41,7 @@ def test_polynomials_up_to_degree_six_are_exact(coefficients: list[float]) -> No
     exact = sum(c * (k + 3) * 0.7 ** (k + 2) for k, c in enumerate(coefficients))
     assert value[0] == pytest.approx(exact, abs=1e-11)
     assert value[1] == pytest.approx(-0.6, abs=1e-12)
-    assert np.all(error >= 0)
+    assert np.all(error < 1e-9)  # exact to rounding, and the bound says so: it is no blanket
 
 
 @given(st.floats(-3, 3), st.floats(0.5, 4))

@@ -135,21 +135,6 @@ def test_relative_error_of_1e8_in_a_random_resolved_entry_is_caught(regime: str,
     assert report.params[leaf].index == index
 
 
-def test_the_one_false_alarm_ever_found_stays_a_pass_with_headroom() -> None:
-    """The problem that raised FLOOR_ULPS from 64 to 256 (docs/tolerances.md, "The floor").
-
-    It was problem 82149 of ``gradcheck --task classification --seed 0`` when
-    the regime cycle had eleven regimes (it drew "saturated"; the cycle has
-    grown since, so ``--problem 82149`` now draws another). A saturated
-    unit's closed-form w1 entry rounds to 0 where autodiff gives -8.5e-19, 77
-    ulps of the gradient's scale: 64 ulps flags it, 256 passes it.
-    """
-    prob = problems.sample(
-        np.random.default_rng([0, 82149]), task="classification", regime="saturated", inputs=2, hidden=3, batch=8
-    )
-    _a_rounded_slope_passes_with_headroom(prob, (2, 1), -8.4654e-19)  # 64 ulps would use 1.19
-
-
 def _a_rounded_slope_passes_with_headroom(prob: problems.Problem, index: tuple[int, ...], autodiff: float) -> None:
     """A saturated unit's w1 entry that the closed form rounds to 0 where autodiff gives `autodiff`: it
     passes, screened or not and in the main job's batch, using at most half of its measured tolerance."""
