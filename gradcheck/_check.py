@@ -319,6 +319,7 @@ def assert_gradients(
         ValueError: `grad_fn` raised any other exception (data of a shape it
             does not take, say); the same message, and the exception chained.
     """
+    __tracebackhide__ = True  # pytest shows the user's test line and the report, not gradcheck's source
     report = check_gradients(loss_fn, grad_fn, params, *args, seed=seed)
     if report.verdict == "error":
         raise misuse_exception(report) from report.cause

@@ -360,3 +360,9 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     return value
+
+
+# The exceptions are gradcheck's public API: named so in tracebacks and in pytest's summary
+# ("gradcheck.GradientMismatch", not "gradcheck._report.GradientMi...").
+for _exception in (GradientMismatch, ImpreciseGradient, ReferencesDisagree):
+    _exception.__module__ = "gradcheck"

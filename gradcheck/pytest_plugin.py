@@ -70,6 +70,7 @@ def check_property(
         >>> from gradcheck import mlp
         >>> check_property(mlp.closed_form_gradients, task="regression", examples=3)  # passes: returns None
     """
+    __tracebackhide__ = True  # pytest shows the user's test line and the report, not gradcheck's source
     if task not in (*mlp.TASKS, "both"):
         raise ValueError(f"`task` must be one of {(*mlp.TASKS, 'both')}, got {task!r}.")
     if not isinstance(examples, int) or examples < 1:

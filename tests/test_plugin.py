@@ -247,3 +247,36 @@ def test_derivative_fixtures_are_registered_and_render_failures(pytester: pytest
     assert "_derivatives.py" not in out  # the user's lines, not gradcheck's
     assert "pytest_plugin.py" not in out
     assert out.count("MISMATCH in 1 of 1 parameters") == 2
+
+
+def test_a_failing_assertion_shows_the_users_line_and_the_report_not_gradchecks_source(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_student="""
+        from functools import partial
+        import numpy as np
+        from gradcheck import assert_gradients, mlp
+
+        def doubled(params, x, y):
+            return mlp.Params(*(2 * g for g in mlp.closed_form_gradients(params, x, y, task="regression")))
+
+        def test_assert():
+            p, x, y = mlp.init_params(0), np.array([[0.5, -1.0], [2.0, 0.0]]), np.array([1.0, 0.0])
+            assert_gradients(partial(mlp.loss, task="regression"), doubled, p, x, y)  # the user's line
+
+        def test_property(gradcheck_property):
+            gradcheck_property(lambda p, x, y, *, task: doubled(p, x, y), task="regression", examples=5)
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rf")
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    assert "# the user's line" in out
+    assert "gradcheck/_check.py" not in out
+    assert "gradcheck/pytest_plugin.py" not in out
+    assert "def assert_gradients(" not in out
+    assert "def check_property(" not in out
+    assert out.count("FAILED test_student.py::") == 2
+    assert "gradcheck.GradientMismatch" in out  # the public name, whole in pytest's summary
+    assert "gradcheck._report" not in out
