@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import html
 import math
 
-from gradcheck._report import RIGHT, VERDICT_ORDER, Report, worst_verdict
+from gradcheck._report import RIGHT, VERDICT_ORDER, Report, html_report, worst_verdict
 
 WORST_FIELDS = ("max_abs_err_autodiff", "max_rel_err_autodiff", "max_abs_err_fd", "max_rel_err_fd", "tolerance_used")
 
@@ -54,6 +55,15 @@ class BatchReport:
 
     def __len__(self) -> int:
         return len(self.verdicts)
+
+    def _repr_html_(self) -> str:
+        """The summary as a notebook shows it, with the first reports that did not pass as tables."""
+        lines = str(self).splitlines()
+        shown = "".join(
+            f"<details><summary>problem {k}: {html.escape(r.verdict.upper())}</summary>{html_report(r)}</details>"
+            for k, r in sorted(self.failures.items())[:SHOWN]
+        )
+        return f"<div><b>{html.escape(lines[0])}</b><pre>{html.escape(chr(10).join(lines[1:6]))}</pre>{shown}</div>"
 
     def __str__(self) -> str:
         """A summary: the verdicts counted, the worst errors per parameter, and the problems that did not pass.

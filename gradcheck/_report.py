@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -191,6 +192,10 @@ class Report:
             "params": [jsonable({**asdict(p), "digits_kept": p.digits_kept}) for p in self.params],
         }
 
+    def _repr_html_(self) -> str:
+        """The report as a notebook shows it: the verdict, the table, and the notes, as HTML."""
+        return html_report(self)
+
     def __str__(self) -> str:
         if self.error is not None:
             return (
@@ -217,6 +222,33 @@ class Report:
                 lines.append(f"  {p.name}: {_not_judged(p.not_judged)}")
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
+
+
+#: The colour of each status in a notebook: the console's (cli._render.VERDICT_COLOURS).
+_HTML_COLOURS = {"pass": "green", "imprecise": "darkorange", "mismatch": "red", "doubt": "darkorange", "error": "red"}
+
+
+def html_report(report: Report) -> str:
+    """`report` as HTML, for Jupyter (`Report._repr_html_`): the same words and figures as ``str(report)``."""
+    lines = str(report).splitlines()
+    head = html.escape(lines[0])
+    if report.error is not None:
+        return f"<div><b>{head}</b><pre>{html.escape(report.error)}</pre></div>"
+    cells = "".join(f"<th>{html.escape(c)}</th>" for c in _COLUMNS)
+    rows = []
+    for p, row in zip(report.params, _rows(report.params)):
+        colour = _HTML_COLOURS.get(p.status, "black")
+        tds = "".join(
+            f'<td style="color:{colour}"><b>{html.escape(c)}</b></td>' if k == 2 else f"<td>{html.escape(c)}</td>"
+            for k, c in enumerate(row)
+        )
+        rows.append(f"<tr>{tds}</tr>")
+    notes = "".join(f"<li>{html.escape(line.strip())}</li>" for line in lines[len(report.params) + 2 :])
+    return (
+        f"<div><b>{head}</b><table><thead><tr>{cells}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        + (f"<ul>{notes}</ul>" if notes else "")
+        + "</div>"
+    )
 
 
 def misuse_exception(report: Report, context: str = "") -> Exception:
@@ -321,7 +353,14 @@ _COLUMNS = (
 
 
 def _table(params: tuple[ParamResult, ...]) -> str:
-    rows = [_COLUMNS] + [
+    rows = [_COLUMNS, *_rows(params)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
+    return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def _rows(params: tuple[ParamResult, ...]) -> list[tuple[str, ...]]:
+    """One row of the table's cells per parameter, as text."""
+    return [
         (
             p.name,
             str(p.shape),
@@ -336,8 +375,6 @@ def _table(params: tuple[ParamResult, ...]) -> str:
         )
         for p in params
     ]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
-    return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
 def _not_judged(indices: tuple[tuple[int, ...], ...], shown: int = 8) -> str:

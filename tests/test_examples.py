@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
@@ -122,3 +124,27 @@ def test_check_custom_rule_example_blames_the_rule_that_is_wrong() -> None:
     assert "MISMATCH in 1 of 2 parameters" in wrong
     assert any(row.startswith("  logsumexp: primals[0]") and "MISMATCH" in row for row in wrong.splitlines())
     assert any(row.startswith("  safe_norm: primals[0]") and " pass " in row for row in wrong.splitlines())
+
+
+def test_the_example_notebook_runs_in_a_real_kernel_and_shows_the_reports_as_tables() -> None:
+    """examples/notebook.ipynb, executed top to bottom by a Jupyter kernel (nbclient, ipykernel): the wrong
+    derivation's report is an HTML table naming b1, and the fixed one passes."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    notebook = nbformat.read(ROOT / "examples" / "notebook.ipynb", as_version=4)
+    nbclient.NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    ).execute()
+    shown = [
+        output["data"]
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "execute_result"
+    ]
+    assert len(shown) == 2
+    wrong, fixed = shown
+    assert "<table>" in wrong["text/html"]
+    assert "gradcheck: MISMATCH in 1 of 4 parameters" in wrong["text/html"]
+    assert '<td>b1</td><td>(2,)</td><td style="color:red"><b>MISMATCH</b>' in wrong["text/html"]
+    assert "gradcheck: PASS, 4 parameters" in fixed["text/html"]
