@@ -209,6 +209,42 @@ MUTATIONS = (
         "    if True:\n",
         ("tests/test_precision.py",),
     ),
+    Mutation(
+        "mlp refuses arbitrary precision",
+        "gradcheck/_validate.py",
+        "        return array.size > 0 and all(_is_real_number(v) for v in array.ravel())",
+        "        return False",
+        ("tests/test_readme.py", "tests/test_precision.py"),
+    ),
+    Mutation(
+        "imprecise ranked above inconclusive",
+        "gradcheck/_report.py",
+        '("mismatch", "error", "inconclusive", "imprecise", "pass")',
+        '("mismatch", "error", "imprecise", "inconclusive", "pass")',
+        ("tests/test_precision.py", "tests/test_batch.py", "tests/test_cli.py"),
+    ),
+    # --- older rules ------------------------------------------------------------------------------
+    Mutation(
+        "FD_SAFETY 16 -> 1",
+        "gradcheck/_tolerance.py",
+        "FD_SAFETY = 16.0",
+        "FD_SAFETY = 1.0",
+        ("tests/test_tolerance.py", "-k", "never_flagged"),
+    ),
+    Mutation(
+        "a search that raises is no failure",
+        "gradcheck/_search.py",
+        'if report.verdict in ("mismatch", "error"):',
+        'if report.verdict in ("mismatch",):',
+        ("tests/test_submissions.py", "tests/test_cli.py"),
+    ),
+    Mutation(
+        "tuples not paired by position",
+        "gradcheck/_inputs.py",
+        "        if positional and len(names) == len(with_path):",
+        "        if False:",
+        ("tests/test_check.py", "tests/test_mlp.py"),
+    ),
     # --- outputs compared across machines (issue 24) ------------------------------------------
     Mutation(
         "values compared to 4 digits",

@@ -297,3 +297,14 @@ def test_the_cli_passes_an_imprecise_submission_and_strict_fails_it(tmp_path: Pa
     results = json.loads(graded.stdout)
     assert results["score"] == pytest.approx(100.0)
     assert any("IMPRECISE" in t["output"] for t in results["tests"])
+
+
+def test_imprecise_ranks_below_every_failure_and_above_a_pass() -> None:
+    """A run's verdict is its most severe check's (docs/cli.md, "Exit codes"): a right derivation that loses
+    digits outranks only a pass; references in doubt, a wrong call and a mismatch outrank it."""
+    from gradcheck._report import worst_verdict
+
+    assert worst_verdict(["pass", "imprecise", "pass"]) == "imprecise"
+    assert worst_verdict(["imprecise", "inconclusive"]) == "inconclusive"
+    assert worst_verdict(["imprecise", "error"]) == "error"
+    assert worst_verdict(["imprecise", "mismatch", "error"]) == "mismatch"
