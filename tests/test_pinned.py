@@ -13,6 +13,7 @@ import shlex
 import subprocess
 import sys
 import textwrap
+from functools import partial
 from typing import Any
 
 import jax
@@ -266,3 +267,30 @@ def test_a_wrong_derivative_rule_is_inconclusive_not_a_kink() -> None:
         report = check_gradients(loss, grad, {"t": np.array([t0, 0.7]), "u": np.array([1.0])})
         assert report.verdict == "inconclusive", (t0, str(report))
         assert report["t"].not_judged == ()
+
+
+def test_a_tuple_of_four_arrays_is_the_gradient_of_mlp_params_by_position() -> None:
+    """A closed form that returns a plain tuple (w1, b1, w2, b2) for `mlp.Params`: paired by position, and it
+    passes (catches positional pairing dropped, which would call it a wrong call)."""
+    p, x, y = mlp.init_params(0), np.array([[0.5, -1.0], [2.0, 0.0]]), np.array([1.0, 0.0])
+
+    def as_tuple(params: mlp.Params, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(mlp.closed_form_gradients(params, x, y, task="regression"))
+
+    assert check_gradients(partial(mlp.loss, task="regression"), as_tuple, p, x, y).verdict == "pass"
+
+
+def test_a_submission_that_raises_on_some_problems_fails_the_search() -> None:
+    """Right on the generic problem (5 samples), raising on a single sample: the search fails at a minimal
+    problem (catches a raised error not counted as a failure, which would pass the student)."""
+    from gradcheck import _search
+
+    def picky(params: mlp.Params, x: np.ndarray, y: np.ndarray) -> mlp.Params:
+        if x.shape[0] == 1:
+            raise IndexError("needs two samples")
+        return mlp.closed_form_gradients(params, x, y, task="regression")
+
+    result = _search.search(picky, task="regression", examples=30)
+    assert not result.ok
+    assert result.counterexample is not None
+    assert result.counterexample.x.shape[0] == 1
