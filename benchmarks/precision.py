@@ -9,7 +9,8 @@
   passes (no wider evaluation), a check that is "imprecise" (decided at 256
   bits), a real mistake (a factor 1.1 on ``w1`` of the tanh form: decided at
   256 and 1024 bits), and the same mistake with arbitrary precision turned off
-  (long double alone). The ratio is to the passing check.
+  (long double alone), and with neither wider type (the float64 verdict, as before
+  the wider evaluation existed). The ratio is to the passing check.
 
 The main job never pays it: its closed form is the built-in one, which passes
 (``gradcheck --json`` counts no mismatch).
@@ -102,17 +103,24 @@ def main() -> None:
         ("mistake (w1 x 1.1): 256 + 1024 bits", lambda: check_gradients(LOSS, textbook(sig_tanh, 1.1), *problem)),
     ]
     timed = [(label, _ms(run, args.repeats)) for label, run in rows]
-    limit = _precision.MP_MAX_ENTRIES
-    _precision.MP_MAX_ENTRIES = 0
+    limit, wide = _precision.MP_MAX_ENTRIES, _precision.WIDE
     try:
+        _precision.MP_MAX_ENTRIES = 0
         timed.append(
             (
                 "mistake, long double alone",
                 _ms(lambda: check_gradients(LOSS, textbook(sig_tanh, 1.1), *problem), args.repeats),
             )
         )
+        _precision.WIDE = np.float64  # neither wider type: the float64 verdict, as before this step
+        timed.append(
+            (
+                "mistake, no wider evaluation",
+                _ms(lambda: check_gradients(LOSS, textbook(sig_tanh, 1.1), *problem), args.repeats),
+            )
+        )
     finally:
-        _precision.MP_MAX_ENTRIES = limit
+        _precision.MP_MAX_ENTRIES, _precision.WIDE = limit, wide
     base = timed[0][1]
     if args.markdown:
         print(f"\n| check (problem {imprecise}: N = 21, H = 2) | ms per check | x pass |\n|---|---|---|")
