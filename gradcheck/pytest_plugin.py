@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from gradcheck import _derivatives, _search, mlp
+from gradcheck._check import assert_gradients, check_gradients
 from gradcheck._report import RIGHT, GradientMismatch, ImpreciseGradient, ReferencesDisagree, Report, misuse_exception
 from gradcheck.strategies import ELEMENT_BOUND
 
@@ -86,6 +87,13 @@ def check_property(
         if result.error is not None:  # a wrong call, not a wrong gradient
             assert result.report is not None
             context = f"`grad_fn` could not be checked for task {t!r}; no search was run."
+            if "unexpected keyword argument 'task'" in result.error:
+                context += (
+                    " gradcheck_property checks the built-in network's gradient, grad_fn(params, x, y, *, task). "
+                    "For your own model's loss, use the fixture gradcheck_gradient: "
+                    "gradcheck_gradient.property(loss_fn, grad_fn, primals=gradcheck.strategies.shaped_like(example)) "
+                    '(docs/pytest.md, "Any other loss").'
+                )
             raise misuse_exception(result.report, context) from result.report.cause
         assert result.counterexample is not None
         assert result.report is not None
@@ -223,6 +231,17 @@ HESSIAN = DerivativeCheck(
     _derivatives.check_hessian, _derivatives.assert_hessian, ("loss_fn", "hess_fn"), ("params", "args")
 )
 CUSTOM_RULE = DerivativeCheck(_derivatives.check_custom_rule, _derivatives.assert_custom_rule, ("f",))
+#: The gradient of any loss: ``gradcheck_gradient(loss_fn, grad_fn, params, *args)``, and its property over
+#: problems ``(params, *args)`` drawn from ``primals=`` (`gradcheck.strategies.shaped_like(example)` draws them
+#: like an example) or ``shapes=`` (one array per argument).
+GRADIENT = DerivativeCheck(check_gradients, assert_gradients, ("loss_fn", "grad_fn"), ("params", "args"))
+
+
+@pytest.fixture
+def gradcheck_gradient() -> DerivativeCheck:
+    """``gradcheck_gradient(loss_fn, grad_fn, params, *args)``, and ``.property(loss_fn, grad_fn,
+    primals=shaped_like(example))``: the gradient of any loss (your own model), see `DerivativeCheck`."""
+    return GRADIENT
 
 
 @pytest.fixture

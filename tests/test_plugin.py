@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -280,3 +282,43 @@ def test_a_failing_assertion_shows_the_users_line_and_the_report_not_gradchecks_
     assert out.count("FAILED test_student.py::") == 2
     assert "gradcheck.GradientMismatch" in out  # the public name, whole in pytest's summary
     assert "gradcheck._report" not in out
+
+
+# --- the gradient of any loss: gradcheck_gradient ---------------------------------------------
+
+
+def _softmax_loss(p: dict, x: np.ndarray, labels: np.ndarray):  # type: ignore[no-untyped-def,type-arg]
+    z = x @ p["W"].T + p["b"]
+    return jnp.mean(
+        jax.nn.logsumexp(z, axis=1) - jnp.take_along_axis(z, labels[:, None], axis=1)[:, 0]
+    ) + 0.05 * jnp.sum(p["W"] ** 2)
+
+
+def _softmax_grad(p: dict, x: np.ndarray, labels: np.ndarray, decay: float = 0.1) -> dict:  # type: ignore[type-arg]
+    z = x @ p["W"].T + p["b"]
+    s = np.exp(z - z.max(axis=1, keepdims=True))
+    s /= s.sum(axis=1, keepdims=True)
+    s[np.arange(len(labels)), labels] -= 1.0  # dL/dz = softmax - one_hot, per sample
+    d = s / len(labels)  # (N, C)
+    return {"W": d.T @ x + decay * p["W"], "b": d.sum(axis=0)}
+
+
+EXAMPLE = ({"W": np.zeros((3, 4)), "b": np.zeros(3)}, np.ones((6, 4)), np.array([0, 2, 1, 0, 2, 1]))
+
+
+def test_the_gradient_fixture_checks_any_loss_at_a_point_and_over_drawn_problems() -> None:
+    from gradcheck.pytest_plugin import GRADIENT
+    from gradcheck.strategies import shaped_like
+
+    rng = np.random.default_rng(0)
+    params, x, labels = {"W": rng.normal(size=(3, 4)), "b": rng.normal(size=3)}, rng.normal(size=(6, 4)), EXAMPLE[2]
+    assert GRADIENT(_softmax_loss, _softmax_grad, params, x, labels).verdict == "pass"
+    GRADIENT.property(_softmax_loss, _softmax_grad, primals=shaped_like(EXAMPLE), examples=15)  # passes
+    forgot = partial(_softmax_grad, decay=0.0)  # the weight decay's gradient forgotten
+    with pytest.raises(GradientMismatch, match=r"minimal counterexample(.|\n)*params = (.|\n)*W: likely mistake"):
+        GRADIENT.property(_softmax_loss, forgot, primals=shaped_like(EXAMPLE), examples=15)
+
+
+def test_the_network_fixture_on_your_own_model_points_to_the_gradient_fixture() -> None:
+    with pytest.raises(TypeError, match="use the fixture gradcheck_gradient"):
+        check_property(lambda p, x, y: {"w": p}, task="regression", examples=2)
