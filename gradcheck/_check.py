@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from gradcheck import _inputs, _judge, _precision, _references, _taylor, _tolerance, _validate
+from gradcheck import _forward, _inputs, _judge, _precision, _references, _taylor, _tolerance, _trace, _validate
 from gradcheck._report import (
     RIGHT,
     GradientMismatch,
@@ -137,9 +137,12 @@ def judged(
     )
     cf = np.where(np.isfinite(cf), cf, 0.0)  # non-finite entries are reported apart
     with jax.enable_x64(True):
-        evaluation = _references.evaluation(
-            loss_fn, treedef, leaves, ref_args, eps / 2, seed, cf, screen=_references.SCREEN
-        )
+        try:
+            evaluation: _references.Evaluation = _references.evaluation(
+                loss_fn, treedef, leaves, ref_args, eps / 2, seed, cf, screen=_references.SCREEN
+            )
+        except _trace.Untraceable as untraceable:  # a forward pass in NumPy: its finite differences alone
+            evaluation = _forward.ForwardEvaluation(loss_fn, treedef, leaves, ref_args, seed, untraceable)
         refs, tol = refine(evaluation, cf, precision)
         report = _judge.judge(names, leaves, closed, problems, refs, precision, cf, penalties=penalties, tol=tol)
         if evaluation.screened and not _settled(report, refs):  # judged again, on the measured noise
@@ -148,6 +151,8 @@ def judged(
             report = _judge.judge(names, leaves, closed, problems, refs, precision, cf, penalties=penalties, tol=tol)
     if evaluation.screened:
         report = dataclasses.replace(report, notes=(*report.notes, SCREENED_NOTE))
+    if isinstance(evaluation, _forward.ForwardEvaluation):
+        report = dataclasses.replace(report, notes=(evaluation.note(), *report.notes))
     report = dataclasses.replace(report, references=evaluation.path, notes=(*widened, *report.notes))
     offsets = np.cumsum([0, *(leaf.size for leaf in leaves)])
 
@@ -278,6 +283,8 @@ def refine(
     and the tolerances (which refining leaves alone: it retakes only the finite differences)."""
     first = evaluation.references
     tol = _judge.tolerances(first.autodiff, first.noise, precision)  # refining retakes only the finite differences
+    if evaluation.reference_error is not None:  # finite differences stand in for autodiff: their error counts
+        tol = tol + _tolerance.FD_SAFETY * evaluation.reference_error
     refs = _judge.refined_until_agreed(evaluation, closed, precision, tol)
     if refs.along is None:
         # Still in doubt after the finest step: a kink within it, where autodiff's own gradient jumps?

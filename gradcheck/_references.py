@@ -151,6 +151,9 @@ class Evaluation:
     theta: np.ndarray  # (P,)  the point, flat
     #: No rounding noise was measured (zeros in `references.noise`, and for the loss's): see `SCREEN`.
     screened: bool = False
+    #: An error bound on `references.autodiff` where it is no autodiff but stands in for it (the finite
+    #: differences of a loss JAX cannot trace: `_forward`); the tolerance widens by FD_SAFETY times it.
+    reference_error: np.ndarray | None = None
 
     def measured(self) -> Evaluation:
         """This problem's references taken again, every part of them, with the noise measured (itself, unless
@@ -386,21 +389,32 @@ class NumpyEvaluation(Evaluation):
         return np.concatenate([np.reshape(x, (m, -1)) for x in grads], axis=1).astype(np.float64)
 
     def _finite_differences(self, coordinates: np.ndarray, scale: float) -> _finite_diff.FiniteDifferences:
-        """`_finite_diff.directional` along the given coordinates, with the points in one batched call."""
-        theta = self.theta
-        d, k = coordinates.size, _finite_diff.LEVELS
-        steps = scale * _finite_diff.FD_STEP * np.maximum(1.0, np.abs(theta[coordinates]))  # (D,)
-        h = steps[:, None] * _finite_diff.RATIO ** -np.arange(k, dtype=theta.dtype)  # (D, K)
-        at = theta[coordinates][:, None]
-        plus, minus = at + h, at - h  # the moved coordinate, rounded as in float64
-        points = np.broadcast_to(theta, (2, d, k, theta.size)).copy()
-        rows, levels = np.arange(d)[:, None], np.arange(k)[None, :]
-        points[0, rows, levels, coordinates[:, None]] = plus
-        points[1, rows, levels, coordinates[:, None]] = minus
-        f_plus, f_minus = self.losses(points.reshape(2 * d * k, theta.size)).reshape(2, d, k)
-        # The step actually taken after rounding theta +- h, as `directional` measures it.
-        h_eff = np.abs(plus - minus) / 2.0
-        return _finite_diff.combine(np, f_plus, f_minus, h, h_eff, steps, self.sigma_f, self.f0)
+        return coordinate_differences(self.theta, coordinates, scale, self.losses, self.sigma_f, self.f0)
+
+
+def coordinate_differences(
+    theta: np.ndarray,
+    coordinates: np.ndarray,
+    scale: float,
+    losses: Callable[[np.ndarray], np.ndarray],
+    sigma_f: float,
+    f0: float,
+) -> _finite_diff.FiniteDifferences:
+    """`_finite_diff.directional` along the given coordinates of `theta`, at `scale` times the step, with every
+    point in one call of ``losses(points)`` (the loss at each row of points (M, P), in float64)."""
+    d, k = coordinates.size, _finite_diff.LEVELS
+    steps = scale * _finite_diff.FD_STEP * np.maximum(1.0, np.abs(theta[coordinates]))  # (D,)
+    h = steps[:, None] * _finite_diff.RATIO ** -np.arange(k, dtype=theta.dtype)  # (D, K)
+    at = theta[coordinates][:, None]
+    plus, minus = at + h, at - h  # the moved coordinate, rounded as in float64
+    points = np.broadcast_to(theta, (2, d, k, theta.size)).copy()
+    rows, levels = np.arange(d)[:, None], np.arange(k)[None, :]
+    points[0, rows, levels, coordinates[:, None]] = plus
+    points[1, rows, levels, coordinates[:, None]] = minus
+    f_plus, f_minus = losses(points.reshape(2 * d * k, theta.size)).reshape(2, d, k)
+    # The step actually taken after rounding theta +- h, as `directional` measures it.
+    h_eff = np.abs(plus - minus) / 2.0
+    return _finite_diff.combine(np, f_plus, f_minus, h, h_eff, steps, sigma_f, f0)
 
 
 class CompiledEvaluation(Evaluation):

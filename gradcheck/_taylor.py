@@ -97,7 +97,7 @@ def describe(observed: float, *, mismatch: bool = False, mistake_confirmed: bool
         return f"Taylor remainder shrinks like h^{observed:.2f} (as for a wrong gradient: 2 if right, 1 if wrong)"
     if not mismatch:
         return f"Taylor remainder shrinks like h^{observed:.2f} (as for a correct gradient: 2 if right, 1 if wrong)"
-    found = "; the long double evaluation found it to be a mistake, not rounding" if mistake_confirmed else ""
+    found = "; evaluated in wider arithmetic it stays: a mistake, not rounding" if mistake_confirmed else ""
     return (
         f"Taylor remainder shrinks like h^{observed:.2f}, as for a correct gradient: the error is too small "
         f"against the curvature for this test to see (it resolves errors of about 1e-3 relative){found}"

@@ -141,17 +141,31 @@ def _trace_jaxpr(
                     warnings.warn(NarrowConstants(), stacklevel=5)
     except KeyboardInterrupt:
         raise
-    except BaseException as exc:
-        raise ValueError(
-            f"`loss_fn(params, *args)` failed under JAX tracing: {type(exc).__name__}: {exc}. "
-            "Write it with jax.numpy, and bind non-array options with functools.partial."
-        ) from exc
+    except BaseException as exc:  # the user's loss: `Untraceable` says what can follow
+        raise Untraceable(exc) from exc
     outs = closed.out_avals
     shape = getattr(outs[0], "shape", None) if len(outs) == 1 else None
     if shape is None or not all(isinstance(d, int) and d == 1 for d in shape):
         got = f"shape {shape}" if shape is not None else f"{len(outs)} outputs"
         raise ValueError(f"`loss_fn` must return a scalar, got {got}; reduce it with a sum or mean.")
     return closed
+
+
+class Untraceable(ValueError):
+    """The loss failed under JAX tracing: a forward pass written in NumPy (it converts its inputs to NumPy
+    arrays, branches on their values, mixes dtypes as NumPy does), or a loss that fails outright.
+
+    `check_gradients` then evaluates it as it is, on NumPy arrays (`_forward`): if it runs there, its finite
+    differences alone are the reference; if not, this error stands.
+    """
+
+    def __init__(self, cause: BaseException):
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        self.reason = f"{type(cause).__name__}: {first}"
+        super().__init__(
+            f"`loss_fn(params, *args)` failed under JAX tracing: {type(cause).__name__}: {cause}. "
+            "Write it with jax.numpy, and bind non-array options with functools.partial."
+        )
 
 
 class NarrowConstants(UserWarning):

@@ -52,4 +52,11 @@ def data_argument(label: str, value: Any) -> np.ndarray:
     array = np.asarray(value)
     if array.dtype == np.bool_ or np.issubdtype(array.dtype, np.integer):
         return array
+    if array.dtype == object and not is_real(array):
+        raise ValueError(
+            f"`{label}` must be an array (data, targets, integer labels or indices), got {type(value).__name__} "
+            f"{value!r:.80}. Bind options that are not arrays (a dict of settings, a string, a flag) with "
+            "functools.partial: check_gradients(partial(loss_fn, conv_param=...), partial(grad_fn, conv_param=...), "
+            "params, x)."
+        )
     return real_finite(label, array).astype(np.float64)

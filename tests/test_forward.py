@@ -1,0 +1,99 @@
+"""Losses written in NumPy, as course code writes forward passes: checked against their finite differences alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from gradcheck import check_gradients
+
+
+def affine_relu_loss(p: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> float:
+    """A two-layer net's forward pass as a course writes it: x.dot(w), a boolean mask, np.maximum."""
+    h = x.dot(p["W1"]) + p["b1"]  # (N, H)
+    h = h * (h > 0)  # ReLU by a mask
+    scores = h.dot(p["W2"]) + p["b2"]  # (N,)
+    return float(0.5 * np.mean((scores - y) ** 2))
+
+
+def affine_relu_grads(p: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, *, slip: float = 0.0) -> dict:  # type: ignore[type-arg]
+    h_pre = x.dot(p["W1"]) + p["b1"]
+    mask = h_pre > 0
+    h = np.maximum(h_pre, 0)
+    d_scores = (h.dot(p["W2"]) + p["b2"] - y) / len(y)  # dL/dscores, (N,)
+    d_h = np.outer(d_scores, p["W2"]) * mask  # through the ReLU, (N, H)
+    return {
+        "W1": x.T.dot(d_h),
+        "b1": d_h.sum(axis=0) * (1 + slip),
+        "W2": h.T.dot(d_scores),
+        "b2": d_scores.sum(),
+    }
+
+
+def _problem(seed: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    p = {"W1": rng.normal(size=(3, 4)), "b1": rng.normal(size=4), "W2": rng.normal(size=4), "b2": np.array(0.3)}
+    return p, rng.normal(size=(6, 3)), rng.normal(size=6)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_numpy_forward_pass_is_checked_and_the_report_says_against_what(seed: int) -> None:
+    report = check_gradients(affine_relu_loss, affine_relu_grads, *_problem(seed))
+    assert report.verdict == "pass", str(report)
+    assert "no autodiff reference: `loss_fn` cannot be traced by JAX (" in str(report)
+
+
+@pytest.mark.parametrize("slip", [1e-2, 1e-4, 1e-6])
+def test_a_mistake_in_its_gradient_is_caught_and_named(slip: float) -> None:
+    def wrong(p: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> dict:  # type: ignore[type-arg]
+        return affine_relu_grads(p, x, y, slip=slip)
+
+    report = check_gradients(affine_relu_loss, wrong, *_problem(0))
+    assert report.verdict == "mismatch", str(report)
+    assert [r.name for r in report.params if r.status == "mismatch"] == ["b1"]
+    assert "not rounding, a mistake in the derivation" in str(report)
+
+
+@settings(max_examples=25)
+@given(
+    w=hnp.arrays(np.float64, st.integers(1, 4), elements=st.floats(-2, 2)),
+    x=hnp.arrays(np.float64, (5, 4), elements=st.floats(-2, 2)),
+)
+def test_a_smooth_numpy_loss_passes_wherever_it_is_drawn(w: np.ndarray, x: np.ndarray) -> None:
+    """log-sum-exp of scores written in NumPy, with its right gradient: no false alarm from the finite
+    differences' own error."""
+    x = x[:, : w.size]
+
+    def loss(p: dict[str, np.ndarray], x: np.ndarray) -> float:
+        s = x.dot(p["w"])
+        m = s.max()
+        return float(m + np.log(np.exp(s - m).sum()))
+
+    def grad(p: dict[str, np.ndarray], x: np.ndarray) -> dict[str, np.ndarray]:
+        s = x.dot(p["w"])
+        e = np.exp(s - s.max())
+        return {"w": x.T.dot(e / e.sum())}
+
+    report = check_gradients(loss, grad, {"w": w}, x)
+    assert report.verdict == "pass", str(report)
+
+
+def test_a_numpy_loss_too_large_for_every_coordinate_says_what_to_do() -> None:
+    def loss(p: dict[str, np.ndarray]) -> float:
+        return float(np.sum(np.asarray(p["w"]) ** 2))
+
+    with pytest.raises(ValueError, match=r"cannot be traced by JAX(.|\n)*Write the loss with jax.numpy"):
+        check_gradients(loss, lambda p: {"w": 2 * p["w"]}, {"w": np.ones(5000)})
+
+
+def test_a_loss_that_fails_for_another_reason_is_still_a_clear_error() -> None:
+    def broken(p: dict[str, Any]) -> Any:
+        return p["w"] @ np.ones(7)  # a shape error, under tracing or not
+
+    with pytest.raises(ValueError, match="failed under JAX tracing"):
+        check_gradients(broken, lambda p: {"w": p["w"]}, {"w": np.ones(3)})
