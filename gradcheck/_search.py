@@ -112,12 +112,13 @@ def search(
     task: mlp.Task,
     examples: int = 200,
     random_seed: int = 0,
-    regime: str = "any",
+    regime: Any = "any",
 ) -> SearchResult:
     """Check ``grad_fn(params, x, y)`` on `examples` problems; shrink the first failure.
 
     `grad_fn` has the signature of `mlp.closed_form_gradients` without the
-    `task` keyword. Problems whose verdict is "inconclusive" do not count as
+    `task` keyword. `regime` is a regime, "any", or a strategy of regimes.
+    Problems whose verdict is "inconclusive" do not count as
     failures.
 
     `grad_fn` is first checked on a generic problem (`generic_problem`). If it

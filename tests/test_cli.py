@@ -584,3 +584,28 @@ def test_a_problem_rechecked_along_every_coordinate_prints_no_nan(capsys: pytest
     assert "nan" not in out
     assert "finite differences along every coordinate of every problem" in out
     assert "not judged, in 1 problems (12)" in out
+
+
+def test_check_searches_only_the_regimes_asked_for_and_reproduces_with_them(
+    class_folder: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["check", f"{class_folder}/bob.py:grads", "--task", "regression", "--examples", "8", "--json"]
+    assert cli.main([*argv, "--regimes", "tiny,saturated"]) == cli.EXIT_MISMATCH
+    task = json.loads(capsys.readouterr().out)["submissions"][0]["tasks"]["regression"]
+    assert task["counterexample"]["regime"] in ("tiny", "saturated")
+    assert "--regimes tiny,saturated" in task["reproduce"]
+    assert cli.main([*shlex.split(task["reproduce"])[1:], "--json"]) == cli.EXIT_MISMATCH
+    assert json.loads(capsys.readouterr().out)["submissions"][0]["tasks"]["regression"] == task
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--regimes", "tinyy"], "no regime named 'tinyy'; choose among typical"),
+        (["--regimes", ","], "no regime given"),
+        (["--regimes", "tiny", "--loss", "x.py:loss", "--example", "x.py:ex"], "`--regimes` chooses among"),
+    ],
+)
+def test_bad_regimes_are_usage_errors(flags: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["check", "nowhere.py:grads", *flags]) == cli.EXIT_USAGE
+    assert message in capsys.readouterr().err

@@ -16,11 +16,12 @@ import time
 from functools import partial
 from typing import Any
 
+from hypothesis import strategies as st
 from rich.console import Console
 from rich.progress import Progress
 
 import gradcheck
-from gradcheck import _search, _submissions, mlp
+from gradcheck import _search, _submissions, mlp, problems
 from gradcheck._report import worst_verdict
 from gradcheck.cli import _gradescope, _junit, _loss
 from gradcheck.cli._args import integer, output_file, points, positive
@@ -75,6 +76,13 @@ def build_check_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=integer("--seed", 0), default=0, help="seed of the search (default 0)")
     parser.add_argument("--json", action="store_true", help="print a machine-readable JSON report only")
     parser.add_argument(
+        "--regimes",
+        type=regimes,
+        default=None,
+        metavar="R1,R2",
+        help=f"search only these numerical regimes, comma-separated (default every one: {', '.join(problems.REGIMES)})",
+    )
+    parser.add_argument(
         "--strict",
         action="store_true",
         help="fail IMPRECISE too: a right derivation whose float64 evaluation is not accurate to the tolerance",
@@ -115,6 +123,11 @@ def build_check_parser() -> argparse.ArgumentParser:
 def check_main(args: argparse.Namespace) -> int:
     """Check every submission that `args` name; print the report; return the exit code."""
     _check_format_flags(args)
+    if args.loss is not None and args.regimes is not None:
+        raise ValueError(
+            "`--regimes` chooses among the built-in network's regimes; with `--loss` the problems come from "
+            "`--problems` or `--example`: draw the regimes you want there, or drop `--regimes`."
+        )
     grading = _loss.grading(args) if args.loss is not None else _network_grading(args)
     try:
         specs = _submissions.expand(args.submissions)
@@ -164,6 +177,18 @@ def check_main(args: argparse.Namespace) -> int:
     return codes[worst_verdict(s.verdict for s in done)]
 
 
+def regimes(text: str) -> tuple[str, ...]:
+    """An argparse type: regimes of `gradcheck.problems.REGIMES`, comma-separated, each named right."""
+    chosen = tuple(r.strip() for r in text.split(",") if r.strip())
+    unknown = [r for r in chosen if r not in problems.REGIMES]
+    if not chosen or unknown:
+        raise argparse.ArgumentTypeError(
+            f"--regimes {text!r}: {'no regime given' if not chosen else f'no regime named {unknown[0]!r}'}; "
+            f"choose among {', '.join(problems.REGIMES)}, e.g. --regimes saturated,confident"
+        )
+    return chosen
+
+
 def _check_format_flags(args: argparse.Namespace) -> None:
     """--format, --points, --output and --json: combinations that do not say what to write are usage errors."""
     if args.format is None:
@@ -188,7 +213,7 @@ _SIGNATURE = (
 
 
 def _network_grading(args: argparse.Namespace) -> Grading:
-    """The seed network's tasks (--task), searched in every regime."""
+    """The seed network's tasks (--task), searched in every regime (or those of --regimes)."""
     for flag in ("problems", "example"):
         if getattr(args, flag) is not None:
             raise ValueError(
@@ -196,9 +221,11 @@ def _network_grading(args: argparse.Namespace) -> Grading:
             )
     tasks: tuple[mlp.Task, ...] = mlp.TASKS if args.task in (None, "both") else (args.task,)
 
+    regime: Any = "any" if args.regimes is None else st.sampled_from(args.regimes)
+
     def search(func: Any, task: Any) -> _search.SearchResult:
         grad = partial(_call_with_task, func, task=task)
-        return _search.search(grad, task=task, examples=args.examples, random_seed=args.seed)
+        return _search.search(grad, task=task, examples=args.examples, random_seed=args.seed, regime=regime)
 
     return Grading(tasks, mlp.Params._fields, _SIGNATURE, search)
 

@@ -90,7 +90,8 @@ def reproduce(spec: str, task: str, args: argparse.Namespace) -> str:
 def problem_flags(task: str, args: argparse.Namespace) -> str:
     """The flags that choose the problems: ``--task T``, or the loss and its problems (or example)."""
     if args.loss is None:
-        return f"--task {task}"
+        chosen = getattr(args, "regimes", None)
+        return f"--task {task}" + (f" --regimes {','.join(chosen)}" if chosen else "")
     drawn = f"--problems {args.problems}" if args.problems is not None else f"--example {args.example}"
     return f"--loss {args.loss} {drawn}"
 
