@@ -259,6 +259,15 @@ BAD_FORMAT_ARGS = [
     pytest.param(
         ["--format", "gradescope", "--output", "{tmp}"], "is a folder, not a file; pick a file", id="output-a-folder"
     ),
+    pytest.param(["--output-dir", "{tmp}/out"], "`--output-dir` is where `--format gradescope`", id="dir-alone"),
+    pytest.param(
+        ["--format", "gradescope", "--output-dir", "{tmp}/out", "--output", "{tmp}/r.json"],
+        "give one of them",
+        id="dir-and-output",
+    ),
+    pytest.param(
+        ["--format", "gradescope", "--output-dir", "{tmp}/a_file"], "is a file, not a folder", id="dir-a-file"
+    ),
     pytest.param(
         ["--junit-xml", "{tmp}/a_file/deeper/gradcheck.xml"],
         "a_file` is a file, not a folder; pick a file in a folder you can write to, e.g. --junit-xml gradcheck.xml",
@@ -313,3 +322,32 @@ def test_junit_document_counts_and_escapes() -> None:
     (error,) = root.iter("error")
     assert error.get("message") == "cannot load <b>: \\x00"
     assert error.text == "Traceback ...\\x07"
+
+
+def test_gradescope_writes_one_results_file_per_submission_into_a_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Gradescope grades each submission on its own: --output-dir writes DIR/<name>/results.json for each, the
+    same tests and scores as that submission's part of the one document --output writes."""
+    monkeypatch.chdir(ROOT)
+    argv = ["check", CLASS, "--task", "regression", "--examples", "10", "--format", "gradescope", "--points", "40"]
+    assert cli.main([*argv, "--output", str(tmp_path / "all.json")]) == cli.EXIT_MISMATCH
+    together = json.loads((tmp_path / "all.json").read_text())
+    assert cli.main([*argv, "--output-dir", str(tmp_path / "each")]) == cli.EXIT_MISMATCH
+    assert "3 submissions" in capsys.readouterr().out  # the usual report stays on stdout
+    folders = sorted(p.name for p in (tmp_path / "each").iterdir())
+    assert folders == ["alice", "bob", "carol"]
+    for name in folders:
+        one = json.loads((tmp_path / "each" / name / "results.json").read_text())
+        mine = [t for t in together["tests"] if t["name"].startswith(f"examples/submissions/{name}.py:grads ")]
+        assert one["tests"] == mine
+        assert one["score"] == sum(t["score"] for t in mine)
+        assert one["score"] <= 40
+
+
+def test_two_submissions_with_one_file_name_get_folders_of_their_own() -> None:
+    from gradcheck.cli._graded import Submission
+    from gradcheck.cli._gradescope import folder_names
+
+    done = [Submission(s) for s in ("a/hw.py:grads", "b/hw.py:grads", "b/hw.py:other", "c/solo.py:grads")]
+    assert list(folder_names(done)) == ["hw-grads", "hw-grads-2", "hw-other", "solo"]

@@ -14,6 +14,7 @@ import json
 import sys
 import time
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from hypothesis import strategies as st
@@ -111,6 +112,14 @@ def build_check_parser() -> argparse.ArgumentParser:
         help="--format gradescope: the file to write (Gradescope reads /autograder/results/results.json)",
     )
     grading.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="--format gradescope: one results.json per submission, DIR/<file name>/results.json, as Gradescope "
+        "grades each submission on its own",
+    )
+    grading.add_argument(
         "--junit-xml",
         type=output_file("--junit-xml", "gradcheck.xml"),
         default=None,
@@ -137,7 +146,7 @@ def check_main(args: argparse.Namespace) -> int:
     tasks = grading.tasks
     # A machine-readable document alone on stdout (--json, or --format without --output): progress and
     # whatever the submissions print go to stderr.
-    machine = args.json or (args.format is not None and args.output is None)
+    machine = args.json or (args.format is not None and args.output is None and args.output_dir is None)
     console = make_console(stderr=machine)
     done: list[Submission] = []
     quiet = contextlib.redirect_stdout(sys.stderr) if machine else contextlib.nullcontext()
@@ -162,7 +171,15 @@ def check_main(args: argparse.Namespace) -> int:
         write_report(args.junit_xml, junit, "--junit-xml", "JUnit XML")
     if args.format == "gradescope":
         results = _gradescope.results(done, grading, args)
-        if args.output is not None:
+        if args.output_dir is not None:
+            for name, sub in _gradescope.folder_names(done).items():
+                one = _gradescope.results([sub], grading, args)
+                document = json.dumps(one, indent=2).encode() + b"\n"
+                target = args.output_dir / name / "results.json"
+                write_report(
+                    target, document, "--output-dir", f"the Gradescope results of {sub.spec} (score {one['score']:g})"
+                )
+        elif args.output is not None:
             document = json.dumps(results, indent=2).encode() + b"\n"
             write_report(args.output, document, "--output", f"Gradescope results (score {results['score']:g})")
         else:
@@ -191,6 +208,16 @@ def regimes(text: str) -> tuple[str, ...]:
 
 def _check_format_flags(args: argparse.Namespace) -> None:
     """--format, --points, --output and --json: combinations that do not say what to write are usage errors."""
+    if args.output_dir is not None:
+        if args.format is None:
+            raise ValueError("`--output-dir` is where `--format gradescope` writes each results.json; add it.")
+        if args.output is not None:
+            raise ValueError(
+                "`--output` writes one results.json for every submission, `--output-dir` one per submission; "
+                "give one of them."
+            )
+        if args.output_dir.exists() and not args.output_dir.is_dir():
+            raise ValueError(f"`--output-dir {args.output_dir}` is a file, not a folder; pick a folder to write into.")
     if args.format is None:
         if args.points is not None:
             raise ValueError("`--points` sets the total of a Gradescope report; add `--format gradescope`.")
@@ -199,7 +226,7 @@ def _check_format_flags(args: argparse.Namespace) -> None:
                 "`--output` is where `--format gradescope` writes results.json; add `--format gradescope` "
                 "(the --json report goes to stdout: redirect it, `--json > report.json`)."
             )
-    elif args.json and args.output is None:
+    elif args.json and args.output is None and args.output_dir is None:
         raise ValueError(
             f"`--json` and `--format {args.format}` both want stdout; add `--output results.json` to write the "
             f"{args.format} report to a file and keep --json on stdout."

@@ -18,6 +18,8 @@ the traceback.
 from __future__ import annotations
 
 import argparse
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import gradcheck
@@ -34,6 +36,25 @@ from gradcheck.cli._graded import (
 #: Decimals kept in a score: shares of the total are exact, and sums of them
 #: lose no point to a float's last bits (0.1 + 0.2).
 SCORE_DECIMALS = 6
+
+
+def folder_names(done: list[Submission]) -> dict[str, Submission]:
+    """A folder name for each submission's results.json (``--output-dir``): its file's name without the suffix
+    ("alice" for hw/alice.py:grads), with the function's after it where two files share a name, and a number
+    where that is not enough."""
+
+    def stem(sub: Submission) -> str:
+        return Path(sub.spec.rsplit(":", 1)[0]).stem or "submission"
+
+    counts = Counter(stem(sub) for sub in done)
+    named: dict[str, Submission] = {}
+    for sub in done:
+        name = stem(sub) if counts[stem(sub)] == 1 else f"{stem(sub)}-{sub.spec.rsplit(':', 1)[-1]}"
+        base, k = name, 2
+        while name in named:
+            name, k = f"{base}-{k}", k + 1
+        named[name] = sub
+    return named
 
 
 def results(done: list[Submission], grading: Grading, args: argparse.Namespace) -> dict[str, Any]:
