@@ -609,3 +609,30 @@ def test_check_searches_only_the_regimes_asked_for_and_reproduces_with_them(
 def test_bad_regimes_are_usage_errors(flags: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["check", "nowhere.py:grads", *flags]) == cli.EXIT_USAGE
     assert message in capsys.readouterr().err
+
+
+def test_the_main_jobs_progress_bar_moves_from_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It advances while the problems are drawn, before any is checked, and reaches its total."""
+    from rich.progress import Progress
+
+    from gradcheck.cli import _main_job
+
+    events: list[tuple[str, float]] = []
+    advance = Progress.advance
+
+    def recorded(self: Progress, task: Any, amount: float = 1) -> None:
+        events.append(("advance", amount))
+        advance(self, task, amount)
+
+    checked = _main_job.check_batch
+
+    def check(*args: Any, **kwargs: Any) -> Any:
+        events.append(("check", 0))
+        return checked(*args, **kwargs)
+
+    monkeypatch.setattr(Progress, "advance", recorded)
+    monkeypatch.setattr(_main_job, "check_batch", check)
+    assert cli.main(["--task", "regression", "--examples", "40"]) == cli.EXIT_OK
+    first_check = events.index(("check", 0))
+    assert first_check >= 40  # one step per problem drawn, before any check
+    assert sum(amount for kind, amount in events if kind == "advance") == 3 * 40

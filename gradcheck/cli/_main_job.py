@@ -280,14 +280,19 @@ def run_task(job: Job, args: argparse.Namespace) -> TaskSummary:
     began = time.perf_counter()
     summary = TaskSummary(job.label, identity=job.identity)
     indices = [args.problem] if args.problem is not None else list(range(args.examples))
-    drawn = {i: job.problem(i) for i in indices}
-    groups: dict[tuple[Any, ...], list[int]] = {}
-    for i, (params, x, y, _) in drawn.items():
-        shapes = tuple(np.shape(leaf) for leaf in jax.tree_util.tree_leaves((params, x, y)))
-        groups.setdefault(shapes, []).append(i)
     console = make_console(stderr=True)  # the bar never mixes with the report on stdout
     with Progress(console=console, transient=True, disable=args.json or not console.is_terminal) as progress:
-        bar = progress.add_task(f"checking {job.label}", total=len(indices))
+        # Three steps per problem, each advancing the bar as it goes: drawing it (one at a time, in Python),
+        # checking its gradient, checking its output error (both in batches).
+        bar = progress.add_task(f"checking {job.label}", total=3 * len(indices))
+        drawn: dict[int, Any] = {}
+        for i in indices:
+            drawn[i] = job.problem(i)
+            progress.advance(bar)
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, (params, x, y, _) in drawn.items():
+            shapes = tuple(np.shape(leaf) for leaf in jax.tree_util.tree_leaves((params, x, y)))
+            groups.setdefault(shapes, []).append(i)
         for group in groups.values():
             for start in range(0, len(group), CHUNK):
                 chunk = group[start : start + CHUNK]
@@ -295,6 +300,7 @@ def run_task(job: Job, args: argparse.Namespace) -> TaskSummary:
                 report = check_batch(job.loss, job.grads, params, x, y, seed=args.seed)
                 described = [(i, drawn[i][3]) for i in chunk]
                 summary.add(report, described)
+                progress.advance(bar, len(chunk))
                 identity = check_batch(job.output_loss, job.output_error, job.logits(params, x), y, seed=args.seed)
                 summary.add_identity(identity, described)
                 progress.advance(bar, len(chunk))
