@@ -253,9 +253,9 @@ IMPRECISE_NOTE = (
 
 #: The note of a check that the screen settled (`_references.SCREEN`).
 SCREENED_NOTE = (
-    "rounding noise not measured: every entry passed within the least allowances (tol: the floor, "
-    f"{_tolerance.FLOOR_ULPS:.0f} ulps of the largest entry; ± err: no rounding noise), which measured noise "
-    "only widens"
+    "rounding noise not measured: every entry passed even within the smallest tolerances (tol: the floor "
+    f"alone, {_tolerance.FLOOR_ULPS:.0f} ulps of the largest entry; ± err: no rounding noise counted), which "
+    "measuring the noise could only widen"
 )
 
 
