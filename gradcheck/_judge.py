@@ -203,15 +203,19 @@ def _judge_param(
     ratio = np.fmax(ratio_ad, ratio_fd)
     if kink.any():
         ratio = np.where(judged, ratio, -np.inf)
-    # The row shows the worst judged element; for a doubt, the element in
-    # doubt that its message names (the references' worst disagreement).
+    # The row shows one element, chosen by what both reference paths compute alike (never by the measured
+    # noise, whose Monte Carlo runs differ between them): for a mismatch, the blamed element farthest from
+    # autodiff; for a doubt, the element in doubt that its message names (the references' worst
+    # disagreement); for a pass, the gradient's largest judged entry.
     if status == "doubt":
         gap = np.where(
             doubt, np.nan_to_num(np.abs(ad - fd) / np.maximum(allowed, np.finfo(float).tiny), nan=np.inf), -1
         )
         flat_index = int(np.argmax(gap))
+    elif status == "mismatch":
+        flat_index = int(np.argmax(np.where(c.blamed, np.nan_to_num(err_ad, nan=np.inf), -1.0)))
     else:
-        flat_index = int(np.argmax(ratio))
+        flat_index = int(np.argmax(np.where(judged, np.abs(ad), -1.0)))
     index: tuple[int, ...] | None = tuple(int(i) for i in np.unravel_index(flat_index, cf.shape))
     message = None
     if status == "doubt":

@@ -36,8 +36,10 @@ SEVERITY: tuple[Status, ...] = ("error", "mismatch", "doubt", "imprecise", "pass
 class ParamResult:
     """The verdict on one parameter, told at its worst element.
 
-    ``index`` is the element that breaks the tolerance most (or comes closest
-    to it); the values are taken there. ``max_abs_err_*`` are the largest
+    ``index`` is the element shown, chosen alike on either reference path:
+    for a mismatch the blamed element farthest from autodiff, for a doubt the
+    references' worst disagreement, for a pass the largest entry; the values
+    are taken there. ``max_abs_err_*`` are the largest
     absolute errors over all elements; ``max_rel_err_*`` the largest relative
     errors over the elements whose reference exceeds its tolerance (below it,
     the reference is rounding noise and a relative error means nothing).

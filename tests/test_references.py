@@ -245,3 +245,22 @@ def test_two_losses_that_differ_only_in_their_custom_rule_do_not_share_a_gradien
                 # autodiff follows the rule: slope x; the finite differences follow the primal: 2 x
                 assert report["w"].autodiff == pytest.approx(slope * w["w"][report["w"].index])
                 assert report.verdict == ("pass" if slope == 2.0 else "inconclusive"), (path, slope, str(report))
+
+
+@pytest.mark.parametrize("name", [n for n, m in MUTANTS.items() if not m.square])
+def test_the_same_check_shows_the_same_elements_on_either_path(name: str) -> None:
+    """The row's element is chosen by what both paths compute alike, never by the measured noise (whose Monte
+    Carlo runs differ): the same index and values to 10 digits, the same statuses, whatever ran before."""
+    mutant = MUTANTS[name]
+    for seed in range(4):
+        prob = problems.sample(np.random.default_rng([seed, 3]), task="classification", batch=5)
+        loss, grad = partial(mlp.loss, task="classification"), partial(mutant.grad, task="classification")
+        with _references.forced("numpy"):
+            cold = check_gradients(loss, grad, *prob[:3])
+        with _references.forced("xla"):
+            compiled = check_gradients(loss, grad, *prob[:3])
+        for a, b in zip(cold.params, compiled.params):
+            assert (a.name, a.status, a.index) == (b.name, b.status, b.index), (seed, str(cold), str(compiled))
+            if a.index is not None:
+                assert a.closed_form == b.closed_form
+                assert a.autodiff == pytest.approx(b.autodiff, rel=1e-10, abs=1e-300)
