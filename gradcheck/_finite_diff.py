@@ -41,6 +41,11 @@ EVAL_ULPS = 4.0
 KINK_PERSISTENCE = 0.5
 #: ... and exceeds the gap that rounding alone could make, times this.
 KINK_SAFETY = 16.0
+#: Points evaluated in one vectorised call at most (`directional`): more are taken in chunks of this many,
+#: one chunk after another. One at a time is the fastest measured on the CPU, for a convolution by far
+#: (benchmarks/conv.py: a vmap over its 1,800 points makes one grouped convolution 270 times slower) and
+#: for the seed network as well (50 ms against 72 at 64 hidden units, compiled).
+VMAP_CHUNK = 1
 
 
 class FiniteDifferences(NamedTuple):
@@ -118,7 +123,14 @@ def directional(
         def evaluate(step: jax.Array, direction: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
             return f(theta + step * direction), f(theta - step * direction), taken(step, direction)
 
-        f_plus, f_minus, h_eff = jax.vmap(evaluate)(flat_h, jnp.repeat(directions, LEVELS, axis=0))
+        stacked = (flat_h, jnp.repeat(directions, LEVELS, axis=0))
+        if flat_h.shape[0] > VMAP_CHUNK:
+            # In chunks, one after another: a vmap over thousands of points turns some operations into one
+            # enormous batched one (a convolution becomes a grouped one with a group per point, which XLA
+            # runs far slower than the same work point by point).
+            f_plus, f_minus, h_eff = jax.lax.map(lambda a: evaluate(*a), stacked, batch_size=VMAP_CHUNK)
+        else:
+            f_plus, f_minus, h_eff = jax.vmap(evaluate)(*stacked)
     f_plus, f_minus, h_eff = (a.reshape(h.shape) for a in (f_plus, f_minus, h_eff))
     return combine(jnp, f_plus, f_minus, h, h_eff, steps, sigma_f, f0)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -75,3 +77,29 @@ def test_a_loss_that_is_not_finite_at_the_step_is_refined_or_put_in_doubt() -> N
         return jnp.sum(jnp.sqrt(p["t"])) + 5 * jax.lax.stop_gradient(p["t"][0])
 
     assert check_gradients(hidden, grad, {"t": t}).verdict == "inconclusive"  # never a silent pass
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 10**9])
+def test_the_points_give_the_same_estimates_in_chunks_or_all_at_once(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunking the finite differences' points (`VMAP_CHUNK`, for speed) changes no estimate, bound or kink."""
+    import jax
+    import jax.numpy as jnp
+
+    from gradcheck import _finite_diff
+
+    def f(t: Any) -> Any:
+        return jnp.sum(jnp.sin(3.0 * t) * jnp.abs(t - 0.2))  # a kink at 0.2
+
+    with jax.enable_x64(True):
+        theta = jnp.array([0.2, -0.7, 1.3, 0.05])
+        steps = jnp.full(4, 1e-2)
+        monkeypatch.setattr(_finite_diff, "VMAP_CHUNK", 10**9)  # every point in one vectorised call
+        want = _finite_diff.directional(f, theta, jnp.eye(4), steps, jnp.array(1e-16), f(theta))
+        monkeypatch.setattr(_finite_diff, "VMAP_CHUNK", chunk)
+        got = _finite_diff.directional(f, theta, jnp.eye(4), steps, jnp.array(1e-16), f(theta))
+    np.testing.assert_allclose(np.asarray(got.value), np.asarray(want.value), rtol=1e-13)
+    np.testing.assert_allclose(np.asarray(got.error), np.asarray(want.error), rtol=1e-3)  # a bound: its last digits vary
+    np.testing.assert_array_equal(np.asarray(got.kink), np.asarray(want.kink))
+    assert bool(np.asarray(got.kink)[0])  # the kink is found either way
