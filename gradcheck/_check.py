@@ -106,6 +106,9 @@ def judged(
     except BaseException as exc:  # noqa: BLE001 - the user's code (even sys.exit): reported, not raised
         return Judged(_misuse(names, leaves, _inputs.call_failed(exc, names, leaves, ref_args), exc), {})
     positional = isinstance(params, (tuple, list)) and isinstance(returned, (tuple, list))
+    slip = _inputs.entries_not_parameters(names, leaves, returned, positional=positional)
+    if slip is not None:  # a key-name slip or an extra entry: a wrong call, not a wrong gradient
+        return Judged(_misuse(names, leaves, slip), {})
     closed, problems = _inputs.match_structure(names, leaves, returned, positional=positional)
     if not closed:  # nothing returned matches any parameter: not a gradient of `params` at all
         return Judged(_misuse(names, leaves, _inputs.not_a_gradient(returned, names, leaves)), {})

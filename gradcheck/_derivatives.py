@@ -67,7 +67,7 @@ def check_vjp(
     _callable("vjp_fn", vjp_fn)
     inputs = _primals(primals)
     with jax.enable_x64(True):  # shapes only; outside x64 JAX would cache float32 copies of f's constants
-        cotangents = _random_like(jax.eval_shape(f, *inputs), directions, seed)
+        cotangents = _random_like(_shape_of(f, inputs), directions, seed)
     keys = [f"primals[{i}]" for i in range(len(inputs))]
     c_tree = jax.tree_util.tree_structure(cotangents[0])
 
@@ -111,7 +111,7 @@ def check_jvp(
     _callable("jvp_fn", jvp_fn)
     inputs = _primals(primals)
     with jax.enable_x64(True):  # shapes only; outside x64 JAX would cache float32 copies of f's constants
-        out = jax.eval_shape(f, *inputs)
+        out = _shape_of(f, inputs)
     out_leaves, out_tree = jax.tree_util.tree_flatten(out)
 
     in_leaves, in_tree = jax.tree_util.tree_flatten(inputs)
@@ -126,8 +126,18 @@ def check_jvp(
         )
 
     def grad(e: Any, *data: Any) -> Any:
+        # The point from the data (not a copy kept aside): called again in wider arithmetic, `jvp_fn` sees it so.
+        x = tuple(jax.tree_util.tree_unflatten(in_tree, list(data[:n])))
         t = jax.tree_util.tree_unflatten(in_tree, list(data[n:]))
-        return jvp_fn(inputs, tuple(t))
+        returned = jvp_fn(x, tuple(t))
+        if (
+            jax.tree_util.treedef_is_leaf(out_tree)
+            and isinstance(returned, (tuple, list))
+            and len(returned) == 2
+            and all(np.shape(r) == out_leaves[0].shape for r in returned)
+        ):  # (f(x), J t), as jax.jvp returns them: the tangent is the second
+            return returned[1]
+        return returned
 
     def check(t: Any) -> Judged:
         zeros = jax.tree_util.tree_unflatten(out_tree, [np.zeros(o.shape) for o in out_leaves])
@@ -430,6 +440,25 @@ def _as_matrix(found: Judged, label: str, outputs: int) -> Report:
         return found.report
     params = tuple(dataclasses.replace(p, diagnosis=shape) if p.name == label else p for p in found.report.params)
     return dataclasses.replace(found.report, params=params)
+
+
+def _shape_of(f: Callable[..., Any], inputs: tuple[Any, ...]) -> Any:
+    """``jax.eval_shape(f, *inputs)``; for a function written in NumPy, which JAX cannot trace, the shapes of
+    what it returns on the inputs themselves (the check then takes its finite differences alone: `_forward`)."""
+    with jax.enable_x64(True):  # shapes only; outside x64 JAX would cache float32 copies of f's constants
+        try:
+            return jax.eval_shape(f, *inputs)
+        except KeyboardInterrupt:
+            raise
+        except Exception as traced:  # noqa: BLE001 - the user's function: run as it is, or its error told
+            try:
+                value = f(*inputs)
+            except Exception:  # noqa: BLE001 - it fails on NumPy arrays too: JAX's error, told plainly
+                raise ValueError(
+                    f"`f` failed under JAX tracing ({type(traced).__name__}: {str(traced).splitlines()[0]}) and on "
+                    "the primals themselves; check that it takes the primals as given."
+                ) from traced
+            return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.float64), value)
 
 
 def _output(f: Callable[..., Any], inputs: tuple[Any, ...]) -> list[np.ndarray]:

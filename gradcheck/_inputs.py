@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import traceback
 from pathlib import Path
 from typing import Any
@@ -155,3 +156,43 @@ def accidental_float32(precision: np.dtype) -> str:
         f"cast to {precision}; with JAX, enable x64 or return NumPy float64), or pass {precision} parameters "
         f"to judge a {precision} closed form at {precision} precision on purpose."
     )
+
+
+def entries_not_parameters(
+    names: list[str], leaves: list[np.ndarray], returned: Any, *, positional: bool
+) -> str | None:
+    """Why `returned` is a wrong call when it has entries that are no parameter (a key-name slip, ``W1`` for
+    ``w1``, or an extra entry): each named, with the parameter it likely means; None when every entry is one.
+
+    Entries paired by position (`match_structure`'s `positional`) are parameters by definition.
+    """
+    try:
+        with_path = jax.tree_util.tree_flatten_with_path(returned)[0]
+    except Exception:  # noqa: BLE001 - not a pytree: `match_structure` says so
+        return None
+    got = [jax.tree_util.keystr(path, simple=True, separator=".") or "params" for path, _ in with_path]
+    if positional and len(got) == len(names):
+        return None
+    unknown = [g for g in got if g not in names]
+    if not unknown or (not set(got) & set(names) and not any(_likely(g, names) for g in unknown)):
+        return None  # nothing matches at all: `not_a_gradient` tells that case
+    missing = [n for n in names if n not in got]
+    told = []
+    for entry in unknown:
+        # The same but for case, or the closest spelling; else, one entry for one missing parameter: that one.
+        only = missing[0] if len(unknown) == len(missing) == 1 else None
+        meant = _likely(entry, missing) or _likely(entry, names) or only
+        told.append(f"`{entry}` (did you mean `{meant}`?)" if meant else f"`{entry}` (no such parameter)")
+    return (
+        f"`grad_fn` returned entries that are not parameters: {', '.join(told)}. Return one entry per parameter, "
+        f"named as in `params`: {expected(names, leaves)}."
+    )
+
+
+def _likely(entry: str, names: list[str]) -> str | None:
+    """The parameter name `entry` most likely means: the same but for case, else the closest spelling."""
+    same = [n for n in names if n.lower() == entry.lower()]
+    if same:
+        return same[0]
+    close = difflib.get_close_matches(entry, names, n=1, cutoff=0.75)
+    return close[0] if close else None

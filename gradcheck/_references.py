@@ -203,6 +203,9 @@ class Evaluation:
         return kink
 
 
+#: Why the NumPy path failed where it did (a rule of ours that raised), by program key: the check went on
+#: compiled. Tests read it; a bug report can quote it.
+NUMPY_FAILURES: dict[Hashable, str] = {}
 #: Checks run on the NumPy path, per loss and concrete shape, and the shapes it cannot run.
 _COUNTS: collections.OrderedDict[Hashable, int] = collections.OrderedDict()
 _UNSUPPORTED: set[Hashable] = set()
@@ -262,6 +265,10 @@ def evaluation(
             done = NumpyEvaluation(bound, leaves, theta, args, unit_roundoff, seed, screen=screen)
         except _interpret.Unsupported:
             _UNSUPPORTED.add(key)
+        except Exception as exc:  # noqa: BLE001 - a rule of ours that failed: never the user's verdict
+            # The NumPy path never crashes a check: what failed is recorded, and XLA computes the references.
+            _UNSUPPORTED.add(key)
+            NUMPY_FAILURES[key] = f"{type(exc).__name__}: {exc}"
         else:
             _COUNTS[key] = count + 1
             return done
@@ -311,6 +318,7 @@ def clear_caches() -> None:
     for cache in (_COUNTS, _CONCRETE, _COMPILED, _trace._PROGRAMS, _trace._PURE_TRACES):
         cache.clear()
     _UNSUPPORTED.clear()
+    NUMPY_FAILURES.clear()
     _trace._CONCRETE_ONLY.clear()
 
 

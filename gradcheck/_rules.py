@@ -119,7 +119,7 @@ def _batched_matmul(
     m, k, n = ([shape[i] for i in dims] for shape, dims in ((lhs.shape, free_l), (lhs.shape, lc), (rhs.shape, free_r)))
     left = np.transpose(lhs, (*lb, *free_l, *lc)).reshape(math.prod(batch), math.prod(m), math.prod(k))
     right = np.transpose(rhs, (*rb, *rc, *free_r)).reshape(math.prod(batch), math.prod(k), math.prod(n))
-    return np.matmul(left, right).reshape(*batch, *m, *n)
+    return np.matmul(left, right).reshape((*batch, *m, *n))
 
 
 def _slice(x: np.ndarray, *, start_indices: Any, limit_indices: Any, strides: Any, **_: Any) -> Array:
@@ -218,7 +218,7 @@ def _gather(
         start = [int(np.clip(s, 0, dim - n)) for s, n, dim in zip(start, slice_sizes, operand.shape)]
         window = operand[tuple(slice(s, s + n) for s, n in zip(start, slice_sizes))]
         pieces.append(window.reshape(window_shape))
-    stacked = np.stack(pieces).reshape(*indices.shape[:-1], *window_shape)
+    stacked = np.stack(pieces).reshape((*indices.shape[:-1], *window_shape))
     rank = indices.ndim - 1 + len(window_shape)
     batch_positions = [d for d in range(rank) if d not in dn.offset_dims]
     return np.moveaxis(stacked, list(range(rank)), [*batch_positions, *dn.offset_dims])

@@ -100,6 +100,8 @@ def test_the_points_give_the_same_estimates_in_chunks_or_all_at_once(
         monkeypatch.setattr(_finite_diff, "VMAP_CHUNK", chunk)
         got = _finite_diff.directional(f, theta, jnp.eye(4), steps, jnp.array(1e-16), f(theta))
     np.testing.assert_allclose(np.asarray(got.value), np.asarray(want.value), rtol=1e-13)
-    np.testing.assert_allclose(np.asarray(got.error), np.asarray(want.error), rtol=1e-3)  # a bound: its last digits vary
+    np.testing.assert_allclose(
+        np.asarray(got.error), np.asarray(want.error), rtol=1e-3
+    )  # a bound: its last digits vary
     np.testing.assert_array_equal(np.asarray(got.kink), np.asarray(want.kink))
     assert bool(np.asarray(got.kink)[0])  # the kink is found either way

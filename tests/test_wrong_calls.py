@@ -1,0 +1,121 @@
+"""Wrong calls are errors that say what to fix, never mismatches or crashes (issue 23's list, one test each)."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gradcheck import _references, _rules, check_gradients, check_jvp, check_vjp, mlp
+
+P = mlp.init_params(0)
+X, Y = np.array([[0.5, -1.0], [2.0, 0.0]]), np.array([1.0, 0.0])
+LOSS = partial(mlp.loss, task="regression")
+
+
+def _renamed(**names: str) -> Any:
+    def grads(p: mlp.Params, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+        g = mlp.closed_form_gradients(p, x, y, task="regression")._asdict()
+        return {names.get(k, k): v for k, v in g.items()}
+
+    return grads
+
+
+@pytest.mark.parametrize(
+    ("names", "told"),
+    [
+        ({"w1": "W1", "w2": "W2"}, ["`W1` (did you mean `w1`?)", "`W2` (did you mean `w2`?)"]),
+        ({"w1": "W1", "b1": "B1", "w2": "W2", "b2": "B2"}, ["`B1` (did you mean `b1`?)"]),  # every key slipped
+        ({"b1": "bias1"}, ["`bias1` (did you mean `b1`?)"]),
+    ],
+)
+def test_a_key_name_slip_is_an_error_with_did_you_mean(names: dict[str, str], told: list[str]) -> None:
+    report = check_gradients(LOSS, _renamed(**names), P, X, Y)
+    assert report.verdict == "error", str(report)
+    for words in told:
+        assert words in str(report)
+    assert "named as in `params`: w1 (3, 2), b1 (3,), w2 (1, 3), b2 (1,)" in str(report)
+
+
+def test_an_extra_entry_is_named_not_ignored() -> None:
+    def extra(p: mlp.Params, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+        return {**mlp.closed_form_gradients(p, x, y, task="regression")._asdict(), "w3": np.zeros(2)}
+
+    report = check_gradients(LOSS, extra, P, X, Y)
+    assert report.verdict == "error"
+    assert "`w3` (no such parameter)" in str(report)
+
+
+def test_a_jvp_returned_as_jax_jvp_returns_it_is_accepted() -> None:
+    """``(f(x), J t)``, as ``jax.jvp`` returns them: the tangent is checked, right and wrong."""
+    x = np.array([0.3, -0.5, 1.2])
+    right = check_jvp(jnp.sin, lambda p, t: (np.sin(p[0]), np.cos(p[0]) * t[0]), x)
+    assert right.verdict == "pass", str(right)
+    wrong = check_jvp(jnp.sin, lambda p, t: (np.sin(p[0]), -np.cos(p[0]) * t[0]), x)
+    assert wrong.verdict == "mismatch", str(wrong)
+
+
+def test_a_vjp_of_a_forward_written_in_numpy_is_checked_by_finite_differences() -> None:
+    def relu_scaled(x: np.ndarray) -> np.ndarray:
+        return np.maximum(x, 0) * 2.0
+
+    x = np.array([0.3, -0.5, 1.0])
+    right = check_vjp(relu_scaled, lambda primals, c: (2.0 * (primals[0] > 0) * c,), x)
+    assert right.verdict == "pass", str(right)
+    assert "no autodiff reference" in str(right)
+    inverted = check_vjp(relu_scaled, lambda primals, c: (2.0 * (primals[0] <= 0) * c,), x)  # the mask inverted
+    assert inverted.verdict == "mismatch", str(inverted)
+
+
+def test_a_wrong_vjp_with_dict_primals_is_a_mismatch_not_a_crash() -> None:
+    def f(d: dict[str, Any]) -> Any:
+        return jnp.sin(d["a"]) * d["b"]
+
+    def vjp(primals: tuple[dict[str, np.ndarray]], c: np.ndarray) -> tuple[dict[str, np.ndarray]]:
+        (d,) = primals
+        return ({"a": 2.0 * np.cos(d["a"]) * d["b"] * c, "b": np.sin(d["a"]) * c},)
+
+    report = check_vjp(f, vjp, {"a": np.array([0.3, 0.5]), "b": np.array([1.0, 2.0])})
+    assert report.verdict == "mismatch", str(report)
+
+
+def test_a_scalar_index_runs_on_the_numpy_path() -> None:
+    """``jnp.take(w, i)`` with a scalar index: the NumPy interpreter's gather gives a 0-d result."""
+
+    def loss(p: dict[str, Any], i: Any) -> Any:
+        return jnp.take(p["w"], i) ** 2
+
+    def grad(p: dict[str, np.ndarray], i: np.ndarray) -> dict[str, np.ndarray]:
+        return {"w": np.eye(3)[int(i)] * 2.0 * p["w"][int(i)]}
+
+    with _references.forced("numpy"):
+        report = check_gradients(loss, grad, {"w": np.array([1.0, 2.0, 3.0])}, np.int64(1))
+    assert report.verdict == "pass", str(report)
+    assert report.references == "numpy"
+
+
+def test_a_numpy_rule_that_fails_falls_back_to_compiling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any exception on the NumPy path is recorded, and the compiled path gives the verdict: never a crash."""
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise IndexError("a bug in a rule of ours")
+
+    monkeypatch.setitem(_rules.RULES, "tanh", broken)
+    _references.clear_caches()
+
+    def loss(p: dict[str, Any]) -> Any:
+        return jnp.sum(jnp.tanh(p["w"]) ** 2)
+
+    def grad(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        t = np.tanh(p["w"])
+        return {"w": 2 * t * (1 - t**2)}
+
+    report = check_gradients(loss, grad, {"w": np.array([0.3, -1.2, 0.8])})
+    assert report.verdict == "pass", str(report)
+    assert report.references == "xla"
+    assert any("a bug in a rule of ours" in why for why in _references.NUMPY_FAILURES.values())
+    assert jax.config.read("jax_enable_x64") is False
