@@ -79,7 +79,8 @@ class SearchResult:
         if self.error is not None:
             return "error"
         if self.counterexample is not None:
-            return "mismatch"
+            # A function that raised on the counterexample is a wrong call there, told as its report tells it.
+            return "error" if self.report is not None and self.report.verdict == "error" else "mismatch"
         return "pass" if self.imprecise is None else "imprecise"
 
     def diagnoses(self) -> dict[str, str]:

@@ -103,6 +103,9 @@ def check_property(
             lines.append("note: the same problem passed once and failed once: the function is not deterministic")
         for name, value in prob.arrays().items():
             lines.append(f"  {name} = {np.array2string(np.asarray(value), separator=', ')}")
+        if result.report.verdict == "error":  # it raised there: a wrong call on that problem, not a wrong gradient
+            lines[0] = f"`grad_fn` raised at problem {result.examples}; minimal problem ({prob.describe()}):"
+            raise misuse_exception(result.report, "\n".join(lines)) from result.report.cause
         lines.append("diagnosis, confirmed on a generic problem (inputs 2, hidden 3, batch 5) where it fails too:")
         lines += [f"  {n}: {d}" for n, d in result.diagnoses().items()]
         raise GradientMismatch(result.report, context="\n".join(lines))

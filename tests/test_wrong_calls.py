@@ -119,3 +119,40 @@ def test_a_numpy_rule_that_fails_falls_back_to_compiling(monkeypatch: pytest.Mon
     assert report.references == "xla"
     assert any("a bug in a rule of ours" in why for why in _references.NUMPY_FAILURES.values())
     assert jax.config.read("jax_enable_x64") is False
+
+
+def test_a_submission_that_raises_on_some_problems_is_an_error_everywhere(tmp_path: Any) -> None:
+    """Right on the generic problem, raising on one sample: the search's verdict, its report, the JSON, the exit
+    code and the fixture all say "error" (a wrong call there), with the minimal problem, never "mismatch"."""
+    import json
+
+    from gradcheck import _search, cli
+    from gradcheck.pytest_plugin import check_property
+
+    def picky(params: mlp.Params, x: np.ndarray, y: np.ndarray, *, task: str = "regression") -> mlp.Params:
+        if x.shape[0] == 1:
+            raise IndexError("needs two samples")
+        return mlp.closed_form_gradients(params, x, y, task=task)  # type: ignore[arg-type]
+
+    result = _search.search(picky, task="regression", examples=30)
+    assert result.verdict == "error"
+    assert result.report is not None
+    assert result.report.verdict == "error"
+    with pytest.raises(ValueError, match=r"raised at problem \d+; minimal problem(.|\n)*needs two samples"):
+        check_property(picky, task="regression", examples=30)
+    (tmp_path / "picky.py").write_text(
+        "from gradcheck import mlp\n"
+        "def grads(p, x, y, *, task):\n"
+        "    if x.shape[0] == 1:\n"
+        "        raise IndexError('needs two samples')\n"
+        "    return mlp.closed_form_gradients(p, x, y, task=task)\n"
+    )
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(["check", f"{tmp_path}/picky.py:grads", "--task", "regression", "--examples", "30", "--json"])
+    assert code == cli.EXIT_USAGE
+    task = json.loads(out.getvalue())["submissions"][0]["tasks"]["regression"]
+    assert (task["verdict"], task["report"]["verdict"]) == ("error", "error")

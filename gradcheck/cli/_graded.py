@@ -71,6 +71,8 @@ class Submission:
         task, result = next(iter(failed.items()))
         if result.error is not None:
             return f"{task}: {reason(result.error)}"
+        if result.report is not None and result.report.error is not None:  # it raised on the counterexample
+            return f"{task}: {reason(result.report.error)}"
         name, diagnosis = next(iter(result.diagnoses().items()), ("?", "unclassified"))
         return f"{task}: {name}: {diagnosis}"
 
@@ -120,7 +122,8 @@ def failure_text(spec: str, task: str, result: _search.SearchResult, args: argpa
     assert result.report is not None
     prob = result.counterexample
     lines = [
-        f"{spec} [{task}]: MISMATCH, first at problem {result.examples}; minimal counterexample ({prob.describe()}):"
+        f"{spec} [{task}]: {result.verdict.upper()}, first at problem {result.examples}; minimal counterexample "
+        f"({prob.describe()}):"
     ]
     lines += [f"  {name} = {np.array2string(value, separator=', ')}" for name, value in prob.arrays().items()]
     lines.append(str(result.report))
