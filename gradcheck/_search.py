@@ -23,7 +23,7 @@ from hypothesis.errors import Flaky
 
 from gradcheck import _diagnose, _references, mlp
 from gradcheck import strategies as gs
-from gradcheck._check import check_gradients
+from gradcheck._check import check_gradients, with_diagnoses
 from gradcheck._inputs import match_structure
 from gradcheck._report import Report
 from gradcheck.problems import Problem, sample
@@ -82,6 +82,13 @@ class SearchResult:
             # A function that raised on the counterexample is a wrong call there, told as its report tells it.
             return "error" if self.report is not None and self.report.verdict == "error" else "mismatch"
         return "pass" if self.imprecise is None else "imprecise"
+
+    def told(self) -> Report | None:
+        """The counterexample's report with `diagnoses` in place of its own: the one diagnosis per parameter that
+        every output tells (console, JSON, Gradescope, JUnit, a pytest failure)."""
+        if self.report is None:
+            return None
+        return with_diagnoses(self.report, self.diagnoses())
 
     def diagnoses(self) -> dict[str, str]:
         """The likely mistake for each failing parameter.

@@ -108,7 +108,7 @@ def check_property(
             raise misuse_exception(result.report, "\n".join(lines)) from result.report.cause
         lines.append("diagnosis, confirmed on a generic problem (inputs 2, hidden 3, batch 5) where it fails too:")
         lines += [f"  {n}: {d}" for n, d in result.diagnoses().items()]
-        raise GradientMismatch(result.report, context="\n".join(lines))
+        raise GradientMismatch(result.told() or result.report, context="\n".join(lines))
 
 
 @pytest.fixture

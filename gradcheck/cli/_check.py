@@ -313,7 +313,7 @@ def check_to_json(done: list[Submission], args: argparse.Namespace) -> dict[str,
                         "flaky": r.flaky,
                         "diagnoses": r.diagnoses(),
                         "counterexample": counterexample_json(r.counterexample) if r.counterexample else None,
-                        "report": r.report.to_dict() if r.report else None,
+                        "report": told.to_dict() if (told := r.told()) else None,
                         "imprecise": (
                             {"problem": counterexample_json(r.imprecise[0]), "report": r.imprecise[1].to_dict()}
                             if r.imprecise

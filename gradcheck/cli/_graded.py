@@ -126,7 +126,7 @@ def failure_text(spec: str, task: str, result: _search.SearchResult, args: argpa
         f"({prob.describe()}):"
     ]
     lines += [f"  {name} = {np.array2string(value, separator=', ')}" for name, value in prob.arrays().items()]
-    lines.append(str(result.report))
+    lines.append(str(result.told()))
     if result.flaky:
         lines.append(FLAKY)
     if result.diagnoses():
