@@ -145,6 +145,12 @@ def slope_of_z(p, x, y, *, task):
     return _with(p, x, y, task, slope=z1 * (1 - z1))
 
 
+def tanh_slope(p, x, y, *, task):
+    """tanh's derivative 1 - a1^2 where the sigmoid's a1 (1 - a1) belongs."""
+    a1 = _parts(p, x, y, task)[0].a1
+    return _with(p, x, y, task, slope=1 - a1**2)
+
+
 def sum_not_mean(p, x, y, *, task):
     return mlp.Params(*(g * len(x) for g in _correct(p, x, y, task)))
 
@@ -219,6 +225,7 @@ MUTANTS: dict[str, Mutant] = {
     "residual_sign": Mutant(residual_sign, ("w1", "b1", "w2", "b2"), "sign"),
     "missing_sigmoid_slope": Mutant(missing_sigmoid_slope, ("w1", "b1")),
     "slope_of_z": Mutant(slope_of_z, ("w1", "b1")),
+    "tanh_slope": Mutant(tanh_slope, ("w1", "b1")),
     "sum_not_mean": Mutant(sum_not_mean, ("w1", "b1", "w2", "b2"), "factor"),
     "bias_mean_wrong_axis": Mutant(bias_mean_wrong_axis, ("b1",), "shape"),
     "typo_w1_for_w2": Mutant(typo_w1_for_w2, ("b1",), square=True),

@@ -1,0 +1,87 @@
+"""The seed network's common mistakes are named by recomputation, on every shape and regime they show in."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, note, settings
+from hypothesis import strategies as st
+
+from gradcheck import check_gradients, mlp, problems
+from gradcheck import strategies as gs
+from tests.derivations import MUTANTS
+
+#: Mutant -> the words its diagnosis must hold, in the parameters it breaks.
+NAMED = {
+    "typo_w1_for_w2": "the source text's typo: w1 where w2 belongs",
+    "missing_sigmoid_slope": "sigma'(z1) = a1 (1 - a1) forgotten",
+    "slope_of_z": "sigma' taken of z1 instead of a1",
+    "tanh_slope": "tanh's derivative 1 - a1^2 where the sigmoid's",
+    "z1_for_a1": "z1 where a1 belongs in dL/dw2",
+}
+AWAY_FROM_ZERO = st.floats(0.3, 2.0) | st.floats(-2.0, -0.3)
+
+
+@settings(max_examples=40)
+@given(
+    name=st.sampled_from(sorted(NAMED)),
+    regime=st.sampled_from(["typical", "soft_labels", "large_targets", "duplicated"]),
+    size=st.integers(2, 4),
+    data=st.data(),
+)
+def test_each_catalogued_mistake_is_named_on_every_shape_and_regime(
+    name: str, regime: str, size: int, data: st.DataObject
+) -> None:
+    mutant = MUTANTS[name]
+    hidden = size if mutant.square else data.draw(st.integers(1, 4), label="hidden")
+    prob = data.draw(
+        gs.problems(regime=regime, inputs=st.just(size), hidden=st.just(hidden), batch=st.integers(2, 6)),
+        label="problem",
+    )
+    note(prob.describe())
+    params = mlp.Params(*(np.where(np.abs(a) < 0.3, 0.7, a) for a in prob.params))  # no vanishing weight hides it
+    report = check_gradients(
+        partial(mlp.loss, task=prob.task), partial(mutant.grad, task=prob.task), params, *prob[1:3]
+    )
+    blamed = [p for p in report.params if p.status == "mismatch"]
+    assume(blamed)  # a mistake the problem cannot show (a zero residual) is no mismatch to name
+    for p in blamed:
+        assert p.name in mutant.broken
+        assert NAMED[name] in (p.diagnosis or ""), (p.name, p.diagnosis, str(report))
+
+
+@pytest.mark.parametrize("name", sorted(set(MUTANTS) - set(NAMED)))
+def test_other_mistakes_are_never_given_a_catalogue_name(name: str) -> None:
+    mutant = MUTANTS[name]
+    k = 3 if mutant.square else None
+    for seed in range(3):
+        prob = problems.sample(
+            np.random.default_rng([seed, 9]), task="classification", inputs=k or 2, hidden=k or 3, batch=5
+        )
+        report = check_gradients(
+            partial(mlp.loss, task="classification"), partial(mutant.grad, task="classification"), *prob[:3]
+        )
+        for p in report.params:
+            assert not any(words in (p.diagnosis or "") for words in NAMED.values()), (name, p.diagnosis)
+
+
+def test_the_readme_example_names_the_source_texts_typo() -> None:
+    from tests.test_readme import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    assert "b1: likely mistake: the source text's typo: w1 where w2 belongs" in readme
+
+
+def test_a_search_tells_one_diagnosis_per_parameter_everywhere() -> None:
+    """The counterexample's report, the diagnoses and the pytest failure agree, parameter by parameter."""
+    from gradcheck._search import search
+
+    result = search(partial(MUTANTS["slope_of_z"].grad, task="regression"), task="regression", examples=40)
+    told = result.told()
+    assert told is not None
+    diagnoses = result.diagnoses()
+    for p in told.params:
+        if p.status in ("mismatch", "error"):
+            assert p.diagnosis == diagnoses[p.name]
