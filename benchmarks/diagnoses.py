@@ -1,0 +1,56 @@
+"""How often the report names the mistake: every mutant of tests/derivations.py on generic problems.
+
+For each wrong derivation of the seed network (`tests.derivations.MUTANTS`), on
+``--problems`` generic classification problems (inputs 2, hidden 3, batch 5;
+3 x 3 for the typo, which needs a square w1), ``check_gradients`` is run and
+each parameter the mutation breaks and the report blames is counted: named
+right (its diagnosis holds the mutant's kind, or the catalogue's words for the
+hidden layer's mistakes), and unclassified (no diagnosis, or "unclassified").
+
+Run: python benchmarks/diagnoses.py [--problems 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+from functools import partial
+
+import numpy as np
+
+from gradcheck import check_gradients, mlp, problems
+from tests.derivations import MUTANTS
+
+#: The words that name each catalogued mistake (`gradcheck._mistakes`).
+CATALOGUED = {
+    "typo_w1_for_w2": "the source text's typo",
+    "missing_sigmoid_slope": "forgotten in the hidden layer",
+    "slope_of_z": "z1 instead of a1",
+    "tanh_slope": "tanh's derivative",
+    "z1_for_a1": "z1 where a1 belongs",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problems", type=int, default=3)
+    args = parser.parse_args()
+    named = unclassified = total = 0
+    for name, m in MUTANTS.items():
+        want = CATALOGUED.get(name) or m.kind
+        k = 3 if m.square else None
+        for seed in range(args.problems):
+            rng = np.random.default_rng([seed, 21])
+            prob = problems.sample(rng, task="classification", inputs=k or 2, hidden=k or 3, batch=5)
+            grad = partial(m.grad, task="classification")
+            report = check_gradients(partial(mlp.loss, task="classification"), grad, *prob[:3])
+            for p in report.params:
+                if p.name in m.broken and p.status in ("mismatch", "error"):
+                    total += 1
+                    diagnosis = p.diagnosis or ""
+                    unclassified += diagnosis.startswith("unclassified") or not diagnosis
+                    named += bool(want) and want in diagnosis
+    print(f"blamed parameters: {total}; named right: {named}; unclassified or none: {unclassified}")
+
+
+if __name__ == "__main__":
+    main()
