@@ -31,35 +31,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck import _precision, check_gradients, mlp
-
-
-def sig_tanh(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
-def sig_exp(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def textbook(sig: Callable[[np.ndarray], np.ndarray], w1_factor: float = 1.0) -> Callable[..., mlp.Params]:
-    def grads(p: mlp.Params, x: np.ndarray, y: np.ndarray) -> mlp.Params:
-        n = x.shape[0]
-        a1 = sig(x @ p.w1.T + p.b1)
-        a2 = sig(a1 @ p.w2.T + p.b2)[:, 0]
-        d2 = (a2 - y)[:, None] / n
-        d1 = (d2 @ p.w2) * a1 * (1 - a1)
-        return mlp.Params(w1_factor * (d1.T @ x), d1.sum(0), d2.T @ a1, d2.sum(0))
-
-    return grads
-
-
-def confident(seed: int) -> tuple[mlp.Params, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    p = mlp.Params(rng.normal(size=(2, 2)), rng.normal(size=2), rng.normal(size=(1, 2)), rng.normal(size=1))
-    x = rng.normal(size=(21, 2))
-    y = ((sig_exp(x @ p.w1.T + p.b1) @ p.w2.T + p.b2)[:, 0] > 0).astype(float)
-    return p._replace(w2=p.w2 * 30, b2=p.b2 * 30), x, y
-
+from tests.derivations import confident, sig_exp, sig_tanh, textbook
 
 LOSS = partial(mlp.loss, task="classification")
 

@@ -179,9 +179,8 @@ def judged(
 
     wide_found_mistake = False
     if report.verdict == "mismatch" and precision == np.float64 and failed():
-        decision = _precision.decide(
-            rerun or grad_fn, treedef, names, leaves, ref_args, failed(), positional=positional
-        )
+        call = _precision.Call(rerun or grad_fn, treedef, names, leaves, ref_args, positional)
+        decision = _precision.decide(call, failed())
         report = _decided(report, decision, failed())
         wide_found_mistake = any(not r for r in decision.rounding.values())
     task = _mistakes.seed_problem(loss_fn, params)

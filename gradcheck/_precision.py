@@ -80,6 +80,24 @@ _MP_METHODS = {
 }
 
 
+class Call(NamedTuple):
+    """How to call the closed form again: the function, and the check's float64 inputs and structure."""
+
+    grad_fn: Callable[..., Any]
+    treedef: Any
+    names: list[str]
+    leaves: list[np.ndarray]
+    args: tuple[np.ndarray, ...]
+    #: Whether a tuple returned for tuple parameters is paired by position (`_inputs.match_structure`).
+    positional: bool
+
+    def again(self, convert: Callable[[np.ndarray], Any]) -> Any:
+        """The closed form on the inputs converted by `convert` (floating data only; labels stay as they are)."""
+        params = jax.tree_util.tree_unflatten(self.treedef, [convert(leaf) for leaf in self.leaves])
+        args = tuple(convert(a) if np.issubdtype(a.dtype, np.floating) else a.copy() for a in self.args)
+        return self.grad_fn(params, *args)
+
+
 class Decision(NamedTuple):
     """The wide evaluation's verdict on each parameter that failed in float64."""
 
@@ -93,31 +111,22 @@ class Decision(NamedTuple):
     how: str = ""
 
 
-def decide(
-    grad_fn: Callable[..., Any],
-    treedef: Any,
-    names: list[str],
-    leaves: list[np.ndarray],
-    args: tuple[np.ndarray, ...],
-    failed: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-    *,
-    positional: bool,
-) -> Decision:
+def decide(call: Call, failed: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Decision:
     """Whether each failed parameter's float64 error is rounding: `grad_fn` evaluated in wider arithmetic.
 
     `failed` maps a parameter's name to its (float64 closed form, autodiff,
-    tolerance) arrays; `leaves` and `args` are the float64 inputs of the check.
+    tolerance) arrays; `call` holds the float64 inputs of the check.
     """
-    if (why := _not_reproduced(grad_fn, treedef, names, leaves, args, failed, positional=positional)) is not None:
+    if (why := _not_reproduced(call, failed)) is not None:
         return Decision({}, {}, why)
-    entries = sum(leaf.size for leaf in leaves) + sum(a.size for a in args)
+    entries = sum(leaf.size for leaf in call.leaves) + sum(a.size for a in call.args)
     why_not_mp = f"the problem has {entries} numbers, above {MP_MAX_ENTRIES} for arbitrary precision"
     if entries <= MP_MAX_ENTRIES:
-        decided = _decide_mp(grad_fn, treedef, names, leaves, args, failed, positional=positional)
+        decided = _decide_mp(call, failed)
         if isinstance(decided, Decision):
             return decided
         why_not_mp = decided
-    by_long_double = _decide_long_double(grad_fn, treedef, names, leaves, args, failed, positional=positional)
+    by_long_double = _decide_long_double(call, failed)
     if by_long_double.undecided is not None:
         return by_long_double._replace(undecided=f"{why_not_mp}; {by_long_double.undecided}")
     if not all(by_long_double.rounding.values()):
@@ -132,27 +141,17 @@ def decide(
     return by_long_double
 
 
-def _not_reproduced(
-    grad_fn: Callable[..., Any],
-    treedef: Any,
-    names: list[str],
-    leaves: list[np.ndarray],
-    args: tuple[np.ndarray, ...],
-    failed: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-    *,
-    positional: bool,
-) -> str | None:
+def _not_reproduced(call: Call, failed: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> str | None:
     """Why `grad_fn`, called again on the same float64 inputs, is no evidence about the closed form judged
     (it returns other values: it is not deterministic, or depends on more than this one problem); None if it
     reproduces it, to the tolerance."""
-    params = jax.tree_util.tree_unflatten(treedef, [leaf.copy() for leaf in leaves])
     try:
-        returned = grad_fn(params, *(a.copy() for a in args))
+        returned = call.again(np.copy)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - the user's code
         return f"called again on the same float64 inputs, the closed form raised {_short(exc)}"
-    closed, _ = _inputs.match_structure(names, leaves, returned, positional=positional)
+    closed, _ = _inputs.match_structure(call.names, call.leaves, returned, positional=call.positional)
     for name, (cf, _, tol) in failed.items():
         again = closed.get(name)
         if again is None or again.shape != cf.shape or not np.all(np.abs(again.astype(np.float64) - cf) <= tol):
@@ -173,16 +172,7 @@ def _context(bits: int) -> Any:
     return ctx
 
 
-def _decide_mp(
-    grad_fn: Callable[..., Any],
-    treedef: Any,
-    names: list[str],
-    leaves: list[np.ndarray],
-    args: tuple[np.ndarray, ...],
-    failed: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-    *,
-    positional: bool,
-) -> Decision | str:
+def _decide_mp(call: Call, failed: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Decision | str:
     """The decision in arbitrary precision, or why it could not be made that way."""
     results: list[dict[str, np.ndarray]] = []
     for bits in MP_BITS:
@@ -193,16 +183,14 @@ def _decide_mp(
             out.ravel()[:] = [ctx.mpf(float(v)) for v in a.ravel()]
             return out
 
-        wide_params = jax.tree_util.tree_unflatten(treedef, [held(leaf) for leaf in leaves])
-        wide_args = tuple(held(a) if np.issubdtype(a.dtype, np.floating) else a.copy() for a in args)
         try:
             with np.errstate(all="ignore"):
-                returned = grad_fn(wide_params, *wide_args)
+                returned = call.again(held)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # noqa: BLE001 - the user's code, on inputs of a type it may not take
             return f"in arbitrary precision the closed form raised {_short(exc)}"
-        closed = _paired(names, returned, positional=positional)
+        closed = _paired(call.names, returned, positional=call.positional)
         values = {}
         for name in failed:
             got = np.asarray(closed.get(name))
@@ -274,29 +262,18 @@ def wide_digits() -> int:
     return int(np.finfo(WIDE).nmant) + 1
 
 
-def _decide_long_double(
-    grad_fn: Callable[..., Any],
-    treedef: Any,
-    names: list[str],
-    leaves: list[np.ndarray],
-    args: tuple[np.ndarray, ...],
-    failed: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-    *,
-    positional: bool,
-) -> Decision:
+def _decide_long_double(call: Call, failed: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Decision:
     """The shrink test in `WIDE` (see the module's docstring)."""
     how = f"long double ({wide_digits()}-bit significand)"
     if np.finfo(WIDE).eps >= np.finfo(np.float64).eps:
         return Decision({}, {}, f"np.longdouble is float64 on this platform ({wide_digits()}-bit significand)")
-    wide_params = jax.tree_util.tree_unflatten(treedef, [leaf.astype(WIDE) for leaf in leaves])
-    wide_args = tuple(a.astype(WIDE) if np.issubdtype(a.dtype, np.floating) else a.copy() for a in args)
     try:
-        returned = grad_fn(wide_params, *wide_args)
+        returned = call.again(lambda a: a.astype(WIDE))
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - the user's code, on inputs of a type it may not take
         return Decision({}, {}, f"in long double it raised {_short(exc)}")
-    closed, problems = _inputs.match_structure(names, leaves, returned, positional=positional)
+    closed, problems = _inputs.match_structure(call.names, call.leaves, returned, positional=call.positional)
     kept = [n for n in failed if n in closed and closed[n].dtype == WIDE]
     if len(kept) < len(failed) or any(n in problems for n in failed):
         lost = sorted({str(closed[n].dtype) for n in failed if n in closed and closed[n].dtype != WIDE})

@@ -102,6 +102,42 @@ CORRECT: dict[str, GradFn] = {
 }
 
 
+# --- right, but digit-losing: a textbook sigmoid that cancels (derivation or precision) ------------------
+
+
+def sig_tanh(z: np.ndarray) -> np.ndarray:
+    """The overflow-free sigmoid 0.5 (1 + tanh(z/2)): right, but it cancels for z << 0."""
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def sig_exp(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def textbook(sig: Callable[[np.ndarray], np.ndarray], w1_factor: float = 1.0) -> Callable[..., mlp.Params]:
+    """The classification gradient as a textbook writes it, with `sig` for the sigmoid; `w1_factor` != 1 is a
+    real mistake on top."""
+
+    def grads(p: mlp.Params, x: np.ndarray, y: np.ndarray) -> mlp.Params:
+        n = x.shape[0]
+        a1 = sig(x @ p.w1.T + p.b1)  # (N, H)
+        a2 = sig(a1 @ p.w2.T + p.b2)[:, 0]  # (N,)
+        d2 = (a2 - y)[:, None] / n  # (N, 1): dL/dz2, per sample, over N
+        d1 = (d2 @ p.w2) * a1 * (1 - a1)  # (N, H): dL/dz1
+        return mlp.Params(w1_factor * (d1.T @ x), d1.sum(0), d2.T @ a1, d2.sum(0))
+
+    return grads
+
+
+def confident(seed: int) -> tuple[mlp.Params, np.ndarray, np.ndarray]:
+    """The issue's construction: labels that agree with the network, output layer times 30 (z2 far below 0)."""
+    rng = np.random.default_rng(seed)
+    p = mlp.Params(rng.normal(size=(2, 2)), rng.normal(size=2), rng.normal(size=(1, 2)), rng.normal(size=1))
+    x = rng.normal(size=(21, 2))
+    y = ((sig_exp(x @ p.w1.T + p.b1) @ p.w2.T + p.b2)[:, 0] > 0).astype(float)
+    return p._replace(w2=p.w2 * 30, b2=p.b2 * 30), x, y
+
+
 # --- wrong derivations --------------------------------------------------------------
 
 
