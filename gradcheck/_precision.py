@@ -37,6 +37,7 @@ or compiled code inside), or raises on it.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -162,6 +163,7 @@ def _not_reproduced(call: Call, failed: dict[str, tuple[np.ndarray, np.ndarray, 
     return None
 
 
+@functools.cache
 def _context(bits: int) -> Any:
     """An mpmath context of its own at `bits` bits, whose numbers answer NumPy's ufuncs (``np.tanh(a)``
     calls ``a[i].tanh()`` on an object array). Its own: no other user of mpmath sees the methods."""
