@@ -91,6 +91,9 @@ def diagnose(
         # slope) needs problems of other sizes, which is `confirm`'s job.
         return f"off by a constant factor {_format_factor(factor)} (on this problem)"
     bad = np.abs(cf - ad) > tol
+    pattern = _pattern(cf, ad, tol, bad)
+    if pattern is not None:
+        return pattern
     if bad.sum() < cf.size:
         order = np.argsort(-(np.abs(cf - ad) / np.maximum(tol, np.finfo(float).tiny)).ravel())
         worst = [tuple(int(i) for i in np.unravel_index(k, cf.shape)) for k in order[: min(WORST_SHOWN, bad.sum())]]
@@ -99,6 +102,55 @@ def diagnose(
     if structure is not None:
         return structure
     return f"unclassified: closed form / reference ranges over {_ratio_range(cf, ad)}"
+
+
+# --- where the wrong entries are: a mask, the diagonal, one per row, a stride ------------------
+
+
+def _pattern(cf: np.ndarray, ad: np.ndarray, tol: np.ndarray, bad: np.ndarray) -> str | None:
+    """The layout of the wrong entries, when it has one a person can act on; None otherwise."""
+    zero_cf, zero_ad = np.abs(cf) <= tol, np.abs(ad) <= tol
+    if (
+        cf.size > 1
+        and np.all(zero_cf | zero_ad)  # at every entry one of them is zero ...
+        and np.any(zero_cf & ~zero_ad)  # ... the closed form where the reference is not ...
+        and np.any(~zero_cf & zero_ad)  # ... and the reference where the closed form is not
+    ):
+        return (
+            "a mask inverted: the closed form is non-zero exactly where the reference is zero, and zero where it "
+            "is not (x <= 0 where x > 0 belongs, say)"
+        )
+    if bad.all() or not bad.any():
+        return None
+    error = cf - ad
+    if cf.ndim == 2 and cf.shape[0] == cf.shape[1] > 1 and np.array_equal(bad, np.eye(cf.shape[0], dtype=bool)):
+        diagonal = np.diag(error)
+        same = np.allclose(diagonal, diagonal[0], rtol=1e-6, atol=float(np.max(np.diag(tol))))
+        told = f"each off by {diagonal[0]:.6g}: a term {-diagonal[0]:.6g} I missing (a ridge or damping lambda I?)"
+        return "only the diagonal is wrong; " + (told if same else f"off by {_listed(np.diag(error))}")
+    if cf.ndim == 2 and cf.shape[0] > 1 and np.all(bad.sum(axis=1) == 1):
+        columns = np.argmax(bad, axis=1)
+        offs = error[np.arange(cf.shape[0]), columns]
+        constant = np.allclose(offs, offs[0], rtol=1e-6, atol=float(np.max(tol)))
+        by = f", each off by {offs[0]:.6g}" if constant else ""
+        return (
+            f"one entry per row is wrong, at columns {_listed(columns)}{by}: a per-row index, such as the label's "
+            "column (softmax - one_hot without the one-hot, say)"
+        )
+    flat = np.flatnonzero(bad.ravel())
+    if flat.size >= 3 and len(set(np.diff(flat))) == 1 and int(np.diff(flat)[0]) > 1:
+        step = int(np.diff(flat)[0])
+        nth = {2: "2nd", 3: "3rd"}.get(step, f"{step}th")
+        return (
+            f"every {nth} entry is wrong (flat indices {flat[0]}, {flat[1]}, ... {flat[-1]}) and the rest right: "
+            "a stride or an offset in the indexing"
+        )
+    return None
+
+
+def _listed(values: np.ndarray, shown: int = 8) -> str:
+    text = ", ".join(f"{v:.6g}" if isinstance(v, float | np.floating) else str(v) for v in values.ravel()[:shown])
+    return f"[{text}{', ...' if values.size > shown else ''}]"
 
 
 # --- the shape of the error: a missing term, a factor per row or column ------------------
@@ -305,7 +357,7 @@ def _ratio_range(cf: np.ndarray, ad: np.ndarray) -> str:
     if not nonzero.any():
         return "nothing (the reference is zero)"
     ratios = cf[nonzero] / ad[nonzero]
-    return f"[{ratios.min():.6g}, {ratios.max():.6g}]"
+    return f"[{_format_factor(float(ratios.min()))}, {_format_factor(float(ratios.max()))}]"
 
 
 # --- confirmation across problems -------------------------------------------------------

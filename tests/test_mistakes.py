@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from functools import partial
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import assume, given, note, settings
@@ -85,3 +87,67 @@ def test_a_search_tells_one_diagnosis_per_parameter_everywhere() -> None:
     for p in told.params:
         if p.status in ("mismatch", "error"):
             assert p.diagnosis == diagnoses[p.name]
+
+
+# --- where the wrong entries are: real layers' backward passes ----------------------------------
+
+
+def test_an_inverted_relu_mask_is_named() -> None:
+    from gradcheck import check_vjp
+
+    x = np.array([[0.3, -0.5, 1.0], [-1.2, 0.7, -0.1]])
+    report = check_vjp(lambda x: jnp.maximum(x, 0.0), lambda primals, c: (c * (primals[0] <= 0),), x)
+    assert report.verdict == "mismatch"
+    assert "a mask inverted" in (report.params[0].diagnosis or ""), str(report)
+
+
+def test_softmax_without_the_one_hot_is_one_entry_per_row() -> None:
+    labels = np.array([2, 0, 1, 1, 0])
+
+    def loss(p: dict, labels: np.ndarray):  # type: ignore[no-untyped-def,type-arg]
+        z = p["z"]
+        return jnp.mean(jax.nn.logsumexp(z, axis=1) - z[jnp.arange(5), labels])
+
+    def forgot_one_hot(p: dict, labels: np.ndarray) -> dict:  # type: ignore[type-arg]
+        e = np.exp(p["z"] - p["z"].max(axis=1, keepdims=True))
+        return {"z": e / e.sum(axis=1, keepdims=True) / 5}  # softmax - one_hot, without the - one_hot
+
+    z = np.random.default_rng(0).normal(size=(5, 3))
+    report = check_gradients(loss, forgot_one_hot, {"z": z}, labels)
+    diagnosis = report["z"].diagnosis or ""
+    assert "one entry per row is wrong, at columns [2, 0, 1, 1, 0], each off by 0.2" in diagnosis, str(report)
+
+
+def test_a_hessian_without_its_ridge_term_is_the_diagonal() -> None:
+    from gradcheck import check_hessian
+
+    x = np.random.default_rng(1).normal(size=(6, 3))
+
+    def loss(w: np.ndarray, x: np.ndarray):  # type: ignore[no-untyped-def]
+        return jnp.sum((x @ w) ** 2) / 2 + 0.5 * 0.3 * jnp.sum(w**2)
+
+    report = check_hessian(loss, lambda w, x: x.T @ x, np.array([0.2, -0.1, 0.4]), x)  # lambda I forgotten
+    diagnosis = " ".join(p.diagnosis or "" for p in report.params)
+    assert "only the diagonal is wrong; each off by -0.3: a term 0.3 I missing" in diagnosis, str(report)
+
+
+def test_a_stride_in_the_indexing_is_named() -> None:
+    from gradcheck import check_vjp
+
+    def every_other(x: np.ndarray):  # type: ignore[no-untyped-def]
+        return 3.0 * x[::2]
+
+    def vjp(primals: tuple[np.ndarray], c: np.ndarray) -> tuple[np.ndarray]:
+        dx = np.zeros_like(primals[0])
+        dx[::2] = 3.0 * c
+        dx[1::2] = 3.0 * c[: dx[1::2].size]  # written to the odd entries too: the stride ignored
+        return (dx,)
+
+    report = check_vjp(every_other, vjp, np.linspace(-1.0, 1.0, 8))
+    assert "every 2nd entry is wrong" in (report.params[0].diagnosis or ""), str(report)
+
+
+def test_a_ratio_close_to_one_is_shown_with_its_digits() -> None:
+    from gradcheck._diagnose import _ratio_range
+
+    assert _ratio_range(np.array([1.000001, 2.0]), np.array([1.0, 1.0])) == "[1 + 1.0e-06, 2]"
