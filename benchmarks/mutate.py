@@ -245,6 +245,58 @@ MUTATIONS = (
         "        if False:",
         (PINNED,),
     ),
+    # --- the diagnosis (issue 23) ---------------------------------------------------------------
+    Mutation(
+        "a catalogue mistake named though another fits too",
+        "gradcheck/_mistakes.py",
+        "if len(words) == 1}",
+        "if words}",
+        ("tests/test_mistakes.py",),
+    ),
+    Mutation(
+        "tanh's slope written 1 - a1",
+        "gradcheck/_mistakes.py",
+        "lambda a: 1 - np.asarray(a.a1) ** 2",
+        "lambda a: 1 - np.asarray(a.a1)",
+        ("tests/test_mistakes.py",),
+    ),
+    Mutation(
+        "the missing diagonal term's sign",
+        "gradcheck/_diagnose.py",
+        "a term {-diagonal[0]:.6g} I missing",
+        "a term {diagonal[0]:.6g} I missing",
+        ("tests/test_mistakes.py",),
+    ),
+    Mutation(
+        "key-name slips pass unnoticed",
+        "gradcheck/_check.py",
+        "    if slip is not None:  # a key-name slip",
+        "    if False:  # a key-name slip",
+        ("tests/test_wrong_calls.py",),
+    ),
+    Mutation(
+        "the NumPy path's failures crash the check",
+        "gradcheck/_references.py",
+        "        except Exception as exc:  # noqa: BLE001 - a rule of ours that failed: never the user's verdict",
+        "        except _interpret.Unsupported as exc:  # a rule of ours that failed: never the user's verdict",
+        ("tests/test_wrong_calls.py",),
+    ),
+    Mutation(
+        "a NumPy loss refused",
+        "gradcheck/_check.py",
+        "            evaluation = _forward.ForwardEvaluation(loss_fn, treedef, leaves, ref_args, seed, untraceable)",
+        "            raise",
+        ("tests/test_forward.py",),
+    ),
+    Mutation(
+        "the finite differences' points all at once",
+        "gradcheck/_finite_diff.py",
+        "VMAP_CHUNK = 1\n",
+        "VMAP_CHUNK = 10**9\n",
+        ("tests/test_finite_diff.py",),
+        expected="survived",
+        why="equivalent in results (only the speed changes, which no test may assert): benchmarks/conv.py shows it",
+    ),
     # --- outputs compared across machines (issue 24) ------------------------------------------
     Mutation(
         "values compared to 4 digits",

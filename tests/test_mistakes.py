@@ -151,3 +151,18 @@ def test_a_ratio_close_to_one_is_shown_with_its_digits() -> None:
     from gradcheck._diagnose import _ratio_range
 
     assert _ratio_range(np.array([1.000001, 2.0]), np.array([1.0, 1.0])) == "[1 + 1.0e-06, 2]"
+
+
+def test_a_closed_form_that_two_mistakes_fit_is_not_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The evidence must single out one mistake: where two fit alike, neither is named (the report shows the
+    general diagnosis instead of a coincidence)."""
+    from gradcheck import _mistakes
+
+    twin = _mistakes.MISTAKES[1]._replace(words="a twin of the missing slope")
+    monkeypatch.setattr(_mistakes, "MISTAKES", (*_mistakes.MISTAKES, twin))
+    prob = problems.sample(np.random.default_rng([0, 9]), task="classification", inputs=2, hidden=3, batch=5)
+    grad = partial(MUTANTS["missing_sigmoid_slope"].grad, task="classification")
+    report = check_gradients(partial(mlp.loss, task="classification"), grad, *prob[:3])
+    for p in report.params:
+        assert "forgotten in the hidden layer" not in (p.diagnosis or "")
+        assert "twin" not in (p.diagnosis or "")
