@@ -108,7 +108,7 @@ _PACKAGE = Path(__file__).resolve().parent
 def _is_private(filename: str) -> bool:
     """Whether `filename` is one of gradcheck's private modules (``_batch.py``; not ``mlp.py``, which users call)."""
     path = Path(filename)
-    return path.name.startswith("_") and path.parent.resolve() == _PACKAGE
+    return path.name.startswith("_") and _PACKAGE in path.resolve().parents  # gradcheck/cli/_check.py too
 
 
 def expected(names: list[str], leaves: list[np.ndarray]) -> str:
@@ -121,6 +121,13 @@ def call_failed(exc: BaseException, names: list[str], leaves: list[np.ndarray], 
     shapes = ", ".join(str(np.shape(a)) for a in args)
     further = f"and {len(args)} further argument{'s' if len(args) != 1 else ''} of shapes {shapes}" if args else "alone"
     trace = f"{describe_exception(exc)}\n" if own_frames(exc) else ""
+    if own_frames(exc) and not isinstance(exc, TypeError):
+        # It ran, and failed inside: the user's own error on these inputs, not a call of the wrong shape.
+        return (
+            f"`grad_fn` raised {type(exc).__name__}: {exc}\n{trace}"
+            f"It failed inside your code, called as grad_fn(params, *args) with `params` ({expected(names, leaves)}) "
+            f"{further}: fix the line above for inputs of these shapes."
+        )
     return (
         f"`grad_fn` raised {type(exc).__name__}: {exc}\n{trace}"
         f"`grad_fn` is called as grad_fn(params, *args): here with `params` {further}. "

@@ -156,3 +156,29 @@ def test_a_submission_that_raises_on_some_problems_is_an_error_everywhere(tmp_pa
     assert code == cli.EXIT_USAGE
     task = json.loads(out.getvalue())["submissions"][0]["tasks"]["regression"]
     assert (task["verdict"], task["report"]["verdict"]) == ("error", "error")
+
+
+def test_an_error_inside_the_users_code_is_shown_as_theirs_not_as_a_signature_problem(tmp_path: Any) -> None:
+    def bad(p: mlp.Params, x: np.ndarray, y: np.ndarray) -> mlp.Params:
+        return mlp.Params(p.w1[5], p.b1, p.w2, p.b2)  # an index past the end: the user's own line
+
+    report = check_gradients(LOSS, bad, P, X, Y)
+    assert report.verdict == "error"
+    text = str(report)
+    assert "raised IndexError: index 5 is out of bounds" in text
+    assert "It failed inside your code" in text
+    assert "return mlp.Params(p.w1[5]" in text  # the user's own line, in their traceback
+    assert "is called as grad_fn(params, *args): here" not in text  # no signature problem claimed
+    from gradcheck import cli
+
+    (tmp_path / "sub.py").write_text(
+        "from gradcheck import mlp\ndef grads(p, x, y, *, task):\n    return mlp.Params(p.w1[5], p.b1, p.w2, p.b2)\n"
+    )
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["check", f"{tmp_path}/sub.py:grads", "--task", "regression", "--examples", "3"]) == 2
+    assert "gradcheck/cli/" not in out.getvalue()  # the traceback starts in the user's file, not in ours
+    assert "sub.py" in out.getvalue()
