@@ -175,6 +175,13 @@ MUTATIONS = (
         ("tests/test_precision.py",),
     ),
     Mutation(
+        "the whole tolerance allowed to the wider evaluation",
+        "gradcheck/_precision.py",
+        "REFERENCE_SHARE = 1.0 / _tolerance.NOISE_SAFETY",
+        "REFERENCE_SHARE = 1.0",
+        ("tests/test_precision.py",),
+    ),
+    Mutation(
         "no reproducibility check before the wider evaluation",
         "gradcheck/_precision.py",
         "    if (why := _not_reproduced(",

@@ -12,8 +12,9 @@ again, unchanged, on the same inputs held in a wider type:
    numbers: object arrays of mpmath numbers at `MP_BITS` bits, then at
    ``MP_BITS[-1]`` if needed. NumPy runs ``@``, sums and ufuncs (``np.tanh``,
    ``np.exp``, ``np.log``, ...) on them elementwise. The derivation is right
-   when the wide closed form lies within the float64 tolerance of autodiff
-   (the tolerance bounds the float64 reference's own error); it is wrong when
+   when the wide closed form lies within ``tol / 16`` of autodiff
+   (`REFERENCE_SHARE`: that bounds the float64 reference's own error, so a
+   mistake just above the tolerance cannot hide in the rest of it); it is wrong when
    it stays outside at two precisions that agree with each other; when they
    disagree, even 1024 bits were not enough, and it is not decided.
 2. **Long double** (``np.longdouble``: on x86-64 Linux the x87 80-bit type, a
@@ -21,7 +22,7 @@ again, unchanged, on the same inputs held in a wider type:
    arbitrary precision cannot run (a larger problem, or code that needs a
    float dtype): the error must shrink as rounding does::
 
-       |cf_wide_i - ad_i|  <=  SHRINK_SAFETY * (eps_wide / eps_64) * max_j |cf_64_j - ad_j|  +  tol_i
+       |cf_wide_i - ad_i|  <=  SHRINK_SAFETY * (eps_wide / eps_64) * max_j |cf_64_j - ad_j|  +  tol_i / 16
 
    A mistake in the formula keeps its size, so it breaks this by a factor of
    about ``eps_64 / (SHRINK_SAFETY * eps_wide)`` = 32. It can only decide
@@ -46,7 +47,7 @@ import jax
 import mpmath
 import numpy as np
 
-from gradcheck import _inputs
+from gradcheck import _inputs, _tolerance
 
 #: The wider NumPy type, where arbitrary precision cannot run.
 WIDE: type[np.floating[Any]] = np.longdouble
@@ -59,6 +60,11 @@ MP_BITS = (256, 1024)
 #: Numbers (parameters and data together) up to which arbitrary precision runs: each operation is a
 #: Python call, some microseconds, so a model of thousands of entries takes seconds.
 MP_MAX_ENTRIES = 5_000
+#: The float64 reference's own error, as a share of the tolerance: tol = NOISE_SAFETY * noise + floor, so
+#: tol / NOISE_SAFETY bounds its measured noise (and 16 ulps of the terms' magnitude). A closed form evaluated
+#: wider must come this close to autodiff: a mistake just above the tolerance cannot hide in the rest of it.
+REFERENCE_SHARE = 1.0 / _tolerance.NOISE_SAFETY
+
 #: NumPy ufuncs call the method of the same name on each element of an object array.
 _MP_METHODS = {
     "exp": "exp",
@@ -248,7 +254,7 @@ def _judged_mp(
     for name, (_, ad, tol) in failed.items():
         error = np.array([float(abs(v - float(a))) for v, a in zip(values[name].ravel(), ad.ravel())])
         error = error.reshape(ad.shape)
-        rounding[name] = bool(np.all(error <= tol))
+        rounding[name] = bool(np.all(error <= REFERENCE_SHARE * tol))
         wide_rel[name] = _largest_relative(error, ad, tol)
     return rounding, wide_rel
 
@@ -291,7 +297,7 @@ def _decide_long_double(call: Call, failed: dict[str, tuple[np.ndarray, np.ndarr
         wide = np.asarray(closed[name], dtype=WIDE)
         err_wide = np.abs(wide - ad.astype(WIDE)).astype(np.float64)  # rounded once, at the end
         err_64 = np.abs(cf64 - ad)
-        allowed = SHRINK_SAFETY * ratio * float(err_64.max()) + tol
+        allowed = SHRINK_SAFETY * ratio * float(err_64.max()) + REFERENCE_SHARE * tol
         rounding[name] = bool(np.all(err_wide <= allowed))
         wide_rel[name] = _largest_relative(err_wide, ad, tol)
     return Decision(rounding, wide_rel, how=how)

@@ -274,3 +274,33 @@ def test_imprecise_ranks_below_every_failure_and_above_a_pass() -> None:
     assert worst_verdict(["imprecise", "inconclusive"]) == "inconclusive"
     assert worst_verdict(["imprecise", "error"]) == "error"
     assert worst_verdict(["imprecise", "mismatch", "error"]) == "mismatch"
+
+
+@pytest.mark.parametrize("mp", [True, False])
+@pytest.mark.parametrize("over", [1.02, 1.5, 3.0])
+def test_a_mistake_just_above_the_tolerance_is_never_excused(
+    over: float, mp: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exact closed form nudged by `over` times its tolerance at one entry: in either wider arithmetic its
+    error stays, and it is a mismatch (the dev profile's large_batch case, where the tolerance's own size once
+    let a 1e-8 mistake pass as rounding in long double)."""
+    if not mp:
+        monkeypatch.setattr(_precision, "MP_MAX_ENTRIES", 0)
+    prob = problems.sample(np.random.default_rng(4), task="regression", regime="typical", batch=6)
+    loss, grads = partial(mlp.loss, task="regression"), partial(mlp.closed_form_gradients, task="regression")
+    from gradcheck import _references
+
+    with _references.unscreened():
+        tol = check_gradients(loss, grads, *prob[:3])["w2"].tolerance  # at w2's largest entry
+    right = grads(*prob[:3])
+    index = np.unravel_index(np.argmax(np.abs(right.w2)), right.w2.shape)
+
+    def nudged(p: mlp.Params, x: np.ndarray, y: np.ndarray) -> mlp.Params:
+        g = mlp.closed_form_gradients(p, x, y, task="regression")
+        w2 = g.w2.copy()
+        w2[index] += over * tol * np.sign(w2[index])
+        return g._replace(w2=w2)
+
+    with _references.unscreened():
+        report = check_gradients(loss, nudged, *prob[:3])
+    assert report["w2"].status == "mismatch", str(report)
