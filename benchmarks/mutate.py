@@ -156,8 +156,8 @@ MUTATIONS = (
     Mutation(
         "arbitrary precision judged by any element",
         "gradcheck/_precision.py",
-        "rounding[name] = bool(np.all(error <= tol))",
-        "rounding[name] = bool(np.any(error <= tol))",
+        "rounding[name] = bool(np.all(error <= REFERENCE_SHARE * tol))",
+        "rounding[name] = bool(np.any(error <= REFERENCE_SHARE * tol))",
         ("tests/test_precision.py",),
     ),
     Mutation(
