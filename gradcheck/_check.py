@@ -169,35 +169,34 @@ def judged(
         report = dataclasses.replace(report, notes=(evaluation.note(), *report.notes))
     report = dataclasses.replace(report, references=evaluation.path, notes=(*widened, *report.notes))
     offsets = np.cumsum([0, *(leaf.size for leaf in leaves)])
-
-    def failed() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        return {
-            r.name: (cf[a:b].reshape(leaf.shape), refs.autodiff[a:b].reshape(leaf.shape), tol[a:b].reshape(leaf.shape))
-            for r, leaf, a, b in zip(report.params, leaves, offsets[:-1], offsets[1:])
-            if r.status == "mismatch"
-        }
-
+    # Each mismatched parameter's (closed form, autodiff, tolerance): what the wider evaluation, the
+    # catalogue of mistakes and a diagnosis across checks read.
+    mismatched = {
+        r.name: (cf[a:b].reshape(leaf.shape), refs.autodiff[a:b].reshape(leaf.shape), tol[a:b].reshape(leaf.shape))
+        for r, leaf, a, b in zip(report.params, leaves, offsets[:-1], offsets[1:])
+        if r.status == "mismatch"
+    }
     wide_found_mistake = False
-    if report.verdict == "mismatch" and precision == np.float64 and failed():
+    if mismatched and precision == np.float64:
         call = _precision.Call(rerun or grad_fn, treedef, names, leaves, ref_args, positional)
-        decision = _precision.decide(call, failed())
-        report = _decided(report, decision, failed())
+        decision = _precision.decide(call, mismatched)
+        report = _decided(report, decision, mismatched)
         wide_found_mistake = any(not r for r in decision.rounding.values())
+        mismatched = {n: arrays for n, arrays in mismatched.items() if report[n].status == "mismatch"}
     task = _mistakes.seed_problem(loss_fn, params)
     if task is not None and report.verdict == "mismatch" and len(ref_args) == 2:
         # The seed network's common mistakes, recomputed on this problem: the one that fits is named.
-        found = _mistakes.named(params, ref_args[0], ref_args[1], task, failed())
+        found = _mistakes.named(params, ref_args[0], ref_args[1], task, mismatched)
         report = with_diagnoses(report, {n: f"{w} (recomputed on this problem)" for n, w in found.items()})
     if accidental and report.verdict in RIGHT:
         report = _misuse(names, leaves, _inputs.accidental_float32(precision))
         return Judged(report, {})
     if report.verdict == "mismatch" and not problems:
         direction = _taylor.along_error(cf, refs.autodiff, np.random.default_rng(seed))
-        theta = np.concatenate([leaf.ravel() for leaf in leaves])
-        observed = _taylor.rate(evaluation.losses, theta, cf, direction)
+        observed = _taylor.rate(evaluation.losses, evaluation.theta, cf, direction)
         note = _taylor.describe(observed, mismatch=True, mistake_confirmed=wide_found_mistake)
         report = dataclasses.replace(report, notes=(*report.notes, note), taylor_rate=observed)
-    return Judged(report, failed())
+    return Judged(report, mismatched)
 
 
 #: The note of a closed form that returned float32 JAX arrays for float64 inputs, and was called again.

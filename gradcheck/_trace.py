@@ -202,11 +202,58 @@ def jaxpr_key(closed: Any) -> Hashable:
     text = (str(closed.jaxpr), _digests(closed.consts))
     if not _calls_custom_rule(closed.jaxpr):
         return text
-    try:
+    rules = _rule_functions(closed.jaxpr)
+    if rules:  # the rules' own functions, held by the key: another function is another rule
+        return (*text, rules)
+    try:  # no function found to name them by: what the gradient computes (a trace, some milliseconds)
         grad = _gradient_jaxpr(closed)
     except Exception:  # noqa: BLE001 - a rule JAX cannot trace here: a key of its own, shared with nothing
         return (*text, object())
     return (*text, str(grad.jaxpr), _digests(grad.consts))
+
+
+def _rule_functions(jaxpr: Any) -> tuple[Any, ...]:
+    """The Python functions behind every custom rule `jaxpr` calls (the user's ``defjvp``/``defvjp``
+    rules, or JAX's own), found through the closures of the rule thunks; () if some rule shows none.
+
+    JAX wraps each rule in closures made afresh at every trace (its memoising thunks): those are skipped,
+    so that the same rule gives the same key at every trace, and a different rule (another closure made by
+    the same factory, say) a different one.
+    """
+    found: list[Any] = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name.startswith(("custom_jvp_call", "custom_vjp_call")):
+            rules = [f for name, value in eqn.params.items() if name != "call_jaxpr" for f in _functions_in(value)]
+            if not rules:
+                return ()
+            found.extend(rules)
+    for sub in jcore.subjaxprs(jaxpr):
+        inner = _rule_functions(sub)
+        if _calls_custom_rule(sub) and not inner:
+            return ()
+        found.extend(inner)
+    return tuple(found)
+
+
+def _functions_in(value: Any, depth: int = 0, seen: set[int] | None = None) -> list[Any]:
+    """Functions reachable from `value` through a WrappedFun's ``.f`` and closures, but JAX's own inner ones."""
+    seen = set() if seen is None else seen
+    if id(value) in seen or depth > 8:
+        return []
+    seen.add(id(value))
+    found = []
+    if hasattr(value, "f") and hasattr(value, "transforms"):  # a linear_util.WrappedFun
+        found += _functions_in(value.f, depth + 1, seen)
+    if callable(value) and hasattr(value, "__code__"):
+        made_by_jax = (getattr(value, "__module__", "") or "").startswith("jax") and "<locals>" in value.__qualname__
+        if not made_by_jax:
+            found.append(value)
+        for cell in getattr(value, "__closure__", None) or ():
+            try:
+                found += _functions_in(cell.cell_contents, depth + 1, seen)
+            except ValueError:  # an empty cell
+                continue
+    return found
 
 
 def _digests(consts: Any) -> tuple[Any, ...]:
