@@ -13,8 +13,9 @@ and warmed on another shape, for both tasks:
 - ``check_gradients`` on the compiled path (``GRADCHECK_REFERENCES=xla``),
   first time at each shape: what every new shape cost before the cold path
   (on ``--compiled-shapes`` of them; each costs a compile);
-- the same shapes again: the default path's second check (NumPy), and the
-  compiled path once compiled (what a shape checked ``COMPILE_AFTER`` times
+- the same shapes again, on new problems (a problem checked again reuses its
+  references): the default path's second check (NumPy), and the compiled path
+  once compiled (what a shape checked ``COMPILE_AFTER`` times
   or more costs);
 - the default path's second check with the screen off
   (``_references.unscreened``: the rounding noise measured by Monte Carlo
@@ -78,6 +79,15 @@ def sweep(loss: Any, grad: Any, probs: list[problems.Problem]) -> list[float]:
     return [timed(partial(check_gradients, loss, grad, *p[:3])) for p in probs]
 
 
+def new_problems(task: mlp.Task, sizes: list[tuple[int, int]], draw: int) -> list[problems.Problem]:
+    """Problems at the given (hidden, batch) sizes, new for each `draw`: a problem checked again reuses its
+    references, so each sweep at the same shapes checks problems of its own."""
+    return [
+        problems.sample(np.random.default_rng([task == "classification", k, draw]), task=task, hidden=h, batch=n)
+        for k, (h, n) in enumerate(sizes)
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", type=int, default=20)
@@ -93,27 +103,28 @@ def main() -> None:
         warm = problems.sample(np.random.default_rng(99), task=task, hidden=9, batch=41)
         for loss in losses.values():
             check_gradients(loss, grad, *warm[:3])
-        probs = [
-            problems.sample(np.random.default_rng([task == "classification", k]), task=task, hidden=h, batch=n)
-            for k, (h, n) in enumerate(shapes(args.shapes, seed=1 if task == "regression" else 2))
-        ]
-        for name, loss in losses.items():
+        sizes = shapes(args.shapes, seed=1 if task == "regression" else 2)
+
+        drawn = partial(new_problems, task, sizes)
+        probs = drawn(0)
+        for d, (name, loss) in enumerate(losses.items()):
             rows.append((task, f"check_gradients, {name}, first time at each shape", sweep(loss, grad, probs)))
+            again = drawn(1 + d)
             rows.append(
-                (task, f"check_gradients, {name}, the same shapes again (NumPy path)", sweep(loss, grad, probs))
+                (task, f"check_gradients, {name}, the same shapes again (NumPy path)", sweep(loss, grad, again))
             )
         with _references.unscreened():
             rows.append(
                 (
                     task,
                     "check_gradients, built-in loss, the same shapes again, screen off (noise always measured)",
-                    sweep(losses["built-in loss"], grad, probs),
+                    sweep(losses["built-in loss"], grad, drawn(3)),
                 )
             )
         compiled = probs[: args.compiled_shapes]
         with _references.forced("xla"):
             cold = sweep(losses["built-in loss"], grad, compiled)
-            warm_compiled = sweep(losses["built-in loss"], grad, compiled)
+            warm_compiled = sweep(losses["built-in loss"], grad, drawn(4)[: args.compiled_shapes])
         rows.append((task, "check_gradients, compiled path, first time at each shape", cold))
         rows.append((task, "check_gradients, compiled path, once compiled (warm)", warm_compiled))
         if has_torch:

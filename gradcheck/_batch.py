@@ -25,6 +25,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from gradcheck import (
+    _caches,
     _check,
     _finite_diff,
     _inputs,
@@ -325,7 +326,9 @@ def _per_problem(
 
 
 #: Compiled batched references, keyed by the traced loss (an XLA executable each).
-_COMPILED: collections.OrderedDict[Hashable, Callable[..., tuple[jax.Array, ...]]] = collections.OrderedDict()
+_COMPILED: collections.OrderedDict[Hashable, Callable[..., tuple[jax.Array, ...]]] = _caches.registered(
+    collections.OrderedDict()
+)
 
 
 #: Largest model `check_batch` takes: every problem's references are held at
@@ -353,7 +356,7 @@ BATCH_DIRECTIONS = 2
 #: compile's worth, about 4,000 seed-network problems (P = 13, 24 data values: 2,520 units each).
 #: A batch whose own work exceeds this compiles at once (2,048 samples per problem: 400 problems).
 COMPILE_AFTER_WORK = 4096 * (6 * 13 + 27) * 24
-_STACKED_COUNTS: collections.OrderedDict[Hashable, int] = collections.OrderedDict()
+_STACKED_COUNTS: collections.OrderedDict[Hashable, int] = _caches.registered(collections.OrderedDict())
 
 
 def _stacked_references(
@@ -400,7 +403,7 @@ def _work(p: int, data: tuple[np.ndarray, ...], elementwise: bool, screen: bool 
     return (2 * _finite_diff.LEVELS * along + 3 * (1 + (0 if screen else _tolerance.NOISE_SAMPLES))) * size
 
 
-_UNSTACKABLE: set[Hashable] = set()
+_UNSTACKABLE: set[Hashable] = _caches.registered(set())
 #: Largest P times data values per problem for which a batch takes finite differences along every
 #: coordinate: the seed network with up to 16 times its default batch (P = 13, 24 values). Above it
 #: (2,048 samples per problem) 6 P loss evaluations per problem would cost several times the rest of

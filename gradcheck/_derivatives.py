@@ -25,6 +25,7 @@ Every check returns a `Report` and has an ``assert_`` twin.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -66,9 +67,13 @@ def check_vjp(
     _callable("f", f)
     _callable("vjp_fn", vjp_fn)
     inputs = _primals(primals)
+    keys = [f"primals[{i}]" for i in range(len(inputs))]
+    course = _course_backward(vjp_fn)
+    if course is not None:  # a layer's backward(dout, cache): a wrong call, told with the wrapper that fits
+        shapes = [np.shape(x) for x in inputs]
+        return Report(tuple(ParamResult(k, s, "error") for k, s in zip(keys, shapes)), error=course, function="vjp_fn")
     with jax.enable_x64(True):  # shapes only; outside x64 JAX would cache float32 copies of f's constants
         cotangents = _random_like(_shape_of(f, inputs), directions, seed)
-    keys = [f"primals[{i}]" for i in range(len(inputs))]
     c_tree = jax.tree_util.tree_structure(cotangents[0])
 
     # The cotangent is an argument, not a constant: the loss traces to the same program for every one.
@@ -421,6 +426,43 @@ def _random_like(tree: Any, count: int, seed: int) -> list[Any]:
     return [
         jax.tree_util.tree_unflatten(treedef, [rng.standard_normal(np.shape(x)) for x in leaves]) for _ in range(count)
     ]
+
+
+#: The first parameter of a course's layer backward, ``backward(dout, cache)`` (CS231n's convention): the
+#: upstream gradient. With a second parameter named `CACHE_NAMES`, it is that convention, not a VJP.
+UPSTREAM_NAMES = frozenset(
+    {"dout", "dy", "dz", "d_out", "dup", "grad_out", "grad_output", "upstream", "dl_dout", "delta"}
+)
+CACHE_NAMES = frozenset({"cache", "ctx", "saved", "saved_tensors"})
+
+
+def _course_backward(vjp_fn: Callable[..., Any]) -> str | None:
+    """What to write instead, if `vjp_fn` has the signature of a layer's ``backward(dout, cache)``; else None.
+
+    `check_vjp` calls ``vjp_fn(primals, cotangent)``: called so, such a function takes the primals for the
+    upstream gradient and the cotangent for its cache, and returns arrays of the wrong shape or raises.
+    """
+    try:
+        names = [
+            p.name.lower()
+            for p in inspect.signature(vjp_fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):  # a builtin, or a callable with no signature
+        return None
+    if len(names) != 2 or names[0] not in UPSTREAM_NAMES or names[1] not in CACHE_NAMES:
+        return None
+    name = getattr(vjp_fn, "__name__", "backward")
+    return (
+        f"`vjp_fn` is `{name}({names[0]}, {names[1]})`, a layer's backward pass in the course convention (the "
+        f"upstream gradient, then the cache that its forward pass returned), but check_vjp calls "
+        f"vjp_fn(primals, cotangent). Wrap it with the forward pass that makes the cache, e.g. for "
+        f"`out, cache = forward(x, w, b)`:\n"
+        f"    check_vjp(lambda x, w, b: forward(x, w, b)[0],\n"
+        f"              lambda primals, dout: {name}(dout, forward(*primals)[1]),\n"
+        f"              x, w, b)\n"
+        f"(f must be written with jax.numpy for autodiff; a NumPy forward is checked by finite differences alone)."
+    )
 
 
 def _as_tuple(value: Any, label: str, n: int | None) -> tuple[Any, ...]:

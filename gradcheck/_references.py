@@ -22,17 +22,20 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
+import hashlib
 import os
 from collections.abc import Callable, Hashable, Iterator
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradcheck import _finite_diff, _interpret, _noise, _tolerance, _trace
+from gradcheck import _caches, _finite_diff, _interpret, _noise, _tolerance, _trace
 
 Path = Literal["numpy", "xla"]
+V = TypeVar("V")
 
 
 #: Up to this many parameters, finite differences are taken along every
@@ -160,6 +163,14 @@ class Evaluation:
         `screened`)."""
         return self
 
+    def _memo(self, key: Hashable, build: Callable[[], V]) -> V:
+        """``build()``, once per `key` for this evaluation: a problem checked again (the next submission of a
+        class: `evaluation` keeps the evaluations of the problems it met) asks the same questions of it."""
+        memo: dict[Hashable, Any] = self.__dict__.setdefault("_memos", {})
+        if key not in memo:
+            memo[key] = build()
+        return memo[key]  # type: ignore[no-any-return]
+
     def finer(self, scale: float, doubt: np.ndarray) -> References:
         """The references with finite differences retaken at `scale` times the step (where `doubt`, at least)."""
         raise NotImplementedError
@@ -186,10 +197,15 @@ class Evaluation:
         rounding amplified by 1/h, which can hide it when the loss is large
         and its gradient tiny.)
         """
+        if coordinates.size == 0:
+            return np.zeros(0, bool)
+        key = ("kinks", coordinates.tobytes(), tol.tobytes())
+        kink: np.ndarray = self._memo(key, lambda: self._kinks_within_steps(coordinates, tol)).copy()
+        return kink
+
+    def _kinks_within_steps(self, coordinates: np.ndarray, tol: np.ndarray) -> np.ndarray:
         theta = self.theta
         d = coordinates.size
-        if d == 0:
-            return np.zeros(0, bool)
         finest = _finite_diff.FD_STEP * REFINE[-1] * np.maximum(1.0, np.abs(theta[coordinates]))
         steps = np.stack([finest, finest / KINK_STEP_RATIO])  # (2, D)
         points = np.broadcast_to(theta, (2, 2, d, theta.size)).copy()  # (sign, step, D, P)
@@ -205,10 +221,10 @@ class Evaluation:
 
 #: Why the NumPy path failed where it did (a rule of ours that raised), by program key: the check went on
 #: compiled. Tests read it; a bug report can quote it.
-NUMPY_FAILURES: dict[Hashable, str] = {}
+NUMPY_FAILURES: dict[Hashable, str] = _caches.registered({})
 #: Checks run on the NumPy path, per loss and concrete shape, and the shapes it cannot run.
-_COUNTS: collections.OrderedDict[Hashable, int] = collections.OrderedDict()
-_UNSUPPORTED: set[Hashable] = set()
+_COUNTS: collections.OrderedDict[Hashable, int] = _caches.registered(collections.OrderedDict())
+_UNSUPPORTED: set[Hashable] = _caches.registered(set())
 _FORCED: list[Path] = []
 
 
@@ -256,6 +272,48 @@ def evaluation(
         )
     bound = _trace.program(loss_fn, treedef, shapes, args)
     key = (bound.program.key, tuple(sorted(bound.dims.items())), shapes)
+    # The same problem checked again (the next submission of a class, on the problems every passing
+    # search draws): its references are the ones already taken, whichever path took them.
+    if theta.size + sum(a.size for a in args) > EVALUATED_NUMBERS:  # too large to keep: taken afresh each time
+        return _fresh_evaluation(loss_fn, treedef, leaves, theta, args, unit_roundoff, seed, closed, bound, key, screen)
+    digest = hashlib.blake2b(theta.tobytes(), digest_size=16)
+    for a in args:
+        digest.update(f"{a.dtype.str}{a.shape}".encode())
+        digest.update(np.ascontiguousarray(a).tobytes())
+    problem = (key, digest.digest(), unit_roundoff, seed, screen, preferred_path())
+    if problem in _EVALUATIONS:
+        _EVALUATIONS.move_to_end(problem)
+        return _EVALUATIONS[problem]
+    done = _fresh_evaluation(loss_fn, treedef, leaves, theta, args, unit_roundoff, seed, closed, bound, key, screen)
+    _EVALUATIONS[problem] = done
+    if len(_EVALUATIONS) > EVALUATIONS_KEPT:
+        _EVALUATIONS.popitem(last=False)
+    return done
+
+
+#: Evaluations kept for a problem checked again, least recently used evicted: a class of 500 submissions
+#: meets the same 2 x 100 problems (and a few generic ones) in every passing search. Only problems of at
+#: most `EVALUATED_NUMBERS` numbers (parameters and data) are kept: tens of MiB in all at the most.
+EVALUATIONS_KEPT = 2048
+EVALUATED_NUMBERS = 4096
+_EVALUATIONS: collections.OrderedDict[Hashable, Evaluation] = _caches.registered(collections.OrderedDict())
+
+
+def _fresh_evaluation(
+    loss_fn: Callable[..., Any],
+    treedef: Any,
+    leaves: list[np.ndarray],
+    theta: np.ndarray,
+    args: tuple[np.ndarray, ...],
+    unit_roundoff: float,
+    seed: int,
+    closed: np.ndarray,
+    bound: _trace.Bound,
+    key: Hashable,
+    screen: bool,
+) -> Evaluation:
+    """The references of a problem not seen before, by the path that the cost model chooses."""
+    shapes = tuple(leaf.shape for leaf in leaves)
     count = _trace.cached(_COUNTS, key, int)
     want = preferred_path()
     if want is None:
@@ -313,17 +371,12 @@ def _from_environment() -> Path | None:
     raise ValueError(f"`{ENVIRONMENT}` must be numpy, xla or auto, got {value!r}; unset it for the default (auto).")
 
 
-def clear_caches() -> None:
-    """Forget every trace, program, compiled function and cost record: the next check is a first one."""
-    for cache in (_COUNTS, _CONCRETE, _COMPILED, _trace._PROGRAMS, _trace._PURE_TRACES):
-        cache.clear()
-    _UNSUPPORTED.clear()
-    NUMPY_FAILURES.clear()
-    _trace._CONCRETE_ONLY.clear()
+#: Forget every trace, program, compiled function and cost record: the next check is a first one.
+clear_caches = _caches.clear
 
 
 #: Concrete traces of losses that went over to the compiled path, by the program's key and shape.
-_CONCRETE: collections.OrderedDict[Hashable, _trace.TracedLoss] = collections.OrderedDict()
+_CONCRETE: collections.OrderedDict[Hashable, _trace.TracedLoss] = _caches.registered(collections.OrderedDict())
 
 
 class NumpyEvaluation(Evaluation):
@@ -367,12 +420,17 @@ class NumpyEvaluation(Evaluation):
         fd = self._finite_differences(np.arange(theta.size), 1.0)
         self.references = References(g, noise, fd.value, fd.error, fd.kink)
 
-    def measured(self) -> Evaluation:
-        if not self.screened:
-            return self
+    @functools.cached_property
+    def _measured(self) -> Evaluation:
         return NumpyEvaluation(self.bound, self.leaves, self.theta, self.args, self.unit_roundoff, self.seed)
 
+    def measured(self) -> Evaluation:
+        return self._measured if self.screened else self
+
     def finer(self, scale: float, doubt: np.ndarray) -> References:
+        return self._memo(("finer", scale, doubt.tobytes()), lambda: self._finer(scale, doubt))
+
+    def _finer(self, scale: float, doubt: np.ndarray) -> References:
         where = np.flatnonzero(doubt)
         fd = self._finite_differences(where, scale)
         value, error, kink = (np.array(a, copy=True) for a in self.references[2:5])
@@ -455,14 +513,19 @@ class CompiledEvaluation(Evaluation):
         self.inputs = (theta, args, np.uint32(seed), unit_roundoff)
         self.references = assemble(tuple(jax.device_get(self.fn(*self.inputs, closed, 1.0))))
 
-    def measured(self) -> Evaluation:
-        if not self.screened:
-            return self
+    @functools.cached_property
+    def _measured(self) -> Evaluation:
         theta, args, seed, unit_roundoff = self.inputs
         return CompiledEvaluation(self.traced, theta, args, unit_roundoff, int(seed), self.closed)
 
+    def measured(self) -> Evaluation:
+        return self._measured if self.screened else self
+
     def finer(self, scale: float, doubt: np.ndarray) -> References:
-        return assemble(tuple(jax.device_get(self.fn(*self.inputs, self.closed, scale))))
+        # Every coordinate is retaken, whichever are in doubt.
+        return self._memo(
+            ("finer", scale), lambda: assemble(tuple(jax.device_get(self.fn(*self.inputs, self.closed, scale))))
+        )
 
     def losses(self, points: np.ndarray) -> np.ndarray:
         flat_loss = _trace.flat_loss(self.traced)
@@ -480,7 +543,9 @@ class CompiledEvaluation(Evaluation):
             return np.asarray(grad(points, self.args), dtype=np.float64)
 
 
-_COMPILED: collections.OrderedDict[Hashable, Callable[..., tuple[jax.Array, ...]]] = collections.OrderedDict()
+_COMPILED: collections.OrderedDict[Hashable, Callable[..., tuple[jax.Array, ...]]] = _caches.registered(
+    collections.OrderedDict()
+)
 
 
 def _compiled(

@@ -9,8 +9,9 @@ counterexample. The CLI's ``gradcheck check`` and the pytest plugin use it.
 
 from __future__ import annotations
 
+import collections
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -21,7 +22,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky
 
-from gradcheck import _diagnose, _references, mlp
+from gradcheck import _caches, _diagnose, _references, _trace, mlp
 from gradcheck import strategies as gs
 from gradcheck._check import check_gradients, with_diagnoses
 from gradcheck._inputs import match_structure
@@ -142,8 +143,18 @@ def search(
     if generic_report.verdict == "error":
         return SearchResult(0, report=generic_report, error=generic_report.error)
     strategy = gs.problems(task=task, regime=regime, inputs=SIZES, hidden=SIZES, batch=BATCHES)
-    hunt = _hunt(strategy, lambda prob: check_gradients(loss, grad_fn, *prob[:3]), examples, random_seed)
+
+    def check(prob: Problem) -> Report:
+        return check_gradients(loss, grad_fn, *prob[:3])
+
+    drawn = _search_key(task, regime, examples, random_seed)
+    passed = _replayed(_DRAWN.get(drawn) if drawn is not None else None, check)
+    if passed is not None:
+        return passed
+    hunt = _hunt(strategy, check, examples, random_seed)
     if not hunt.failing:
+        if drawn is not None:
+            _trace.cached(_DRAWN, drawn, lambda: hunt.seen)
         return SearchResult(hunt.tried, imprecise=hunt.imprecise)
     prob, report = hunt.found()
     return SearchResult(
@@ -155,6 +166,38 @@ def search(
         hunt.flaky,
         _confirmed(grad_fn, task, generics),
     )
+
+
+#: The problems of every search that passed, in the order Hypothesis drew them, by `_search_key`. Hypothesis's
+#: generation is seeded, and a probe that passes tells it nothing: every search with the same key that passes
+#: draws exactly these. A class's searches replay them (`_replayed`), without Hypothesis, and share their
+#: references (`_references.evaluation` keeps them); only a submission that fails one runs the search itself.
+_DRAWN: collections.OrderedDict[Hashable, list[Any]] = _caches.registered(collections.OrderedDict())
+
+
+def _search_key(task: mlp.Task, regime: Any, examples: int, random_seed: int) -> Hashable | None:
+    """What decides the problems a passing `search` draws; None where `regime` is a strategy not known by value."""
+    regime_key = regime if isinstance(regime, str) else repr(regime)
+    if " at 0x" in regime_key:  # a strategy whose text names an object, not its values
+        return None
+    return (task, regime_key, examples, random_seed, SIZES, BATCHES)
+
+
+def _replayed(problems: list[Any] | None, check: Callable[[Any], Report]) -> SearchResult | None:
+    """The result of a search that passes on `problems`, the ones it would draw; None if one fails (or there are none).
+
+    A failure is left to the search itself, which draws the same problems up to it and shrinks it.
+    """
+    if problems is None:
+        return None
+    imprecise = None
+    for prob in problems:
+        report = check(prob)
+        if report.verdict in ("mismatch", "error"):
+            return None
+        if report.verdict == "imprecise" and imprecise is None:
+            imprecise = (prob, report)
+    return SearchResult(len(problems), imprecise=imprecise)
 
 
 @dataclass(frozen=True)
@@ -368,6 +411,8 @@ class _Hunt:
     misuse: Report | None = None
     #: The first problem whose verdict was "imprecise" (a right derivation, digits lost in float64), and its report.
     imprecise: tuple[Any, Report] | None = None
+    #: Every problem checked, in order.
+    seen: list[Any] = field(default_factory=list)
 
     def found(self) -> tuple[Any, Report]:
         """The minimal failure: the shrunk one, or the first when the function is not deterministic."""
@@ -408,6 +453,7 @@ def _hunt(
         if hunt.misuse is not None:
             return
         hunt.tried += 1
+        hunt.seen.append(prob)
         report = check(prob)
         if first_error_is_misuse and report.verdict == "error" and hunt.tried == 1:
             hunt.misuse = report

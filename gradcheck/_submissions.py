@@ -16,6 +16,7 @@ import contextlib
 import glob
 import importlib
 import importlib.util
+import os
 import sys
 import traceback
 import uuid
@@ -57,10 +58,12 @@ class LoadedFunction:
         #: The modules that came from `folder` (the submission's own file among
         #: them), by name; installed in ``sys.modules`` only while it runs.
         self.modules = modules
+        #: The module names the folder defines, read once: a class's folder may hold hundreds of files.
+        self.local = _local_names(folder)
         self.__wrapped__ = func
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        with running_from(self.folder, self.modules):
+        with running_from(self.folder, self.modules, self.local):
             return self.func(*args, **kwargs)
 
     def __repr__(self) -> str:
@@ -105,32 +108,41 @@ def load(spec: str, *, any_value: bool = False) -> Any:
 
 
 @contextlib.contextmanager
-def running_from(folder: Path, modules: dict[str, ModuleType]) -> Iterator[None]:
+def running_from(folder: Path, modules: dict[str, ModuleType], local: set[str] | None = None) -> Iterator[None]:
     """Put `folder` first on ``sys.path`` and `modules` in ``sys.modules``; undo both on exit.
 
     On exit, `modules` gains the modules that the code run inside imported
     from `folder`, and everything it holds leaves ``sys.modules``. What they
     displaced is put back. Modules imported from elsewhere (NumPy, say) stay,
-    as they would in a script.
+    as they would in a script. `local`: the folder's module names (`_local_names`), if known.
     """
     entry = str(folder)
-    local = _local_names(folder)
-    before = set(sys.modules)
+    local = _local_names(folder) if local is None else local
     # A module loaded from elsewhere under the name of a file in the folder
     # would hide that file from `import`; it steps aside while the code runs.
-    shadowed = [n for n in before if n.partition(".")[0] in local and n not in modules]
+    # (A submodule is loaded only under its package, so only a package already loaded is searched.)
+    shadowed = [
+        n
+        for top in local
+        if top in sys.modules
+        for n in [top, *(m for m in list(sys.modules) if m.startswith(top + "."))]
+        if n not in modules
+    ]
     displaced = {n: sys.modules[n] for n in (*modules, *shadowed) if n in sys.modules}
     for n in shadowed:
         del sys.modules[n]
     sys.modules.update(modules)
+    before = set(sys.modules)
     sys.path.insert(0, entry)
     try:
         yield
     finally:
         with contextlib.suppress(ValueError):
             sys.path.remove(entry)  # the first occurrence: ours, unless the code put another before it
-        for n, module in list(sys.modules.items()):
-            if n in modules or (n.partition(".")[0] in local and _comes_from(module, folder)):
+        # The modules the code imported are new since it began: only they, and its own, can be the folder's.
+        for n in (sys.modules.keys() - before) | modules.keys():
+            module = sys.modules.get(n)
+            if module is not None and (n in modules or (n.partition(".")[0] in local and _comes_from(module, folder))):
                 modules[n] = module
                 del sys.modules[n]
         sys.modules.update(displaced)
@@ -144,11 +156,12 @@ def _local_names(folder: Path) -> set[str]:
     checker never steps aside for a submission.
     """
     try:
-        entries = list(folder.iterdir())
+        with os.scandir(folder) as scan:
+            entries = [(e.name, e.is_dir()) for e in scan]
     except OSError:
         return set()
-    names = {p.stem for p in entries if p.suffix == ".py"}
-    names |= {p.name for p in entries if p.is_dir() and (p / "__init__.py").is_file()}
+    names = {name[:-3] for name, is_dir in entries if not is_dir and name.endswith(".py")}
+    names |= {name for name, is_dir in entries if is_dir and (folder / name / "__init__.py").is_file()}
     names = {n for n in names if n.isidentifier() and not n.startswith("__")}  # never __main__ or __init__
     return names - set(sys.stdlib_module_names) - set(sys.builtin_module_names) - {__name__.partition(".")[0]}
 

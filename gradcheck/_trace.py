@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import export
 
-from gradcheck import _tolerance, mlp, network
+from gradcheck import _caches, _tolerance, mlp, network
 
 #: Traces and compiled references kept. Each compiled entry holds an XLA
 #: executable; the bound keeps memory flat when losses keep changing.
@@ -64,7 +64,7 @@ class TracedLoss(NamedTuple):
 #: Losses known to read nothing but their arguments (gradcheck's own models):
 #: their traces are cached by identity instead of being redone on every call.
 PURE_LOSSES: set[Callable[..., Any]] = {mlp.loss, network.loss}
-_PURE_TRACES: dict[Hashable, TracedLoss] = {}
+_PURE_TRACES: dict[Hashable, TracedLoss] = _caches.registered({})
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -182,7 +182,7 @@ class NarrowConstants(UserWarning):
 
 
 #: Losses whose narrow (float32, float16) constants survive a clean trace: the user's own data.
-_NARROW_BY_DESIGN: set[Hashable] = set()
+_NARROW_BY_DESIGN: set[Hashable] = _caches.registered(set())
 
 
 def _narrow_constants(closed: Any) -> bool:
@@ -329,9 +329,9 @@ class Bound(NamedTuple):
 
 #: The dimension variable of the finite-difference points' batch axis.
 BATCH = "B"
-_PROGRAMS: collections.OrderedDict[Hashable, Program] = collections.OrderedDict()
+_PROGRAMS: collections.OrderedDict[Hashable, Program] = _caches.registered(collections.OrderedDict())
 #: Pure losses whose symbolic trace failed, by identity and pattern: traced concretely from then on.
-_CONCRETE_ONLY: set[Hashable] = set()
+_CONCRETE_ONLY: set[Hashable] = _caches.registered(set())
 
 
 def program(

@@ -154,10 +154,14 @@ def test_the_references_compile_after_64_checks_at_one_shape() -> None:
         t = np.tanh(x @ p["w"])
         return {"w": x.T @ (2 * t * (1 - t**2)) + 0.001}
 
-    p, x = {"w": np.array([0.3, -0.2, 0.1])}, np.array([[0.5, 1.0, -1.0], [2.0, 0.1, 0.3]])
-    paths = [check_gradients(loss, grad, p, x).references for _ in range(66)]
+    x = np.array([[0.5, 1.0, -1.0], [2.0, 0.1, 0.3]])
+    # 66 problems at one shape (a problem checked again reuses its references, and counts once).
+    points = [{"w": np.array([0.3, -0.2, 0.1]) + 0.01 * k} for k in range(66)]
+    paths = [check_gradients(loss, grad, p, x).references for p in points]
     assert paths[:64] == ["numpy"] * 64
     assert paths[64:] == ["xla", "xla"]
+    # The same problem again: its references are the ones already taken, on the path that took them.
+    assert check_gradients(loss, grad, points[0], x).references == "numpy"
 
 
 SHARDED_COMPILED = textwrap.dedent(

@@ -182,3 +182,60 @@ def test_an_error_inside_the_users_code_is_shown_as_theirs_not_as_a_signature_pr
         assert cli.main(["check", f"{tmp_path}/sub.py:grads", "--task", "regression", "--examples", "3"]) == 2
     assert "gradcheck/cli/" not in out.getvalue()  # the traceback starts in the user's file, not in ours
     assert "sub.py" in out.getvalue()
+
+
+# --- a course's layer backward(dout, cache) given to check_vjp ------------------------------------------
+
+
+def affine_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """A course's affine layer, in NumPy: the output and the cache its backward pass reads."""
+    out = x.reshape(x.shape[0], -1) @ w + b
+    return out, (x, w, b)
+
+
+def affine_backward(dout: np.ndarray, cache: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    x, w, _ = cache
+    dx = (dout @ w.T).reshape(x.shape)
+    dw = x.reshape(x.shape[0], -1).T @ dout
+    return dx, dw, dout.sum(axis=0)
+
+
+def test_a_layers_backward_dout_cache_is_a_wrong_call_with_the_wrapper_that_fits() -> None:
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((3, 4)), rng.standard_normal((4, 2)), rng.standard_normal(2)
+    report = check_vjp(lambda x, w, b: affine_forward(x, w, b)[0], affine_backward, x, w, b)
+    assert report.verdict == "error"
+    assert "affine_backward(dout, cache)" in (report.error or "")
+    assert "lambda primals, dout: affine_backward(dout, forward(*primals)[1])" in (report.error or "")
+    # The wrapper it gives, with this layer's forward pass, passes (a NumPy forward: finite differences alone),
+    wrapped = check_vjp(
+        lambda x, w, b: affine_forward(x, w, b)[0],
+        lambda primals, dout: affine_backward(dout, affine_forward(*primals)[1]),
+        x,
+        w,
+        b,
+    )
+    assert wrapped.verdict == "pass"
+
+    # and a real mistake in the backward pass (the bias's gradient not summed over the batch) is caught.
+    def forgets_the_sum(dout: np.ndarray, cache: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        dx, dw, _ = affine_backward(dout, cache)
+        return dx, dw, dout.mean(axis=0)
+
+    wrong = check_vjp(
+        lambda x, w, b: affine_forward(x, w, b)[0],
+        lambda primals, dout: forgets_the_sum(dout, affine_forward(*primals)[1]),
+        x,
+        w,
+        b,
+    )
+    assert wrong.verdict == "mismatch"
+    assert wrong["primals[2]"].status == "mismatch"
+    assert {wrong["primals[0]"].status, wrong["primals[1]"].status} == {"pass"}
+
+
+def test_a_vjp_whose_names_merely_resemble_the_convention_is_called_as_usual() -> None:
+    def vjp(primals: tuple[np.ndarray, ...], cotangent: np.ndarray) -> tuple[np.ndarray, ...]:
+        return (np.cos(primals[0]) * cotangent,)
+
+    assert check_vjp(jnp.sin, vjp, np.array([0.3, -1.2])).verdict == "pass"
