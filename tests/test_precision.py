@@ -4,8 +4,6 @@ and a wrong one is never excused as rounding (`gradcheck._precision`)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from collections.abc import Callable
 from functools import partial
@@ -25,6 +23,7 @@ from gradcheck import (
     assert_gradients,
     check_batch,
     check_gradients,
+    cli,
     mlp,
     problems,
 )
@@ -240,27 +239,20 @@ SUBMISSION = textwrap.dedent(
 )
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gradcheck", *args], cwd=cwd, capture_output=True, text=True, check=False
-    )
-
-
-def test_the_cli_passes_an_imprecise_submission_and_strict_fails_it(tmp_path: Path) -> None:
+def test_the_cli_passes_an_imprecise_submission_and_strict_fails_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "tanh_form.py").write_text(SUBMISSION)
-    spec = "tanh_form.py:grads"
+    spec = f"{tmp_path}/tanh_form.py:grads"
     flags = ("--task", "classification", "--examples", "100")
-    done = _cli("check", spec, *flags, "--json", cwd=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    task: dict[str, Any] = json.loads(done.stdout)["submissions"][0]["tasks"]["classification"]
+    assert cli.main(["check", spec, *flags, "--json"]) == cli.EXIT_OK
+    task: dict[str, Any] = json.loads(capsys.readouterr().out)["submissions"][0]["tasks"]["classification"]
     assert task["verdict"] == "imprecise"
     assert task["imprecise"]["report"]["verdict"] == "imprecise"
-    strict = _cli("check", spec, *flags, "--strict", cwd=tmp_path)
-    assert strict.returncode == 1, strict.stdout + strict.stderr
-    assert "IMPRECISE: the derivation is right" in strict.stdout
-    graded = _cli("check", spec, *flags, "--format", "gradescope", cwd=tmp_path)
-    assert graded.returncode == 0, graded.stderr
-    results = json.loads(graded.stdout)
+    assert cli.main(["check", spec, *flags, "--strict"]) == cli.EXIT_MISMATCH
+    assert "IMPRECISE: the derivation is right" in capsys.readouterr().out
+    assert cli.main(["check", spec, *flags, "--format", "gradescope"]) == cli.EXIT_OK
+    results = json.loads(capsys.readouterr().out)
     assert results["score"] == pytest.approx(100.0)
     assert any("IMPRECISE" in t["output"] for t in results["tests"])
 
