@@ -359,7 +359,7 @@ def run(m: Mutation) -> tuple[Mutation, str, float]:
         # The copy's package first, in this process and in every subprocess its tests start.
         env = {**os.environ, "HYPOTHESIS_PROFILE": "ci", "PYTHONPATH": str(folder), "PYTHONDONTWRITEBYTECODE": "1"}
         done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *m.tests],
+            [sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider", *m.tests],
             cwd=folder,
             env=env,
             capture_output=True,

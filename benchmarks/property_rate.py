@@ -38,7 +38,8 @@ def main() -> None:
         one_property(args.one_property, args.regime)
         return
     env = {**os.environ, "HYPOTHESIS_PROFILE": args.profile}
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--hypothesis-show-statistics"]
+    command = [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider"]
+    command.append("--hypothesis-show-statistics")
     start = time.perf_counter()
     done = subprocess.run([*command, *args.pytest_args], env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start

@@ -47,6 +47,23 @@ def shell(command: str, *, columns: int | None = None, expect: int = 0, lang: st
     _fenced(_run(command, columns, expect), lang)
 
 
+def usage(command: str, *, columns: int = 100) -> None:
+    """The usage lines of ``command --help``: the synopsis, as the parser prints it (never written by hand)."""
+    _fenced(_run(f"{command} --help", columns, 0).split("\n\n", 1)[0])
+
+
+def regimes_paragraph() -> None:
+    """How the main job's problem K is drawn, with the regime counts of `gradcheck.problems`."""
+    from gradcheck import problems
+
+    cog.outl(
+        "Problem K of a run is drawn from a generator seeded with `(seed, K)` and uses\n"
+        f"regime number `K mod {len(problems.REGIMES)}` (`K mod {len(problems.NET_REGIMES)}` for a general "
+        "network), so\n`--problem K` re-runs exactly one problem; a failure prints that command as\n"
+        "its `reproduce:` line."
+    )
+
+
 def written(command: str, file: str, *, expect: int = 0, lang: str = "", volatile: str | None = None) -> None:
     """Run `command` from the repository root and show the file it writes, `file`.
 

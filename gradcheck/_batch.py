@@ -43,7 +43,6 @@ from gradcheck._report import Report
 __all__ = ["BatchReport", "check_batch"]
 
 
-#: The per-parameter extremes a batch reports, as in `ParamResult`.
 def check_batch(
     loss_fn: Callable[..., Any],
     grad_fn: Callable[..., Any],
@@ -215,13 +214,13 @@ class _Judged:
             self.unfinished = c.blamed.any(axis=1) | c.doubt.any(axis=1) | ~np.isfinite(cf).all(axis=1)
             return
         # Along the random directions: autodiff and the closed form against the finite differences.
-        self.allowed = allowed = _tolerance.FD_SAFETY * refs.along.fd_error + tol.sum(axis=1, keepdims=True)
+        self.allowed = allowed = _tolerance.along_allowance(refs.along.fd_error, tol)
         doubt = _judge.along_doubt(refs.along, tol).any(axis=1) | c.doubt.any(axis=1)
         # A pass needs the finite differences to confirm autodiff to LOOSE along
         # every direction; where their own error is larger (a step across ReLU
         # kinks, a loss that bends sharply) the careful path decides.
         scale = np.abs(refs.along.autodiff) + tol.sum(axis=1, keepdims=True)
-        loose = (_tolerance.FD_SAFETY * refs.along.fd_error > LOOSE * scale).any(axis=1)
+        loose = (_tolerance.fd_allowance(refs.along.fd_error, 0.0) > LOOSE * scale).any(axis=1)
         blamed = c.blamed.any(axis=1) | (np.abs(refs.along.closed - refs.along.finite_diff) > allowed).any(axis=1)
         self.unfinished = blamed | doubt | loose | ~np.isfinite(cf).all(axis=1)
 

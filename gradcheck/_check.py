@@ -313,7 +313,7 @@ def refine(
     first = evaluation.references
     tol = _judge.tolerances(first.autodiff, first.noise, precision)  # refining retakes only the finite differences
     if evaluation.reference_error is not None:  # finite differences stand in for autodiff: their error counts
-        tol = tol + _tolerance.FD_SAFETY * evaluation.reference_error
+        tol = _tolerance.fd_allowance(evaluation.reference_error, tol)
     refs = _judge.refined_until_agreed(evaluation, closed, precision, tol)
     if refs.along is None:
         # Still in doubt after the finest step: a kink within it, where autodiff's own gradient jumps?

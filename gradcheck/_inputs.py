@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,34 +83,60 @@ def match_structure(
 FRAMES_SHOWN = 8
 
 
-def describe_exception(exc: BaseException) -> str:
-    """The exception with the user's traceback: the frames below the one that called them.
+def user_traceback(
+    exc: BaseException, *, mine: Callable[[traceback.FrameSummary, Any], bool] | None = None, skip_first: bool = True
+) -> str:
+    """`exc` as Python prints it, with the user's frames only: the one formatter of a user's traceback.
 
-    `exc` was raised by a function that gradcheck called; its first frame is
-    gradcheck's own call, and is left out. A call that failed before the
-    function ran (a wrong number of arguments) has no frame of the user's.
+    A frame is the user's when `mine(summary, frame)` says so; by default when the module running it is
+    not one of gradcheck's own (`checker_frame`). With `skip_first`, the outermost frame (gradcheck's
+    call of the user's function) is left out. A file under the current folder is named relative to it,
+    as the user named it on the command line: the same text on every machine, and no home folder in a
+    student's feedback. Without a frame of the user's (a call that failed before the function ran), the
+    exception alone; where `mine` keeps none, the innermost frame.
     """
-    tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
-    # gradcheck's private modules' frames (a wrapper that called the user) are ours, not the user's.
-    own = [f for f in traceback.extract_tb(tb) if not _is_private(f.filename)] if tb is not None else []
+    tb = exc.__traceback__
+    if skip_first and tb is not None:
+        tb = tb.tb_next
+    walked = list(traceback.walk_tb(tb))
+    summaries = traceback.extract_tb(tb)  # with the columns of each frame's failing expression (its ^^^ marks)
+    if mine is None:
+        own = [s for s, (frame, _) in zip(summaries, walked) if not checker_frame(frame)]
+    else:
+        own = [s for s, (frame, _) in zip(summaries, walked) if mine(s, frame)] or list(summaries)[-1:]
     frames = traceback.format_list(own[-FRAMES_SHOWN:])
     head = ["Traceback (most recent call last):\n", *frames] if frames else []
-    return "".join([*head, *traceback.format_exception_only(type(exc), exc)]).rstrip()
+    text = "".join([*head, *traceback.format_exception_only(type(exc), exc)]).rstrip()
+    for filename in {f.filename for f in own}:
+        text = text.replace(f'File "{filename}"', f'File "{_relative(filename)}"')
+    return text
+
+
+def describe_exception(exc: BaseException) -> str:
+    """The exception with the user's traceback: the frames below the one that called them (`user_traceback`)."""
+    return user_traceback(exc)
 
 
 def own_frames(exc: BaseException) -> bool:
     """Whether `exc` was raised inside the user's function (not by the call itself)."""
     tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
-    return tb is not None and any(not _is_private(f.filename) for f in traceback.extract_tb(tb))
+    return any(not checker_frame(frame) for frame, _ in traceback.walk_tb(tb))
 
 
-_PACKAGE = Path(__file__).resolve().parent
+def checker_frame(frame: Any) -> bool:
+    """Whether `frame` runs gradcheck's own machinery: a private module of the package (``gradcheck._check``,
+    ``gradcheck.cli._check``), known by the module that runs it, wherever its file lies. The public modules
+    (``gradcheck.mlp``, whose functions users call and wrap) are not."""
+    name = str(frame.f_globals.get("__name__", ""))
+    parts = name.split(".")
+    return parts[0] == __name__.split(".")[0] and any(p.startswith("_") for p in parts[1:])
 
 
-def _is_private(filename: str) -> bool:
-    """Whether `filename` is one of gradcheck's private modules (``_batch.py``; not ``mlp.py``, which users call)."""
-    path = Path(filename)
-    return path.name.startswith("_") and _PACKAGE in path.resolve().parents  # gradcheck/cli/_check.py too
+def _relative(filename: str) -> str:
+    """`filename` relative to the current folder if it lies under it, else as it is."""
+    with contextlib.suppress(OSError, ValueError):
+        return str(Path(filename).resolve().relative_to(Path.cwd().resolve()))
+    return filename
 
 
 def expected(names: list[str], leaves: list[np.ndarray]) -> str:

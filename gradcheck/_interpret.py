@@ -20,7 +20,6 @@ arithmetic of the traced program runs in NumPy.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -28,38 +27,12 @@ import jax.extend.core as jcore
 import numpy as np
 
 from gradcheck import _noise
-from gradcheck._rules import RULES, Array, Unsupported
+from gradcheck._rules import RULES, Unsupported
 
 __all__ = ["RULES", "Noise", "Unsupported", "evaluate"]
 
-
-class Noise:
-    """Monte Carlo arithmetic: each rounded result ``r`` becomes ``r (1 + u xi)``, ``xi ~ U(-1, 1)``."""
-
-    #: Uniforms drawn at a time: one draw serves many small results.
-    CHUNK = 4096
-
-    def __init__(self, rng: np.random.Generator, unit_roundoff: float):
-        self.rng, self.u = rng, unit_roundoff
-        self.buffer, self.used = np.empty(0), 0
-
-    def _xi(self, shape: tuple[int, ...]) -> np.ndarray:
-        n = math.prod(shape)
-        if self.used + n > self.buffer.size:
-            self.buffer, self.used = self.rng.uniform(-1.0, 1.0, max(n, self.CHUNK)), 0
-        xi = self.buffer[self.used : self.used + n].reshape(shape)
-        self.used += n
-        return xi
-
-    def relative(self, value: np.ndarray) -> Array:
-        if value.dtype.kind != "f":
-            return value
-        return (value * (1.0 + self.u * self._xi(value.shape))).astype(value.dtype, copy=False)
-
-    def absolute(self, value: np.ndarray, bound: np.ndarray) -> Array:
-        if value.dtype.kind != "f":
-            return value
-        return (value + self.u * self._xi(value.shape) * bound).astype(value.dtype, copy=False)
+#: Monte Carlo arithmetic in NumPy: `_noise`'s, its one home.
+Noise = _noise.Noise
 
 
 def evaluate(
@@ -115,9 +88,9 @@ def _run(
             result = rule(*invals, **params)
             outvals = [np.asarray(r) for r in result] if eqn.primitive.multiple_results else [np.asarray(result)]
             if noise is not None and name not in _noise.EXACT:
-                if name in _TERMS:
+                if name in _noise.SUMS:
                     # A sum of n terms errs by up to (n - 1) u sum|x_i| (Higham, Thm 4.4): `_noise` explains.
-                    terms, magnitude = _TERMS[name](invals, params)
+                    terms, magnitude = _noise.sum_terms(name, params, invals, rule)
                     outvals = [noise.absolute(outvals[0], terms * magnitude)]
                 else:
                     outvals = [noise.relative(v) for v in outvals]
@@ -132,7 +105,7 @@ def _plan(jaxpr: Any) -> list[tuple[Any, str, tuple[Any, list[np.ndarray]] | Non
     """Each equation: its primitive's name, the jaxpr it calls, and its parameters that hold symbolic sizes."""
     plan = []
     for eqn in jaxpr.eqns:
-        sub = _subjaxpr(eqn)
+        sub = _noise.subjaxpr(eqn, _CALLS)
         called = (sub[0], [np.asarray(c) for c in sub[1]]) if sub is not None else None
         symbolic = tuple(k for k, v in eqn.params.items() if _has_symbols(v))
         plan.append((eqn, eqn.primitive.name, called, symbolic))
@@ -170,15 +143,6 @@ def _dim(expr: Any, sizes: tuple[tuple[str, int], ...]) -> int:
     return int(expr._evaluate(dict(sizes)))
 
 
-def _subjaxpr(eqn: Any) -> tuple[Any, Sequence[Any]] | None:
-    """The jaxpr that a call-like primitive (jit, custom_jvp_call, ...) runs, and its constants."""
-    param = _CALLS.get(eqn.primitive.name)
-    if param is None or param not in eqn.params:
-        return None
-    sub = eqn.params[param]
-    return (sub.jaxpr, sub.consts) if hasattr(sub, "consts") else (sub, ())
-
-
 #: Calls whose derivative is a rule written by hand (`_derivatives.check_custom_rule` checks them).
 _CUSTOM = ("custom_jvp_call", "custom_vjp_call")
 _CALLS = {
@@ -188,31 +152,4 @@ _CALLS = {
     "custom_vjp_call_jaxpr": "fun_jaxpr",
     "remat": "jaxpr",
     "checkpoint": "jaxpr",
-}
-
-
-def _sum_terms(invals: list[np.ndarray], params: dict[str, Any]) -> tuple[int, np.ndarray]:
-    x = invals[0]
-    n = math.prod(x.shape[a] for a in params["axes"])
-    return max(n - 1, 1), RULES["reduce_sum"](np.abs(x), **params)
-
-
-def _add_terms(invals: list[np.ndarray], params: dict[str, Any]) -> tuple[int, np.ndarray]:
-    return 1, np.abs(invals[0]) + np.abs(invals[1])
-
-
-def _dot_terms(invals: list[np.ndarray], params: dict[str, Any]) -> tuple[int, np.ndarray]:
-    lhs, rhs = invals
-    (contract, _), _ = params["dimension_numbers"]
-    n = math.prod(lhs.shape[a] for a in contract)
-    return max(n, 1), RULES["dot_general"](np.abs(lhs), np.abs(rhs), **params)
-
-
-# Sums: how many rounding errors a result accumulates, and the sum of its terms' magnitudes (`_noise` explains).
-_TERMS = {
-    "add": _add_terms,
-    "sub": _add_terms,
-    "add_any": _add_terms,
-    "reduce_sum": _sum_terms,
-    "dot_general": _dot_terms,
 }

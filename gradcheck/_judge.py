@@ -125,7 +125,7 @@ def _itself(name: str, value: np.ndarray) -> tuple[_diagnose.Term, ...]:
 
 def along_doubt(along: Along, tol: np.ndarray) -> np.ndarray:
     """Directions (..., D) along which autodiff and the finite differences disagree, or that cross a kink."""
-    allowed = _tolerance.FD_SAFETY * along.fd_error + tol.sum(axis=-1, keepdims=True)
+    allowed = _tolerance.along_allowance(along.fd_error, tol)
     doubt: np.ndarray = (np.abs(along.autodiff - along.finite_diff) > allowed) | along.kink | np.isnan(allowed)
     return doubt
 
@@ -137,7 +137,7 @@ def _judge_along(results: list[ParamResult], along: Along, tol: np.ndarray) -> t
     elementwise is within ``sum(tol)`` of it along d, so the allowance is
     ``FD_SAFETY * fd_error + sum(tol)``.
     """
-    allowed = _tolerance.FD_SAFETY * along.fd_error + tol.sum(axis=-1, keepdims=True)
+    allowed = _tolerance.along_allowance(along.fd_error, tol)
     gap = np.abs(along.autodiff - along.finite_diff)
     doubt = along_doubt(along, tol)
     used = float((gap / allowed).max(initial=0.0))
@@ -336,7 +336,7 @@ def compare(
             doubt_along = doubt_along | (unmeasured & (ratio_ad > 1.0))
         return Comparison(err_ad, none, ratio_ad, none, none, doubt_along, (ratio_ad > 1.0) & ~doubt_along)
     err_fd = np.abs(cf - fd)
-    allowed = _tolerance.FD_SAFETY * fd_err + tol
+    allowed = _tolerance.fd_allowance(fd_err, tol)
     # The finite differences blame the closed form only for the distance by which it lies farther
     # from them than autodiff does. Where the two references differ by nearly the allowance (a step
     # across a kink that the slopes did not show), a closed form equal to autodiff would otherwise

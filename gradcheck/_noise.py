@@ -160,41 +160,70 @@ def uniform_numpy(stream: int, n: int) -> np.ndarray:
     return xi
 
 
-def _sum_terms(eqn: Any, params: dict[str, Any], invals: list[Any]) -> tuple[int, Any]:
-    x = invals[0]
-    n = math.prod(x.shape[a] for a in params["axes"])
-    return max(n - 1, 1), eqn.primitive.bind(jnp.abs(x), **params)
+#: Sums: how many rounding errors a result accumulates, and the sum of its terms' magnitudes. A sum of n
+#: terms errs by up to (n - 1) u sum|x_i| (Higham, Thm 4.4), and its errors can be correlated, so that
+#: bound is used, not n independent relative errors. One table for both evaluators of a jaxpr: JAX's
+#: (`perturbed`) and NumPy's (`gradcheck._interpret`).
+SUMS = frozenset({"add", "sub", "add_any", "reduce_sum", "dot_general"})
 
 
-def _add_terms(eqn: Any, params: dict[str, Any], invals: list[Any]) -> tuple[int, Any]:
-    a, b = (jnp.abs(v) for v in invals)
-    return 1, a + b
+def sum_terms(name: str, params: dict[str, Any], invals: list[Any], bind: Callable[..., Any]) -> tuple[int, Any]:
+    """For a primitive `name` in `SUMS`: the count of rounding errors and the magnitude of the terms.
+
+    `bind(*args, **params)` evaluates the primitive itself (JAX's ``bind``, or its NumPy rule), on the
+    terms' absolute values. Works on JAX and NumPy arrays alike (``abs`` and ``+`` are both's).
+    """
+    if name == "reduce_sum":
+        x = invals[0]
+        n = math.prod(x.shape[a] for a in params["axes"])
+        return max(n - 1, 1), bind(abs(x), **params)
+    if name == "dot_general":
+        lhs, rhs = invals
+        (contract, _), _ = params["dimension_numbers"]
+        n = math.prod(lhs.shape[a] for a in contract)
+        return max(n, 1), bind(abs(lhs), abs(rhs), **params)
+    return 1, abs(invals[0]) + abs(invals[1])  # add, sub, add_any
 
 
-def _dot_terms(eqn: Any, params: dict[str, Any], invals: list[Any]) -> tuple[int, Any]:
-    lhs, rhs = invals
-    (contract, _), _ = params["dimension_numbers"]
-    n = math.prod(lhs.shape[a] for a in contract)
-    return max(n, 1), eqn.primitive.bind(jnp.abs(lhs), jnp.abs(rhs), **params)
+def subjaxpr(eqn: Any, calls: dict[str, str] = CALLS) -> tuple[Any, Sequence[Any]] | None:
+    """The jaxpr that a call-like primitive (jit, custom_jvp_call, ...: `calls`) runs, and its constants."""
+    param = calls.get(eqn.primitive.name)
+    if param is None or param not in eqn.params:
+        return None
+    sub = eqn.params[param]
+    return (sub.jaxpr, sub.consts) if hasattr(sub, "consts") else (sub, ())
 
 
-# Sums: how many rounding errors a result accumulates, and the sum of the
-# magnitudes of its terms.
-_REDUCTIONS = {
-    "add": _add_terms,
-    "sub": _add_terms,
-    "add_any": _add_terms,
-    "reduce_sum": _sum_terms,
-    "dot_general": _dot_terms,
-}
+class Noise:
+    """Monte Carlo arithmetic in NumPy (`gradcheck._interpret`): each rounded result ``r`` becomes
+    ``r (1 + u xi)``, ``xi ~ U(-1, 1)``, and a sum ``r + u xi bound``, as `perturbed` does in JAX."""
 
+    #: Uniforms drawn at a time: one draw serves many small results.
+    CHUNK = 4096
 
-def _subjaxpr(eqn: Any) -> tuple[jcore.Jaxpr, Sequence[Any]] | None:
-    name = eqn.primitive.name
-    if name in CALLS and CALLS[name] in eqn.params:
-        sub = eqn.params[CALLS[name]]
-        return (sub.jaxpr, sub.consts) if hasattr(sub, "consts") else (sub, ())
-    return None
+    def __init__(self, rng: np.random.Generator, unit_roundoff: float):
+        self.rng, self.u = rng, unit_roundoff
+        self.buffer, self.used = np.empty(0), 0
+
+    def _xi(self, shape: tuple[int, ...]) -> np.ndarray:
+        n = math.prod(shape)
+        if self.used + n > self.buffer.size:
+            self.buffer, self.used = self.rng.uniform(-1.0, 1.0, max(n, self.CHUNK)), 0
+        xi = self.buffer[self.used : self.used + n].reshape(shape)
+        self.used += n
+        return xi
+
+    def relative(self, value: np.ndarray) -> np.ndarray:
+        if value.dtype.kind != "f":
+            return value
+        moved: np.ndarray = (value * (1.0 + self.u * self._xi(value.shape))).astype(value.dtype, copy=False)
+        return moved
+
+    def absolute(self, value: np.ndarray, bound: np.ndarray) -> np.ndarray:
+        if value.dtype.kind != "f":
+            return value
+        moved: np.ndarray = (value + self.u * self._xi(value.shape) * bound).astype(value.dtype, copy=False)
+        return moved
 
 
 def _size(aval: Any) -> int:
@@ -206,7 +235,7 @@ def _count(jaxpr: jcore.Jaxpr) -> int:
     """How many noise values `_eval` will draw for `jaxpr`."""
     total = 0
     for eqn in jaxpr.eqns:
-        sub = _subjaxpr(eqn)
+        sub = subjaxpr(eqn)
         if sub is not None:
             total += _count(sub[0])
         elif eqn.primitive.name not in EXACT:
@@ -225,18 +254,15 @@ def _eval(jaxpr: jcore.Jaxpr, consts: Sequence[Any], jitter: _Jitter, args: Sequ
     for eqn in jaxpr.eqns:
         invals = [read(v) for v in eqn.invars]
         name = eqn.primitive.name
-        sub = _subjaxpr(eqn)
+        sub = subjaxpr(eqn)
         if sub is not None:
             outvals = _eval(sub[0], sub[1], jitter, invals)
         else:
             params = eqn.primitive.get_bind_params(eqn.params)
             result = eqn.primitive.bind(*invals, **params)
             outvals = list(result) if eqn.primitive.multiple_results else [result]
-            if name in _REDUCTIONS:
-                # A sum of n terms errs by up to (n - 1) u sum|x_i| (Higham, Thm 4.4),
-                # and its errors can be correlated, so use that bound, not n
-                # independent relative errors.
-                terms, magnitude = _REDUCTIONS[name](eqn, params, invals)
+            if name in SUMS:
+                terms, magnitude = sum_terms(name, params, invals, eqn.primitive.bind)
                 outvals = [jitter.absolute(outvals[0], terms * magnitude)]
             elif name not in EXACT:
                 outvals = [jitter(v) for v in outvals]

@@ -18,12 +18,13 @@ import importlib
 import importlib.util
 import os
 import sys
-import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from gradcheck import _inputs
 
 
 class LoadError(Exception):
@@ -173,28 +174,9 @@ def _comes_from(module: Any, folder: Path) -> bool:
 
 
 def user_traceback(exc: BaseException, folder: Path) -> str:
-    """The traceback from the user's own frames (files under `folder`) only, as Python would print it.
-
-    A file under the current folder is named relative to it, as the user named
-    it on the command line (``examples/submissions/carol.py``, not the absolute
-    path Python records): the same report on every machine, and no home folder
-    in a student's feedback.
-    """
-    frames = traceback.extract_tb(exc.__traceback__)
-    own = [f for f in frames if _is_under(f.filename, folder)] or frames[-1:]
-    lines = ["Traceback (most recent call last):\n", *traceback.format_list(own)]
-    lines += traceback.format_exception_only(type(exc), exc)
-    text = "".join(lines).rstrip()
-    for filename in {f.filename for f in own}:
-        text = text.replace(f'File "{filename}"', f'File "{_relative(filename)}"')
-    return text
-
-
-def _relative(filename: str) -> str:
-    """`filename` relative to the current folder if it lies under it, else as it is."""
-    with contextlib.suppress(OSError, ValueError):
-        return str(Path(filename).resolve().relative_to(Path.cwd().resolve()))
-    return filename
+    """The traceback from the user's own frames (files under `folder`) only, as Python would print it
+    (`_inputs.user_traceback`, named relative to the current folder)."""
+    return _inputs.user_traceback(exc, mine=lambda summary, _: _is_under(summary.filename, folder), skip_first=False)
 
 
 def _is_under(filename: str, folder: Path) -> bool:

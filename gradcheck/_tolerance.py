@@ -25,8 +25,10 @@ The rule (``docs/tolerances.md`` gives the reasoning and the measurements)::
   covers gradients that vanish exactly.
 
 A closed form agrees with the finite differences when it lies no farther
-from them than autodiff does, give or take the allowance:
-``|cf_i - fd_i| - |ad_i - fd_i| <= FD_SAFETY * fd_err_i + tol_i``.
+from them than autodiff does, give or take the allowance (`fd_allowance`):
+``|cf_i - fd_i| - |ad_i - fd_i| <= FD_SAFETY * fd_err_i + tol_i``; along
+random +-1 directions, the sum of the tolerances takes tol_i's place
+(`along_allowance`).
 """
 
 from __future__ import annotations
@@ -94,6 +96,26 @@ def scale(autodiff: np.ndarray, noise: np.ndarray, eps: float) -> np.ndarray:
         rounding = np.where(noise <= cutoff, noise, 0.0).max(axis=-1, keepdims=True)
     terms: np.ndarray = np.maximum(largest, rounding / u)
     return terms
+
+
+def fd_allowance(fd_error: np.ndarray, tol: np.ndarray | float) -> np.ndarray:
+    """How far finite differences may lie from a correct gradient, elementwise: ``FD_SAFETY * fd_error + tol``.
+
+    Every comparison with finite differences uses it: a closed form judged against them
+    (`_judge.compare`), and a closed form judged against finite differences that stand in for
+    autodiff (a loss JAX cannot trace: `_forward`), whose tolerance it is.
+    """
+    allowed: np.ndarray = FD_SAFETY * fd_error + tol
+    return allowed
+
+
+def along_allowance(fd_error: np.ndarray, tol: np.ndarray) -> np.ndarray:
+    """`fd_allowance` along random +-1 directions: finite differences (..., D) against flat tolerances (..., P).
+
+    A closed form within ``tol`` of autodiff elementwise is within ``sum(tol)`` of it along a +-1 direction,
+    so the allowance is ``FD_SAFETY * fd_error + sum(tol)``.
+    """
+    return fd_allowance(fd_error, tol.sum(axis=-1, keepdims=True))
 
 
 def samples_safety(samples: int) -> float:

@@ -70,14 +70,13 @@ class Activation(NamedTuple):
     name: str
     f: Callable[[Any], Any]
     derivative: Callable[[Any, Any], Any]  # (z, a) -> f'(z), elementwise
-    formula: str  # f'(z) as written in a derivation
 
 
 ACTIVATIONS: dict[str, Activation] = {
     a.name: a
     for a in (
-        Activation("sigmoid", sigmoid, lambda z, a: a * (1.0 - a), "a (1 - a)"),
-        Activation("tanh", tanh, lambda z, a: 1.0 - a * a, "1 - a^2"),
-        Activation("relu", relu, lambda z, a: (z > 0).astype(z.dtype), "1[z > 0]"),
+        Activation("sigmoid", sigmoid, lambda z, a: a * (1.0 - a)),  # a (1 - a)
+        Activation("tanh", tanh, lambda z, a: 1.0 - a * a),  # 1 - a^2
+        Activation("relu", relu, lambda z, a: (z > 0).astype(z.dtype)),  # 1[z > 0]
     )
 }

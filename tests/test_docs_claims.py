@@ -893,3 +893,58 @@ def test_the_kink_cases_canonical_md_describes_are_what_the_checker_does() -> No
             assert report.verdict == "inconclusive", (offset, said, str(report))
         else:
             pytest.fail(f"docs/canonical.md says {said!r} at {offset} beside a kink: which verdict is that?")
+
+
+# --- the constants that prose names are the code's ------------------------------------------------------
+
+_WORDS = {"ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14}
+
+
+def _pages() -> dict[str, str]:
+    pages = {"README.md": (ROOT / "README.md").read_text()}
+    pages.update({str(p.relative_to(ROOT)): p.read_text() for p in sorted(DOCS.rglob("*.md"))})
+    return pages
+
+
+def test_the_safety_factors_and_floor_in_prose_are_the_tolerance_models() -> None:
+    """ "16 × noise", "16 × the bound" and "256 ulps" are `NOISE_SAFETY`, `FD_SAFETY` and `FLOOR_ULPS`: a change
+    to the model fails here until the prose follows it."""
+    from gradcheck import _finite_diff, _tolerance
+
+    said = {
+        r"(\d+) × (?:measured )?noise": _tolerance.NOISE_SAFETY,
+        r"(\d+) × the bound": _tolerance.FD_SAFETY,
+        r"(\d+) ulps × the magnitude": _tolerance.FLOOR_ULPS,
+        r"floor alone, (\d+) ulps": _tolerance.FLOOR_ULPS,
+        r"floor is (\d+) ulps": _tolerance.FLOOR_ULPS,
+    }
+    found = 0
+    for page, text in _pages().items():
+        for pattern, value in said.items():
+            for m in re.finditer(pattern, text):
+                if "became" in text[max(0, m.start() - 40) : m.start()]:  # history: what the floor once was
+                    continue
+                found += 1
+                assert float(m.group(1)) == value, f"{page}: {m.group(0)!r}, but the code has {value:g}"
+    assert found >= 3
+    assert _finite_diff.KINK_SAFETY == _tolerance.FD_SAFETY == _tolerance.NOISE_SAFETY == 16.0, (
+        "the docs speak of one safety factor of 16 (docs/tolerances.md): say which one changed"
+    )
+
+
+def test_the_regime_counts_in_prose_are_the_code_s() -> None:
+    from gradcheck import problems
+
+    counts = {
+        "numerical regimes": len(problems.REGIMES),
+        "regimes of\n`problems.NET_REGIMES`": len(problems.NET_REGIMES),
+    }
+    for page, text in _pages().items():
+        for m in re.finditer(
+            r"\b(ten|eleven|twelve|thirteen|fourteen) (numerical regimes|regimes of\n`problems\.NET)", text
+        ):
+            want = counts["numerical regimes"] if m.group(2) == "numerical regimes" else len(problems.NET_REGIMES)
+            assert _WORDS[m.group(1)] == want, f"{page}: {m.group(0)!r}, but there are {want}"
+        for m in re.finditer(r"one problem in (ten|eleven|twelve|thirteen|fourteen)\b", text):
+            assert _WORDS[m.group(1)] == len(problems.REGIMES), f"{page}: {m.group(0)!r}"
+    assert counts

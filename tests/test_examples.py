@@ -61,7 +61,7 @@ def test_autograde_hands_on_gradcheck_s_usage_errors() -> None:
 
 def test_plugin_example_passes_under_pytest() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "examples/test_with_plugin.py", "-p", "no:cacheprovider", "-q"],
+        [sys.executable, "-m", "pytest", "examples/test_with_plugin.py", "-p", "no:cacheprovider", "-q", "-n", "0"],
         cwd=ROOT,
         capture_output=True,
         text=True,

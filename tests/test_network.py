@@ -171,7 +171,7 @@ def test_a_point_on_a_relu_kink_is_listed_not_judged() -> None:
 
 
 def test_a_wrong_relu_derivative_is_caught_on_the_elements_away_from_the_kink(monkeypatch: pytest.MonkeyPatch) -> None:
-    wrong = activations.Activation("relu", activations.relu, lambda z, a: a, "a")
+    wrong = activations.Activation("relu", activations.relu, lambda z, a: a)
     monkeypatch.setitem(activations.ACTIVATIONS, "relu", wrong)
     report = check(kink_problem(0.0))
     assert report.verdict == "mismatch", str(report)
@@ -201,7 +201,7 @@ def test_a_point_well_beside_a_kink_is_checked_as_usual(offset: float) -> None:
 
 def test_a_wrong_relu_derivative_is_still_caught_beside_a_kink(monkeypatch: pytest.MonkeyPatch) -> None:
     # The classic slip: relu'(z) written as its output a instead of 1[z > 0].
-    wrong = activations.Activation("relu", activations.relu, lambda z, a: a, "a")
+    wrong = activations.Activation("relu", activations.relu, lambda z, a: a)
     monkeypatch.setitem(activations.ACTIVATIONS, "relu", wrong)
     assert check(kink_problem(0.25)).verdict == "mismatch"
 
@@ -212,7 +212,7 @@ def test_the_screen_judges_no_kink_itself(offset: float, wrong_slope: bool, monk
     """At or near a ReLU kink, right or wrong: a kink the screen finds sends the check to the measured noise
     (its kink tests are less sensitive, so they may judge the element), and the report is the measured one."""
     if wrong_slope:
-        wrong = activations.Activation("relu", activations.relu, lambda z, a: a, "a")
+        wrong = activations.Activation("relu", activations.relu, lambda z, a: a)
         monkeypatch.setitem(activations.ACTIVATIONS, "relu", wrong)
     with _references.forced("numpy"):  # one path for both: the paths' noise draws differ
         screened = check(kink_problem(offset))
