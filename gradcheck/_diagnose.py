@@ -295,13 +295,30 @@ def across(
                 f"{d.max():.6g}): divided by it, every element is right. A factor that depends on the point, not "
                 "the direction: an elementwise function's slope f'(x) written wrong (no term is missing)"
             )
-    if cf[0].shape[-1] < 2:
+    # Along the last axis first (a layer norm's rows, a softmax's), then along each other axis (a batch
+    # norm's columns, along the batch axis): the first along which the error is of rank one is told.
+    for axis in reversed(range(cfs.ndim - 1)):
+        found = _rank_one_along(cfs - ads, ads, tols, axis, directions, context)
+        if found is not None:
+            return found
+    return None
+
+
+def _rank_one_along(
+    errors: np.ndarray, ads: np.ndarray, tols: np.ndarray, axis: int, directions: str, context: Sequence[Term]
+) -> str | None:
+    """`across`'s missing term of rank one in each slice along `axis` (of the arrays without the directions' axis),
+    or None. `errors`, `ads`, `tols`: (directions, *shape)."""
+    k, shape = errors.shape[0], errors.shape[1:]
+    if shape[axis] < 2:
         return None
-    rows = cfs.reshape(len(cf), -1, cf[0].shape[-1]).transpose(1, 0, 2)  # (rows, directions, entries)
-    reference_rows = ads.reshape(rows.shape[1], -1, rows.shape[2]).transpose(1, 0, 2)
-    tolerance_rows = tols.reshape(rows.shape[1], -1, rows.shape[2]).transpose(1, 0, 2)
-    errors = rows - reference_rows
-    # Where a row's reference is itself a multiple of one vector w along every direction (a Jacobian block
+
+    def slices(a: np.ndarray) -> np.ndarray:  # (slices, directions, entries along `axis`)
+        moved = np.moveaxis(a, axis + 1, -1)
+        return moved.reshape(k, -1, shape[axis]).transpose(1, 0, 2)
+
+    errors, reference_rows, tolerance_rows = slices(errors), slices(ads), slices(tols)
+    # Where a slice's reference is itself a multiple of one vector w along every direction (a Jacobian block
     # of rank one), an error along w is "of rank one" whatever the mistake: it is no evidence of a term.
     for a, e, t in zip(reference_rows, errors, tolerance_rows):
         if _fits_rank_one(a, t):
@@ -314,18 +331,28 @@ def across(
         term[r] = s[0] * np.outer(u[:, 0], vt[0])
     if not np.all(np.abs(errors - term) <= tolerance_rows):
         return None
-    where = " of each row (along the last axis)" if errors.shape[0] > 1 else ""
+    last = axis == len(shape) - 1
+    if errors.shape[0] == 1:
+        where = ""
+    elif last:
+        where = " of each row (along the last axis)"
+    else:
+        where = f" of each slice along axis {axis} (as a batch norm's columns, along the batch axis)"
     head = (
         f"a missing term of rank one: along all {directions}, closed form - reference is a multiple of one fixed "
         f"vector{where}"
     )
     cause = "the derivative of a normaliser (a sum, a mean, a log-sum-exp) forgotten?"
+    if not last:
+        cause = cause[:-1] + f", or a reduction over another axis than {axis}?"
     if np.all(np.abs(errors - errors.mean(axis=2, keepdims=True)) <= tolerance_rows):
-        return f"{head}, the same in every entry: the derivative of a mean, or of a normalising sum, forgotten?"
+        mean = "the derivative of a mean, or of a normalising sum, forgotten?"
+        return f"{head}, the same in every entry: {mean if last else mean[:-1] + f' (over axis {axis})?'}"
     for t in context:
-        if np.shape(t.value) != cf[0].shape:
+        if np.shape(t.value) != shape:
             continue
-        v = np.broadcast_to(np.asarray(t.value, dtype=np.float64).reshape(errors.shape[0], 1, -1), errors.shape)
+        value = np.moveaxis(np.asarray(t.value, dtype=np.float64), axis, -1).reshape(-1, 1, shape[axis])
+        v = np.broadcast_to(value, errors.shape)
         vv = (v * v).sum(axis=2, keepdims=True)
         if vv.all() and np.all(np.abs(errors - (errors * v).sum(axis=2, keepdims=True) / vv * v) <= tolerance_rows):
             return f"{head}, proportional to {t.words}: {cause}"

@@ -54,8 +54,9 @@ WIDE: type[np.floating[Any]] = np.longdouble
 #: Allowance on the predicted shrink of a rounding error in `WIDE` (its size is random within a
 #: few units of the roundoff in either precision, so the ratio of the two varies).
 SHRINK_SAFETY = 64.0
-#: Bits of the arbitrary-precision evaluations: the first decides most cases; the second tells a
-#: mistake (the same result) from a cancellation that 256 bits did not absorb (a result that moves).
+#: Bits of the arbitrary-precision evaluations: the first decides most cases (a right derivation, and a
+#: mistake whose value is the float64 one); the second tells a mistake (the same result) from a
+#: cancellation that 256 bits did not absorb (a result that moves).
 MP_BITS = (256, 1024)
 #: Numbers (parameters and data together) up to which arbitrary precision runs: each operation is a
 #: Python call, some microseconds, so a model of thousands of entries takes seconds.
@@ -213,6 +214,11 @@ def _decide_mp(call: Call, failed: dict[str, tuple[np.ndarray, np.ndarray, np.nd
         results.append(values)
         rounding, wide_rel = _judged_mp(values, failed)
         if all(rounding.values()):  # within the tolerance already: nothing a finer evaluation could change
+            return Decision(rounding, wide_rel, how=f"{bits}-bit arithmetic (mpmath)")
+        # Outside it, and the same as in float64 (to the tolerance): the formula loses nothing to rounding even
+        # in float64, so no finer evaluation could move it either. A mistake, decided without the second.
+        stable = all(_agree(values[n], failed[n][0], failed[n][2]) for n, r in rounding.items() if not r)
+        if bits == MP_BITS[0] and stable:
             return Decision(rounding, wide_rel, how=f"{bits}-bit arithmetic (mpmath)")
     # Outside the tolerance at every precision: a mistake where the two precisions agree.
     coarse, fine = results

@@ -354,6 +354,29 @@ def layer_norm_vjp_no_variance_term(primals, c):
     return ((c - c.mean(axis=-1, keepdims=True)) / sigma,)
 
 
+def batch_norm(x):
+    """Layer norm's arithmetic along the batch axis (0): each feature normalised over the samples."""
+    return layer_norm(x.T).T
+
+
+def batch_norm_vjp(primals, c):
+    """As `layer_norm_vjp`, along axis 0: (c - mean_0(c) - x_hat mean_0(c x_hat)) / sigma."""
+    (g,) = layer_norm_vjp((primals[0].T,), c.T)
+    return (g.T,)
+
+
+def batch_norm_vjp_no_mean_term(primals, c):
+    """The batch mean's dependence on x forgotten (CS231n's batchnorm_backward without its - mean(dx_hat))."""
+    (g,) = layer_norm_vjp_no_mean_term((primals[0].T,), c.T)
+    return (g.T,)
+
+
+def batch_norm_vjp_no_variance_term(primals, c):
+    """The batch variance's dependence on x forgotten."""
+    (g,) = layer_norm_vjp_no_variance_term((primals[0].T,), c.T)
+    return (g.T,)
+
+
 def sin_jvp(primals, tangents):
     return np.cos(primals[0]) * tangents[0]
 
@@ -528,6 +551,8 @@ _ROWS, _WIDTHS = st.integers(1, 3), st.integers(2, 5)
 _LOGITS = _arrays(_ROWS, _WIDTHS).map(lambda z: (z,))
 _FEATURES = _arrays(_ROWS, st.integers(3, 5)).filter(_distinct).map(lambda x: (x,))
 _VECTORS = _arrays(_WIDTHS).map(lambda x: (x,))
+#: A batch of 3-5 samples (axis 0) of 1-3 features, distinct within each feature.
+_BATCHES = _arrays(st.integers(3, 5), _ROWS).filter(lambda x: _distinct(x.T)).map(lambda x: (x,))
 # Distinct |x_j|: tanh's slope sech^2(x_j) differs from column to column (sech^2(x) = sech^2(-x)).
 _MATRIX_AND_POINT = st.tuples(_WIDTHS, _WIDTHS).flatmap(
     lambda mn: st.tuples(_arrays(*mn), _arrays(mn[1]).filter(lambda x: _distinct(np.abs(x))))
@@ -622,6 +647,20 @@ RULE_MUTANTS: dict[str, RuleMutant] = {
         _FEATURES,
         "a missing term of rank one: along all 3 random cotangents, closed form - reference is a multiple of one "
         "fixed vector",
+    ),
+    "batch_norm_vjp_no_mean_term": RuleMutant(
+        check_vjp,
+        _before(batch_norm, batch_norm_vjp),
+        _before(batch_norm, batch_norm_vjp_no_mean_term),
+        _BATCHES,
+        "a missing term",
+    ),
+    "batch_norm_vjp_no_variance_term": RuleMutant(
+        check_vjp,
+        _before(batch_norm, batch_norm_vjp),
+        _before(batch_norm, batch_norm_vjp_no_variance_term),
+        _BATCHES,
+        "proportional to the output f(x)",
     ),
     "sin_jvp_sign": RuleMutant(check_jvp, _before(jnp.sin, sin_jvp), _before(jnp.sin, sin_jvp_sign), _VECTORS, "sign"),
     "tanh_jvp_unsquared": RuleMutant(

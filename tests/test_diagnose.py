@@ -407,3 +407,25 @@ def test_a_forgotten_weight_decay_is_named_by_check_gradients() -> None:
         "a missing term proportional to `W` itself: closed form - reference = -0.001 x `W` "
         "(the gradient 0.001 `W` of a penalty (0.001/2) ||`W`||^2, weight decay, forgotten?)"
     )
+
+
+def test_a_batch_norms_missing_mean_and_variance_terms_are_named_along_the_batch_axis() -> None:
+    """CS231n's batchnorm_backward without its mean term, or its variance term: the error in each feature's
+    column is a multiple of one vector along the batch axis (ones, or the normalised input), as a layer
+    norm's is along its rows."""
+    from gradcheck import check_vjp
+    from tests.derivations import (
+        batch_norm,
+        batch_norm_vjp,
+        batch_norm_vjp_no_mean_term,
+        batch_norm_vjp_no_variance_term,
+    )
+
+    x = np.random.default_rng(0).standard_normal((6, 4))
+    assert check_vjp(batch_norm, batch_norm_vjp, x).ok
+    no_mean = check_vjp(batch_norm, batch_norm_vjp_no_mean_term, x)["primals[0]"].diagnosis or ""
+    assert "each slice along axis 0" in no_mean
+    assert "the same in every entry" in no_mean
+    no_variance = check_vjp(batch_norm, batch_norm_vjp_no_variance_term, x)["primals[0]"].diagnosis or ""
+    assert "each slice along axis 0" in no_variance
+    assert "proportional to the output f(x)" in no_variance
