@@ -315,7 +315,8 @@ def _rank_one_along(
 
     def slices(a: np.ndarray) -> np.ndarray:  # (slices, directions, entries along `axis`)
         moved = np.moveaxis(a, axis + 1, -1)
-        return moved.reshape(k, -1, shape[axis]).transpose(1, 0, 2)
+        sliced: np.ndarray = moved.reshape(k, -1, shape[axis]).transpose(1, 0, 2)
+        return sliced
 
     errors, reference_rows, tolerance_rows = slices(errors), slices(ads), slices(tols)
     # Where a slice's reference is itself a multiple of one vector w along every direction (a Jacobian block
