@@ -9,12 +9,12 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from gradcheck import _diagnose, _tolerance
-from gradcheck._references import MAX_COORDINATES, REFINE, Along, References, refined
+from gradcheck._references import MAX_COORDINATES, REFINE, Along, References, Refinable, refined
 from gradcheck._report import ParamResult, Report
 
 
 def refined_until_agreed(
-    evaluation: Any, closed: np.ndarray, precision: np.dtype, tol: np.ndarray | None = None
+    evaluation: Refinable, closed: np.ndarray, precision: np.dtype, tol: np.ndarray | None = None
 ) -> References:
     """``evaluation.references`` with finite differences retaken at each of `REFINE`'s finer steps
     where autodiff and they still disagree (``evaluation.finer(scale, doubt)``).

@@ -26,7 +26,7 @@ import functools
 import hashlib
 import os
 from collections.abc import Callable, Hashable, Iterator
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -141,6 +141,20 @@ def assemble(out: tuple[np.ndarray, ...]) -> References:
     # Read-only views, not arrays: a large model's elementwise finite differences are NaN throughout.
     nan = np.broadcast_to(np.nan, g.shape)
     return References(g, noise, nan, nan, np.broadcast_to(False, g.shape), Along(*along))
+
+
+class Refinable(Protocol):
+    """What refining the finite differences needs of an evaluation (`_judge.refined_until_agreed`): its
+    references, and the finite differences retaken at a finer step. Every evaluator implements it: one
+    problem's (`Evaluation`: NumPy, compiled, a NumPy forward's), a stack's (`_stacked.StackedEvaluation`)
+    and a compiled batch's (`_batch`); mypy checks each against it."""
+
+    @property
+    def references(self) -> References: ...
+
+    def finer(self, scale: float, doubt: np.ndarray) -> References:
+        """The references with finite differences retaken at `scale` times the step (where `doubt`, at least)."""
+        ...
 
 
 # --- choosing the path ---------------------------------------------------------

@@ -112,6 +112,11 @@ class SearchResult:
         return found
 
 
+#: How every output (the CLI's, the pytest plugin's) tells a search whose function is not deterministic.
+FLAKY = "note: the same problem passed once and failed once: the function is not deterministic"
+#: The problem on which a search's diagnosis is confirmed (`generic_problem`), in words.
+GENERIC_PROBLEM = f"a generic problem (inputs 2, hidden 3, batch {GENERIC_BATCHES[0]})"
+
 MISSING_SLOPE = "missing sigma' factor: multiplied by a1 (1 - a1) elementwise it is right (sigma'(z1) = a1 (1 - a1))"
 
 

@@ -100,13 +100,13 @@ def check_property(
         prob = result.counterexample
         lines = [f"first failure at problem {result.examples}; minimal counterexample ({prob.describe()}):"]
         if result.flaky:
-            lines.append("note: the same problem passed once and failed once: the function is not deterministic")
+            lines.append(_search.FLAKY)
         for name, value in prob.arrays().items():
             lines.append(f"  {name} = {np.array2string(np.asarray(value), separator=', ')}")
         if result.report.verdict == "error":  # it raised there: a wrong call on that problem, not a wrong gradient
             lines[0] = f"`grad_fn` raised at problem {result.examples}; minimal problem ({prob.describe()}):"
             raise misuse_exception(result.report, "\n".join(lines)) from result.report.cause
-        lines.append("diagnosis, confirmed on a generic problem (inputs 2, hidden 3, batch 5) where it fails too:")
+        lines.append(f"diagnosis, confirmed on {_search.GENERIC_PROBLEM} where it fails too:")
         lines += [f"  {n}: {d}" for n, d in result.diagnoses().items()]
         raise GradientMismatch(result.told() or result.report, context="\n".join(lines))
 

@@ -19,9 +19,8 @@ from gradcheck._report import Report, worst_verdict
 #: The parameters of the seed network that `gradcheck check` grades, in order.
 PARAMS: tuple[str, ...] = mlp.Params._fields
 
-FLAKY = "note: the same problem passed once and failed once: the function is not deterministic"
-#: The problem on which a search's diagnosis is confirmed (`_search.generic_problem`).
-GENERIC_PROBLEM = "a generic problem (inputs 2, hidden 3, batch 5)"
+FLAKY = _search.FLAKY
+GENERIC_PROBLEM = _search.GENERIC_PROBLEM
 DIAGNOSIS_PROBLEM = f"{GENERIC_PROBLEM} where it fails too, else on the counterexample"
 #: With --loss: the problem whose diagnosis comes first (`_search.search_loss`'s generic report).
 FIRST_FAILURE = "the example, or the failing draw with the most non-zero entries"

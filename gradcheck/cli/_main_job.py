@@ -23,6 +23,7 @@ from rich.progress import Progress
 import gradcheck
 from gradcheck import activations, heads, mlp, network, problems
 from gradcheck._batch import BATCH_DIRECTIONS, ELEMENTWISE_WORK, BatchReport, check_batch
+from gradcheck._batch_report import WORST_FIELDS
 from gradcheck._report import Report, jsonable, worst_verdict
 from gradcheck._trace import pure_loss
 from gradcheck.cli import _junit
@@ -111,13 +112,8 @@ class Job:
     reproduce: Callable[[int], str]
 
 
-_WORST_FIELDS = (
-    "max_abs_err_autodiff",
-    "max_rel_err_autodiff",
-    "max_abs_err_fd",
-    "max_rel_err_fd",
-    "tolerance_used",
-)
+#: The worst of each field a batch reports, in its report's order (`BatchReport.worst`).
+_WORST_FIELDS = WORST_FIELDS
 _HEADERS = ("param", "|cf-ad|", "rel vs ad", "|cf-fd|", "rel vs fd", "tol used")
 
 
