@@ -8,7 +8,7 @@ more than the tolerance (so a coincidence of the problem, say ``w2 = 1``,
 cannot name it). Each has a mutant in ``tests/derivations.py``.
 
 The output error's mistakes (a factor, N or 1/N, the non-canonical output
-error) are `_diagnose.confirm`'s; these are the hidden layer's.
+error) are `_confirm.confirm`'s; these are the hidden layer's.
 """
 
 from __future__ import annotations

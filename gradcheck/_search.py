@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky
 
-from gradcheck import _caches, _diagnose, _references, _tolerance, _trace, mlp
+from gradcheck import _caches, _confirm, _references, _tolerance, _trace, mlp
 from gradcheck import strategies as gs
 from gradcheck._check import check_gradients, with_diagnoses
 from gradcheck._inputs import match_structure
@@ -58,7 +58,7 @@ class SearchResult:
     #: under test is not deterministic.
     flaky: bool = False
     #: Mistakes confirmed by recomputation on the generic problems of every
-    #: batch size in `GENERIC_BATCHES` (`_diagnose.confirm`), by parameter.
+    #: batch size in `GENERIC_BATCHES` (`_confirm.confirm`), by parameter.
     confirmed: dict[str, str] = field(default_factory=dict)
     #: Set when `grad_fn` could not be checked on the first, generic problem
     #: (a wrong call: it raised, or returned no gradient): no search was run,
@@ -508,7 +508,7 @@ def _closed_form(grad_fn: Callable[..., Any], prob: Problem) -> tuple[dict[str, 
 
 
 def _confirmed(grad_fn: Callable[..., Any], task: mlp.Task, generics: list[Problem]) -> dict[str, str]:
-    """The mistakes that `_diagnose.confirm` confirms on the generic problems, by parameter."""
+    """The mistakes that `_confirm.confirm` confirms on the generic problems, by parameter."""
     evidence = []
     for prob in generics:
         closed = _closed_form(grad_fn, prob)
@@ -517,9 +517,9 @@ def _confirmed(grad_fn: Callable[..., Any], task: mlp.Task, generics: list[Probl
         cf, problems = closed
         params = {k: np.asarray(v) for k, v in prob.params._asdict().items()}
         kept = {k: v for k, v in cf.items() if k not in problems}
-        evidence.append(_diagnose.Evidence(params, prob.x, prob.y[:, None], kept))
+        evidence.append(_confirm.Evidence(params, prob.x, prob.y[:, None], kept))
     inputs, hidden = generics[0].params.w1.shape[::-1]
-    return _diagnose.confirm(mlp.network_for(task, inputs=inputs, hidden=hidden), evidence)
+    return _confirm.confirm(mlp.network_for(task, inputs=inputs, hidden=hidden), evidence)
 
 
 def _missing_slope(grad_fn: Callable[..., Any], task: mlp.Task, random_seed: int) -> tuple[str, ...]:
@@ -542,7 +542,7 @@ def _missing_slope(grad_fn: Callable[..., Any], task: mlp.Task, random_seed: int
         if name in problems or name not in cf:
             continue
         c, a = cf[name].astype(np.float64), np.asarray(getattr(ad, name))
-        # The tolerance's floor alone (as `_diagnose._agree`): a generic one-sample problem, well conditioned,
+        # The tolerance's floor alone (as `_confirm._agree`): a generic one-sample problem, well conditioned,
         # on which a right closed form misses autodiff by a few ulps of its largest entry at most.
         tol = _tolerance.tolerance(np.zeros(()), float(np.abs(a).max()), float(np.finfo(np.float64).eps))
         if np.all(np.abs(c * factor - a) <= tol) and not np.all(np.abs(c - a) <= tol):

@@ -7,7 +7,7 @@ for the Monte Carlo noise, and once over every problem's finite-difference
 points. A batch of a few hundred problems costs tens of milliseconds this
 way, against a second or more to compile the batched references; the
 compiled path takes over for a shape once enough problems have been checked
-there to repay it (`_batch.COMPILE_AFTER_WORK`). Large problems take their finite
+there to repay it (`_batch_references.COMPILE_AFTER_WORK`). Large problems take their finite
 differences along the compiled path's random directions.
 """
 

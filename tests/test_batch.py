@@ -280,7 +280,7 @@ def test_directional_references_by_numpy_are_the_compiled_ones(task: mlp.Task) -
     the same directions, and the same references within their error bounds."""
     import jax
 
-    from gradcheck import _batch, _trace
+    from gradcheck import _batch, _batch_references, _trace
 
     params, x, y = stack(draw(task, "large_batch", 3, seed=7))
     loss = partial(mlp.loss, task=task)
@@ -289,7 +289,7 @@ def test_directional_references_by_numpy_are_the_compiled_ones(task: mlp.Task) -
     shapes = tuple(leaf.shape[1:] for leaf in leaves)
     u = float(np.finfo(np.float64).eps) / 2
     with _references.forced("numpy"):
-        numpy_refs = _batch._stacked_references(
+        numpy_refs = _batch_references._stacked_references(
             loss, treedef, shapes, leaves, (x, y), 0, u, cf, np.dtype(np.float64), False
         )
     assert numpy_refs is not None
@@ -297,7 +297,7 @@ def test_directional_references_by_numpy_are_the_compiled_ones(task: mlp.Task) -
     traced = _trace.trace_loss(loss, treedef, shapes, (x[0], y[0]))
     theta = np.concatenate([leaf.reshape(3, -1) for leaf in leaves], axis=1)
     with jax.enable_x64(True):
-        xla_refs = _references.assemble(_batch._batch_references(traced, theta, (x, y), 0, u, cf, elementwise=False))
+        xla_refs = _references.assemble(_batch_references._batch_references(traced, theta, (x, y), 0, u, cf, elementwise=False))
     assert xla_refs.along is not None
     np.testing.assert_allclose(numpy_refs.autodiff, xla_refs.autodiff, rtol=1e-12, atol=1e-300)
     # The same random directions: the closed form's and autodiff's derivatives along them agree.

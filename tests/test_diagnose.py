@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from gradcheck import _diagnose, check_gradients, heads, mlp, network
+from gradcheck._confirm import Evidence, confirm
 from gradcheck._search import GENERIC_BATCHES, generic_problems
 
 Grad = Callable[[mlp.Params, np.ndarray, np.ndarray, mlp.Task], Any]
@@ -46,8 +47,8 @@ def _confirm(task: mlp.Task, grad: Grad, batches: tuple[int, ...] = GENERIC_BATC
     for prob in generic_problems(task, 0):
         returned = dict(zip(mlp.Params._fields, grad(prob.params, prob.x, prob.y, task)))
         params = {k: np.asarray(v) for k, v in prob.params._asdict().items()}
-        evidence.append(_diagnose.Evidence(params, prob.x, prob.y[:, None], returned))
-    return _diagnose.confirm(mlp.network_for(task), evidence)
+        evidence.append(Evidence(params, prob.x, prob.y[:, None], returned))
+    return confirm(mlp.network_for(task), evidence)
 
 
 # --- one problem: facts, no causes -------------------------------------------------------
@@ -180,14 +181,14 @@ def test_no_cause_is_named_where_the_problems_cannot_tell_causes_apart() -> None
         layers = network.forward(params, x, net=net)
         assert not layers[-1].z.any()
         delta = heads.HEADS["sigmoid-mse"].output_error(layers[-1].z, layers[-1].a, y)
-        evidence.append(_diagnose.Evidence(params, x, y, network.backward(params, x, layers, delta, net=net)))
-    assert _diagnose.confirm(net, evidence) == {}
+        evidence.append(Evidence(params, x, y, network.backward(params, x, layers, delta, net=net)))
+    assert confirm(net, evidence) == {}
 
 
 # --- the general heads ----------------------------------------------------------------------
 
 
-def _general_evidence(net: network.Network, delta_of: Callable[..., Any]) -> list[_diagnose.Evidence]:
+def _general_evidence(net: network.Network, delta_of: Callable[..., Any]) -> list[Evidence]:
     out = []
     for n in GENERIC_BATCHES:
         rng = np.random.default_rng(n)
@@ -202,7 +203,7 @@ def _general_evidence(net: network.Network, delta_of: Callable[..., Any]) -> lis
             y = rng.uniform(size=(n, k))
         layers = network.forward(params, x, net=net)
         returned = network.backward(params, x, layers, delta_of(layers[-1].z, layers[-1].a, y), net=net)
-        out.append(_diagnose.Evidence(params, x, y, returned))
+        out.append(Evidence(params, x, y, returned))
     return out
 
 
@@ -245,7 +246,7 @@ def test_confirm_names_the_output_error_mistakes_of_every_head(
     head: str, delta_of: Callable[..., Any], expected: str
 ) -> None:
     net = network.Network((2, 4, 3, 3), activation="tanh", head=head)
-    found = _diagnose.confirm(net, _general_evidence(net, delta_of))
+    found = confirm(net, _general_evidence(net, delta_of))
     assert set(found) == set(net.param_names), found
     assert all(expected in d and 'docs/canonical.md, "The reason' in d for d in found.values()), found
 
@@ -253,14 +254,14 @@ def test_confirm_names_the_output_error_mistakes_of_every_head(
 @pytest.mark.parametrize("head", heads.HEADS)
 def test_confirm_says_nothing_of_every_head_s_right_output_error(head: str) -> None:
     net = network.Network((2, 4, 3), activation="sigmoid", head=head)
-    assert _diagnose.confirm(net, _general_evidence(net, heads.HEADS[head].output_error)) == {}
+    assert confirm(net, _general_evidence(net, heads.HEADS[head].output_error)) == {}
 
 
 def test_confirm_needs_two_batch_sizes() -> None:
     net = network.Network((2, 3, 1), head="sigmoid")
     one_size = _general_evidence(net, heads.canonical_error)[:1] * 2
     with pytest.raises(ValueError, match=r"`evidence` must hold problems of at least two batch sizes, got sizes \[5\]"):
-        _diagnose.confirm(net, one_size)
+        confirm(net, one_size)
 
 
 @pytest.mark.parametrize("shape", [(3, 3), (3, 2)], ids=["square", "not-square"])

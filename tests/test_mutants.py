@@ -202,3 +202,25 @@ def test_the_search_is_seeded() -> None:
     assert len(first) >= 8
     assert _drawn(0) == first
     assert _drawn(1) != first
+
+
+def test_every_source_mutation_of_benchmarks_mutate_applies_exactly_once() -> None:
+    """benchmarks/mutate.py edits the source by text: a mutation whose text moved (a module split, a
+    rewritten line) would silently mutate nothing, or the wrong place."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("gradcheck_mutate", root / "benchmarks" / "mutate.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    for mutation in module.MUTATIONS:
+        count = (root / mutation.path).read_text().count(mutation.old)
+        assert count == 1, f"{mutation.name}: its text occurs {count} times in {mutation.path}"

@@ -22,7 +22,8 @@ from rich.progress import Progress
 
 import gradcheck
 from gradcheck import activations, heads, mlp, network, problems
-from gradcheck._batch import BATCH_DIRECTIONS, ELEMENTWISE_WORK, BatchReport, check_batch
+from gradcheck._batch import BatchReport, check_batch
+from gradcheck._batch_references import BATCH_DIRECTIONS, ELEMENTWISE_WORK
 from gradcheck._batch_report import WORST_FIELDS
 from gradcheck._report import Report, jsonable, worst_verdict
 from gradcheck._trace import pure_loss
