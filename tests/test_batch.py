@@ -297,7 +297,9 @@ def test_directional_references_by_numpy_are_the_compiled_ones(task: mlp.Task) -
     traced = _trace.trace_loss(loss, treedef, shapes, (x[0], y[0]))
     theta = np.concatenate([leaf.reshape(3, -1) for leaf in leaves], axis=1)
     with jax.enable_x64(True):
-        xla_refs = _references.assemble(_batch_references._batch_references(traced, theta, (x, y), 0, u, cf, elementwise=False))
+        xla_refs = _references.assemble(
+            _batch_references._batch_references(traced, theta, (x, y), 0, u, cf, elementwise=False)
+        )
     assert xla_refs.along is not None
     np.testing.assert_allclose(numpy_refs.autodiff, xla_refs.autodiff, rtol=1e-12, atol=1e-300)
     # The same random directions: the closed form's and autodiff's derivatives along them agree.

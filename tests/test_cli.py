@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from gradcheck import _references, cli, heads, mlp, problems
-from gradcheck.cli import _main_job, _render
+from gradcheck.cli import _main_job, _main_report, _render
 
 
 def test_main_job_passes_and_prints_tables(capsys: pytest.CaptureFixture[str]) -> None:
@@ -487,7 +487,7 @@ def test_a_large_relative_column_on_a_pass_is_explained(capsys: pytest.CaptureFi
     assert cli.main([*flags, "--json"]) == cli.EXIT_OK
     (task,) = json.loads(capsys.readouterr().out)["tasks"].values()
     value, column, name = _largest_relative(task)
-    assert value > _main_job.RAW_RELATIVE_NOTED  # the run the note is for
+    assert value > _main_report.RAW_RELATIVE_NOTED  # the run the note is for
     used = max(w["tolerance_used"] for w in task["params"].values())
     assert cli.main(flags) == cli.EXIT_OK
     out = capsys.readouterr().out
@@ -499,7 +499,7 @@ def test_small_relative_columns_get_no_note(capsys: pytest.CaptureFixture[str]) 
     flags = ["--layers", "4,16,16,3", "--activation", "tanh", "--head", "softmax", "--examples", "10"]
     assert cli.main([*flags, "--json"]) == cli.EXIT_OK
     (task,) = json.loads(capsys.readouterr().out)["tasks"].values()
-    assert _largest_relative(task)[0] <= _main_job.RAW_RELATIVE_NOTED
+    assert _largest_relative(task)[0] <= _main_report.RAW_RELATIVE_NOTED
     assert cli.main(flags) == cli.EXIT_OK
     assert "on a pass: the relative columns" not in capsys.readouterr().out
 

@@ -22,7 +22,7 @@ PARAMS: tuple[str, ...] = mlp.Params._fields
 FLAKY = _search.FLAKY
 GENERIC_PROBLEM = _search.GENERIC_PROBLEM
 DIAGNOSIS_PROBLEM = f"{GENERIC_PROBLEM} where it fails too, else on the counterexample"
-#: With --loss: the problem whose diagnosis comes first (`_search.search_loss`'s generic report).
+#: With --loss: the problem whose diagnosis comes first (`_search_loss.search_loss`'s generic report).
 FIRST_FAILURE = "the example, or the failing draw with the most non-zero entries"
 
 

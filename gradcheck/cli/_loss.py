@@ -19,7 +19,7 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from gradcheck import _inputs, _search, _submissions
+from gradcheck import _inputs, _search, _search_loss, _submissions
 from gradcheck import strategies as gs
 from gradcheck.cli._graded import Grading
 
@@ -82,7 +82,7 @@ def grading(args: argparse.Namespace) -> Grading:
         except InvalidArgument as exc:
             raise ValueError(f"`--example {args.example}`: {exc}") from None
     source = f"`--problems {args.problems}`" if args.problems is not None else f"`--example {args.example}`"
-    first = example if example is not None else _search.first_draw(problems, args.seed)
+    first = example if example is not None else _search_loss.first_draw(problems, args.seed)
     if not isinstance(first, tuple) or not first:
         raise ValueError(
             f"{source} drew {type(first).__name__} {first!r:.200}; a problem is a tuple (params, *args), "
@@ -100,7 +100,7 @@ def grading(args: argparse.Namespace) -> Grading:
 
     def search(func: Any, _task: str) -> _search.SearchResult:
         try:
-            return _search.search_loss(
+            return _search_loss.search_loss(
                 loss, func, problems, example=example, examples=args.examples, random_seed=args.seed
             )
         except _search.ProblemError as exc:
