@@ -259,10 +259,7 @@ def draw_vcurve(data: VCurve, path: Path, *, title: str) -> None:
     ax.text(0.02, 0.97, "rounding regime\nerror $\\propto \\varepsilon|L|/h$", transform=ax.transAxes, va="top")
     ax.set_xlabel("step h (for Richardson: the largest of h, h/2, h/4)")
     ax.set_ylabel("relative error |estimate − autodiff| / |autodiff|")
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, which="major", alpha=0.3)
-    fig.legend(fontsize=8, loc="outside lower center", ncols=2)
-    fig.savefig(path, **_save_options(path))
+    _finish(fig, ax, title, path)
 
 
 def draw_taylor(data: TaylorCurves, path: Path, *, title: str) -> None:
@@ -287,6 +284,11 @@ def draw_taylor(data: TaylorCurves, path: Path, *, title: str) -> None:
     ax.axhline(data.rounding_level, color="grey", linestyle=":", label="rounding level: hollow points are not fitted")
     ax.set_xlabel("step h (relative to max(1, |θ|∞))")
     ax.set_ylabel("Taylor remainder |L(θ + h d) − L(θ) − h g·d|")
+    _finish(fig, ax, title, path)
+
+
+def _finish(fig: Any, ax: Any, title: str, path: Path) -> None:
+    """Title, grid and legend as every figure has them; then the file."""
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     fig.legend(fontsize=8, loc="outside lower center", ncols=2)

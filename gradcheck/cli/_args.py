@@ -45,6 +45,17 @@ def points(flag: str) -> Callable[[str], float]:
     return parse
 
 
+def add_junit_xml(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cases: str) -> None:
+    """The ``--junit-xml FILE`` flag of every command that reports to CI, one test case per `cases`."""
+    parser.add_argument(
+        "--junit-xml",
+        type=output_file("--junit-xml", "gradcheck.xml"),
+        default=None,
+        metavar="FILE",
+        help=f"also write a JUnit XML report to FILE, one test case per {cases} (as pytest's flag)",
+    )
+
+
 def output_file(flag: str, example: str) -> Callable[[str], Path]:
     """An argparse type: a file the command can write when it is done, with a message naming `flag`.
 

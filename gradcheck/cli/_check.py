@@ -25,7 +25,7 @@ import gradcheck
 from gradcheck import _search, _submissions, mlp, problems
 from gradcheck._report import worst_verdict
 from gradcheck.cli import _gradescope, _junit, _loss
-from gradcheck.cli._args import integer, output_file, points, positive
+from gradcheck.cli._args import add_junit_xml, integer, output_file, points, positive
 from gradcheck.cli._graded import (
     Grading,
     Submission,
@@ -119,13 +119,7 @@ def build_check_parser() -> argparse.ArgumentParser:
         help="--format gradescope: one results.json per submission, DIR/<file name>/results.json, as Gradescope "
         "grades each submission on its own",
     )
-    grading.add_argument(
-        "--junit-xml",
-        type=output_file("--junit-xml", "gradcheck.xml"),
-        default=None,
-        metavar="FILE",
-        help="also write a JUnit XML report to FILE, one test case per submission and task (as pytest's flag)",
-    )
+    add_junit_xml(grading, "submission and task")
     return parser
 
 

@@ -22,7 +22,7 @@ from gradcheck._batch import check_batch
 from gradcheck._report import jsonable
 from gradcheck._trace import pure_loss
 from gradcheck.cli import _junit
-from gradcheck.cli._args import integer, output_file, positive
+from gradcheck.cli._args import add_junit_xml, integer, positive
 from gradcheck.cli._main_report import Job, TaskSummary, _overall, junit_suite, render, to_json
 from gradcheck.cli._render import (
     EXIT_INCONCLUSIVE,
@@ -82,13 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fail (exit 3) when any element was not judged because it sits at a kink (default: such elements "
         "are listed, and the rest decides)",
     )
-    parser.add_argument(
-        "--junit-xml",
-        type=output_file("--junit-xml", "gradcheck.xml"),
-        default=None,
-        metavar="FILE",
-        help="also write a JUnit XML report to FILE, one test case per task and parameter (as pytest's flag)",
-    )
+    add_junit_xml(parser, "task and parameter")
     parser.add_argument("--version", action="version", version=f"gradcheck {gradcheck.__version__}")
     return parser
 
