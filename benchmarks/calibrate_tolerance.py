@@ -50,7 +50,7 @@ def calibrate(task: mlp.Task, regime: str, problems_per_regime: int = 25, seed: 
             with jax.enable_x64(True), _references.forced("numpy"):
                 evaluation = _references.evaluation(loss, treedef, leaves, (prob.x, prob.y), eps / 2, i, cf)
                 refs, tol = _check.refine(evaluation, cf, precision)
-            fd_tol = _tolerance.FD_SAFETY * refs.fd_error + tol
+            fd_tol = _tolerance.fd_allowance(refs.fd_error, tol)
             err = np.abs(cf - refs.autodiff)
             with np.errstate(divide="ignore", invalid="ignore"):
                 r_noise = np.where(refs.noise > 0, err / refs.noise, 0.0).max()

@@ -76,7 +76,10 @@ def test_a_wrong_closed_form_is_not_proved(monkeypatch: pytest.MonkeyPatch, caps
 
 
 @needs_sympy
-def test_prove_prints_a_table_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+def test_prove_prints_a_table_and_exits_0(
+    proofs: list[_prove.Proof], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(_prove, "prove_all", lambda: proofs)  # the proofs once per module: the table is tested here
     assert cli.main(["prove"]) == cli.EXIT_OK
     out = capsys.readouterr().out
     assert "refuted as expected" in out
@@ -89,6 +92,7 @@ def test_prove_keeps_every_claim_on_one_line_when_piped(
 ) -> None:
     monkeypatch.delenv("COLUMNS", raising=False)
     monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
+    monkeypatch.setattr(_prove, "prove_all", lambda: proofs)
     assert cli.main(["prove"]) == cli.EXIT_OK
     lines = capsys.readouterr().out.splitlines()
     assert "…" not in "".join(lines)
