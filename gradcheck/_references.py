@@ -100,6 +100,16 @@ SCREEN = True
 COMPILE_AFTER = 64
 
 
+class _Count(list[int]):
+    """A running total, as a one-entry list that `_caches.clear` sets back to 0."""
+
+    def __init__(self) -> None:
+        super().__init__([0])
+
+    def clear(self) -> None:
+        self[:] = [0]
+
+
 #: Why the NumPy path failed where it did (a rule of ours that raised), by program key: the check went on
 #: compiled. Tests read it; a bug report can quote it.
 NUMPY_FAILURES: dict[Hashable, str] = _caches.registered({})
@@ -155,7 +165,8 @@ def evaluation(
     key = (bound.program.key, tuple(sorted(bound.dims.items())), shapes)
     # The same problem checked again (the next submission of a class, on the problems every passing
     # search draws): its references are the ones already taken, whichever path took them.
-    if theta.size + sum(a.size for a in args) > EVALUATED_NUMBERS:  # too large to keep: taken afresh each time
+    numbers = theta.size + sum(a.size for a in args)
+    if numbers > EVALUATED_NUMBERS:  # too large to keep: taken afresh each time
         return _fresh_evaluation(loss_fn, treedef, leaves, theta, args, unit_roundoff, seed, closed, bound, key, screen)
     digest = hashlib.blake2b(theta.tobytes(), digest_size=16)
     for a in args:
@@ -164,20 +175,25 @@ def evaluation(
     problem = (key, digest.digest(), unit_roundoff, seed, screen, preferred_path())
     if problem in _EVALUATIONS:
         _EVALUATIONS.move_to_end(problem)
-        return _EVALUATIONS[problem]
+        return _EVALUATIONS[problem][0]
     done = _fresh_evaluation(loss_fn, treedef, leaves, theta, args, unit_roundoff, seed, closed, bound, key, screen)
-    _EVALUATIONS[problem] = done
-    if len(_EVALUATIONS) > EVALUATIONS_KEPT:
-        _EVALUATIONS.popitem(last=False)
+    _EVALUATIONS[problem] = (done, numbers)
+    _KEPT[0] += numbers
+    while _KEPT[0] > NUMBERS_KEPT or len(_EVALUATIONS) > EVALUATIONS_KEPT:
+        _KEPT[0] -= _EVALUATIONS.popitem(last=False)[1][1]
     return done
 
 
 #: Evaluations kept for a problem checked again, least recently used evicted: a class of 500 submissions
-#: meets the same 2 x 100 problems (and a few generic ones) in every passing search. Only problems of at
-#: most `EVALUATED_NUMBERS` numbers (parameters and data) are kept: tens of MiB in all at the most.
+#: meets the same 2 x 100 problems (and a few generic ones) in every passing search, a twelfth of them
+#: of 2,048 samples. At most `EVALUATIONS_KEPT` of them, of at most `EVALUATED_NUMBERS` numbers each
+#: (parameters and data), and `NUMBERS_KEPT` numbers in all: some 64 MiB of data at the most.
 EVALUATIONS_KEPT = 2048
-EVALUATED_NUMBERS = 4096
-_EVALUATIONS: collections.OrderedDict[Hashable, Evaluation] = _caches.registered(collections.OrderedDict())
+EVALUATED_NUMBERS = 1 << 16
+NUMBERS_KEPT = 1 << 23
+#: The numbers the kept evaluations hold, in all (one entry: a list, so that clearing the caches resets it).
+_KEPT = _caches.registered(_Count())
+_EVALUATIONS: collections.OrderedDict[Hashable, tuple[Evaluation, int]] = _caches.registered(collections.OrderedDict())
 
 
 def _fresh_evaluation(

@@ -119,7 +119,9 @@ def test_a_passing_search_replays_exactly_the_problems_that_a_search_draws() -> 
             np.testing.assert_array_equal(a, b)
 
 
-def test_a_replayed_search_shares_the_references_and_a_failing_one_still_searches() -> None:
+def test_a_replayed_search_shares_the_references_and_a_failing_one_still_searches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     _caches.clear()
     right = partial(mlp.closed_form_gradients, task="regression")
 
@@ -129,12 +131,15 @@ def test_a_replayed_search_shares_the_references_and_a_failing_one_still_searche
 
     alone = _search.search(wrong_b2, task="regression", examples=20, random_seed=1)
     _caches.clear()
-    _search.search(right, task="regression", examples=20, random_seed=1)
-    kept = len(_references._EVALUATIONS)
-    again = _search.search(right, task="regression", examples=20, random_seed=1)
+    first = _search.search(right, task="regression", examples=24, random_seed=1)
+    taken: list[int] = []
+    fresh = _references._fresh_evaluation
+    monkeypatch.setattr(_references, "_fresh_evaluation", lambda *a: taken.append(1) or fresh(*a))
+    again = _search.search(right, task="regression", examples=24, random_seed=1)
     assert again.ok
-    assert again.examples == 20
-    assert len(_references._EVALUATIONS) == kept, "the second passing search takes no reference afresh"
+    assert again.examples == first.examples == 24
+    assert taken == [], "the second passing search takes no reference afresh (a large_batch problem's neither)"
+    monkeypatch.undo()
     after = _search.search(wrong_b2, task="regression", examples=20, random_seed=1)
     assert after.verdict == alone.verdict == "mismatch"
     assert after.examples == alone.examples
