@@ -7,7 +7,11 @@ each parameter the mutation breaks and the report blames is counted: named
 right (its diagnosis holds the mutant's kind, or the catalogue's words for the
 hidden layer's mistakes), and unclassified (no diagnosis, or "unclassified").
 
-Run: python benchmarks/diagnoses.py [--problems 3]
+With ``--course``, the same count for a course's layers (tests/course_layers.py: NumPy forward
+passes and hand-written ``backward(dout, cache)`` passes, checked with ``check_vjp``): every parameter
+a wrong backward pass gets wrong, named right where its diagnosis holds the layer's words for it.
+
+Run: python benchmarks/diagnoses.py [--problems 3] [--course]
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from functools import partial
 import numpy as np
 
 from gradcheck import check_gradients, mlp, problems
+from tests.course_layers import LAYERS, check
 from tests.derivations import MUTANTS
 
 #: The words that name each catalogued mistake (`gradcheck._mistakes`).
@@ -33,7 +38,11 @@ CATALOGUED = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", type=int, default=3)
+    parser.add_argument("--course", action="store_true", help="a course's layers instead of the seed network's mutants")
     args = parser.parse_args()
+    if args.course:
+        course(args.problems)
+        return
     named = unclassified = total = 0
     for name, m in MUTANTS.items():
         want = CATALOGUED.get(name) or m.kind
@@ -50,6 +59,25 @@ def main() -> None:
                     unclassified += diagnosis.startswith("unclassified") or not diagnosis
                     named += bool(want) and want in diagnosis
     print(f"blamed parameters: {total}; named right: {named}; unclassified or none: {unclassified}")
+
+
+def course(problems_per_mistake: int) -> None:
+    """The count for tests/course_layers.py: each wrong backward pass at `problems_per_mistake` points."""
+    named = unclassified = total = 0
+    for layer in LAYERS.values():
+        for wrong, words in layer.mistakes.items():
+            for seed in range(problems_per_mistake):
+                for p in check(layer, wrong, seed).params:
+                    if p.status in ("mismatch", "error"):
+                        total += 1
+                        diagnosis = p.diagnosis or ""
+                        unclassified += diagnosis.startswith("unclassified") or not diagnosis
+                        named += bool(words) and words in diagnosis
+    mistakes = sum(len(layer.mistakes) for layer in LAYERS.values())
+    print(
+        f"{len(LAYERS)} layers, {mistakes} wrong backward passes: blamed parameters: {total}; "
+        f"named right: {named}; unclassified or none: {unclassified}"
+    )
 
 
 if __name__ == "__main__":
