@@ -127,16 +127,17 @@ def _pattern(cf: np.ndarray, ad: np.ndarray, tol: np.ndarray, bad: np.ndarray) -
             f"one entry per row is wrong, at columns {_listed(columns)}{by}: a per-row index, such as the label's "
             "column (softmax - one_hot without the one-hot, say)"
         )
-    # Right at one end of an axis and wrong at every other index along it: a step-to-step carry missing.
+    # Right at one end of an axis and wholly wrong at every other index along it: a step-to-step carry missing.
     # Three steps at least, and the right end holding real values (not zeros that any mistake keeps).
     for axis in range(cf.ndim if cf.ndim > 1 else 0):
         n = cf.shape[axis]
         if n < 3:
             continue
-        wrong_at = np.moveaxis(bad, axis, 0).reshape(n, -1).any(axis=1)  # anything wrong at each index
+        slices = np.moveaxis(bad, axis, 0).reshape(n, -1)
+        wrong_at, all_wrong_at = slices.any(axis=1), slices.all(axis=1)  # anything / everything wrong at each index
         real_at = np.moveaxis(np.abs(ad) > tol, axis, 0).reshape(n, -1).any(axis=1)
         for right, earlier in ((n - 1, "earlier"), (0, "later")):
-            if not wrong_at[right] and real_at[right] and np.delete(wrong_at, right).all():
+            if not wrong_at[right] and real_at[right] and np.delete(all_wrong_at, right).all():
                 where = "last" if right == n - 1 else "first"
                 return (
                     f"along axis {axis} the {where} index is right and every {earlier} one is wrong: is what is "

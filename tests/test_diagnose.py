@@ -430,3 +430,20 @@ def test_a_batch_norms_missing_mean_and_variance_terms_are_named_along_the_batch
     no_variance = check_vjp(batch_norm, batch_norm_vjp_no_variance_term, x)["primals[0]"].diagnosis or ""
     assert "each slice along axis 0" in no_variance
     assert "proportional to the output f(x)" in no_variance
+
+
+def test_a_carry_missing_along_an_axis_is_named_and_a_triangle_of_wrong_entries_is_not() -> None:
+    """Right at the last step and wholly wrong at every earlier one: a recurrence's carry missing. A
+    Hessian wrong below its diagonal alone (its first row right too) is no such thing."""
+    rng = np.random.default_rng(0)
+    ad = rng.uniform(0.5, 2.0, (2, 4, 3))  # (batch, time, features)
+    tol = np.full(ad.shape, 1e-12)
+    carried = ad.copy()
+    carried[:, :-1] += rng.uniform(0.1, 1.0, (2, 3, 3))  # every step but the last wrong
+    said = _diagnose.diagnose("dx", carried, ad, tol, {"dx": (ad, tol)}) or ""
+    assert "along axis 1 the last index is right and every earlier one is wrong" in said
+    hessian = rng.uniform(0.5, 2.0, (3, 3))
+    lower = hessian + np.tril(np.ones((3, 3)), -1)
+    said = _diagnose.diagnose("hessian", lower, hessian, np.full((3, 3), 1e-12), {}) or ""
+    assert "carried" not in said
+    assert "only 3 of 9 entries wrong" in said
