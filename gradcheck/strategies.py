@@ -12,6 +12,7 @@ base values and let `problems.make_problem` apply the regime.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal, TypeVar
 
 import jax
@@ -54,8 +55,30 @@ def _size(value: Any) -> str | None:
     return None if ok else "must be a positive integer or a strategy for one"
 
 
+@functools.cache
 def _default_elements() -> st.SearchStrategy[float]:
     return st.floats(-ELEMENT_BOUND, ELEMENT_BOUND, allow_nan=False, allow_infinity=False, allow_subnormal=False)
+
+
+#: Seeds of the NumPy generator that draws a large batch.
+_SEEDS = st.integers(0, 2**32 - 1)
+#: The entries of ``u``, the base draw of a problem's targets.
+_UNIT = st.floats(0.0, 1.0, allow_subnormal=False)
+
+
+@functools.lru_cache(maxsize=4096)
+def _arrays(shape: tuple[int, ...], elements: st.SearchStrategy[float]) -> st.SearchStrategy[np.ndarray]:
+    """``hnp.arrays(float64, shape, elements)``, one strategy object per shape and elements: building and
+    validating a strategy costs more than drawing from it, and a search draws the same few shapes again."""
+    return hnp.arrays(np.float64, shape, elements=elements)
+
+
+@functools.lru_cache(maxsize=1024)
+def _params_of(i: int, h: int, entries: st.SearchStrategy[float]) -> st.SearchStrategy[mlp.Params]:
+    """`params` at concrete sizes, one strategy object per sizes and elements (as `_arrays`)."""
+    return st.builds(
+        mlp.Params, _arrays((h, i), entries), _arrays((h,), entries), _arrays((1, h), entries), _arrays((1,), entries)
+    )
 
 
 def _elements(value: Any) -> st.SearchStrategy[float]:
@@ -83,15 +106,7 @@ def params(
     sizes = st.tuples(_strategy("inputs", inputs, _size), _strategy("hidden", hidden, _size))
     entries = _elements(elements)
 
-    def build(shape: tuple[int, int]) -> st.SearchStrategy[mlp.Params]:
-        i, h = shape
-
-        def arr(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
-            return hnp.arrays(np.float64, shape, elements=entries)
-
-        return st.builds(mlp.Params, arr((h, i)), arr((h,)), arr((1, h)), arr((1,)))
-
-    return sizes.flatmap(build)
+    return sizes.flatmap(lambda shape: _params_of(shape[0], shape[1], entries))
 
 
 def inputs(
@@ -177,13 +192,13 @@ def problems(
     def build(draw: st.DrawFn) -> _problems.Problem:
         t, r = draw(task_st), draw(regime_st)
         i, h, n = draw(sizes)
-        p = draw(params(inputs=i, hidden=h, elements=entries))
+        p = draw(_params_of(i, h, entries))
         if r == "large_batch":
-            rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+            rng = np.random.default_rng(draw(_SEEDS))
             x, u = rng.normal(size=(_problems.LARGE_BATCH, i)), rng.random(_problems.LARGE_BATCH)
         else:
-            x = draw(hnp.arrays(np.float64, (n, i), elements=entries))
-            u = draw(hnp.arrays(np.float64, n, elements=st.floats(0.0, 1.0, allow_subnormal=False)))
+            x = draw(_arrays((n, i), entries))
+            u = draw(_arrays((n,), _UNIT))
         return _problems.make_problem(p, x, u, task=t, regime=r)
 
     return build()
