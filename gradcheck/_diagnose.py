@@ -135,9 +135,8 @@ def _pattern(cf: np.ndarray, ad: np.ndarray, tol: np.ndarray, bad: np.ndarray) -
             continue
         slices = np.moveaxis(bad, axis, 0).reshape(n, -1)
         # Anything, and everything, wrong at each index along the axis.
-        wrong_at: np.ndarray = slices.any(axis=1)
-        all_wrong_at: np.ndarray = slices.all(axis=1)
-        real_at: np.ndarray = np.moveaxis(np.abs(ad) > tol, axis, 0).reshape(n, -1).any(axis=1)
+        wrong_at, all_wrong_at = np.asarray(slices.any(axis=1)), np.asarray(slices.all(axis=1))
+        real_at = np.asarray(np.moveaxis(np.abs(ad) > tol, axis, 0).reshape(n, -1).any(axis=1))
         for right, earlier in ((n - 1, "earlier"), (0, "later")):
             if not wrong_at[right] and real_at[right] and np.delete(all_wrong_at, right).all():
                 where = "last" if right == n - 1 else "first"
