@@ -60,6 +60,9 @@ def _default_elements() -> st.SearchStrategy[float]:
     return st.floats(-ELEMENT_BOUND, ELEMENT_BOUND, allow_nan=False, allow_infinity=False, allow_subnormal=False)
 
 
+#: Entries of targets: regression's, and hard labels.
+_REGRESSION_TARGETS = st.floats(-2.0, 2.0, allow_subnormal=False)
+_LABELS = st.sampled_from([0.0, 1.0])
 #: Seeds of the NumPy generator that draws a large batch.
 _SEEDS = st.integers(0, 2**32 - 1)
 #: The entries of ``u``, the base draw of a problem's targets.
@@ -148,10 +151,8 @@ def targets(
     def build(args: tuple[str, int]) -> st.SearchStrategy[np.ndarray]:
         t, n = args
         if t == "regression":
-            return hnp.arrays(np.float64, n, elements=st.floats(-2.0, 2.0, allow_subnormal=False))
-        if soft:
-            return hnp.arrays(np.float64, n, elements=st.floats(0.0, 1.0, allow_subnormal=False))
-        return hnp.arrays(np.float64, n, elements=st.sampled_from([0.0, 1.0]))
+            return _arrays((n,), _REGRESSION_TARGETS)
+        return _arrays((n,), _UNIT if soft else _LABELS)
 
     return st.tuples(task_st, n_st).flatmap(build)
 
@@ -279,9 +280,9 @@ def network_problems(
     @st.composite
     def build(draw: st.DrawFn) -> _problems.NetProblem:
         n_, r, n = draw(net_st), draw(regime_st), draw(n_st)
-        p = {k: draw(hnp.arrays(np.float64, shape, elements=entries)) for k, shape in n_.shapes.items()}
-        x = draw(hnp.arrays(np.float64, (n, n_.layers[0]), elements=entries))
-        u = draw(hnp.arrays(np.float64, (n, n_.layers[-1]), elements=st.floats(0.0, 1.0, allow_subnormal=False)))
+        p = {k: draw(_arrays(tuple(shape), entries)) for k, shape in n_.shapes.items()}
+        x = draw(_arrays((n, n_.layers[0]), entries))
+        u = draw(_arrays((n, n_.layers[-1]), _UNIT))
         return _problems.make_net_problem(n_, p, x, u, regime=r)
 
     return build()

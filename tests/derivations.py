@@ -13,6 +13,7 @@ Every function of those two has the signature of `mlp.closed_form_gradients`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -534,9 +535,15 @@ SAFE_NORM, SAFE_NORM_UNDIVIDED = make_safe_norm(), make_safe_norm(divide=False)
 GENERIC = st.floats(0.2, 2.5) | st.floats(-2.5, -0.2)
 
 
+@functools.lru_cache(maxsize=1024)
+def _float_arrays(shape: tuple[int, ...], elements: st.SearchStrategy[float]) -> st.SearchStrategy[np.ndarray]:
+    """One strategy object per shape: building a strategy costs more than drawing from it."""
+    return hnp.arrays(np.float64, shape, elements=elements)
+
+
 def _arrays(*shape: Any, elements: st.SearchStrategy[float] = GENERIC) -> st.SearchStrategy[np.ndarray]:
     return st.tuples(*(st.just(s) if isinstance(s, int) else s for s in shape)).flatmap(
-        lambda s: hnp.arrays(np.float64, s, elements=elements)
+        lambda s: _float_arrays(s, elements)
     )
 
 

@@ -60,7 +60,8 @@ def reference(fn: Callable[..., Any], x: np.ndarray, y: np.ndarray) -> list[np.n
 
 
 @pytest.mark.parametrize("name", list(FUNCTIONS))
-@given(n=st.integers(2, 5), k=st.integers(2, 4), seed=st.integers(0, 2**16))
+# Four shapes (each costs JAX a compile per function; the symbolic test below covers sizes between), many points.
+@given(n=st.sampled_from([2, 5]), k=st.sampled_from([2, 4]), seed=st.integers(0, 2**16))
 def test_numpy_evaluation_agrees_with_jax_at_concrete_shapes(name: str, n: int, k: int, seed: int) -> None:
     fn = FUNCTIONS[name]
     rng = np.random.default_rng(seed)

@@ -16,6 +16,7 @@ passes.
 
 from __future__ import annotations
 
+import functools
 from functools import partial
 
 import jax.numpy as jnp
@@ -54,6 +55,7 @@ def _distinct_samples(prob: problems.Problem) -> bool:
     return len(np.unique(prob.x, axis=0)) == len(prob.x)
 
 
+@functools.cache
 def strategy(m: Mutant, *, generic: bool) -> st.SearchStrategy[problems.Problem]:
     """Typical problems; `generic` ones avoid coincidences that hide a mistake.
 
@@ -67,7 +69,8 @@ def strategy(m: Mutant, *, generic: bool) -> st.SearchStrategy[problems.Problem]
     sizes = st.integers(1, 3) if m.square else None
     batch = st.integers(1, 5)
     if sizes is not None:
-        return sizes.flatmap(lambda k: gs.problems(inputs=k, hidden=k, batch=batch))
+        square = {k: gs.problems(inputs=k, hidden=k, batch=batch) for k in range(1, 4)}  # built once each
+        return sizes.flatmap(square.__getitem__)
     return gs.problems(inputs=2, hidden=st.integers(1, 3), batch=batch)
 
 
