@@ -32,6 +32,7 @@ CATALOGUED = {
     "slope_of_z": "z1 instead of a1",
     "tanh_slope": "tanh's derivative",
     "z1_for_a1": "z1 where a1 belongs",
+    "bias_mean_wrong_axis": "over the hidden units (axis 1)",
 }
 
 

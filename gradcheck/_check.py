@@ -184,9 +184,15 @@ def judged(
         wide_found_mistake = any(not r for r in decision.rounding.values())
         mismatched = {n: arrays for n, arrays in mismatched.items() if report[n].status == "mismatch"}
     task = _mistakes.seed_problem(loss_fn, params)
-    if task is not None and report.verdict == "mismatch" and len(ref_args) == 2:
-        # The seed network's common mistakes, recomputed on this problem: the one that fits is named.
-        found = _mistakes.named(params, ref_args[0], ref_args[1], task, mismatched)
+    if task is not None and report.verdict in ("mismatch", "error") and len(ref_args) == 2 and report.error is None:
+        # The seed network's common mistakes, recomputed on this problem: the one that fits is named. A closed
+        # form of the wrong shape is a candidate too (a mean over the wrong axis changes the shape).
+        misshapen = {
+            r.name: (np.asarray(closed[r.name], dtype=np.float64), refs.autodiff[a:b].reshape(leaf.shape), tol[a:b])
+            for r, leaf, a, b in zip(report.params, leaves, offsets[:-1], offsets[1:])
+            if r.status == "error" and r.name in closed and np.shape(closed[r.name]) != leaf.shape
+        }
+        found = _mistakes.named(params, ref_args[0], ref_args[1], task, {**mismatched, **misshapen})
         report = with_diagnoses(report, {n: f"{w} (recomputed on this problem)" for n, w in found.items()})
     if accidental and report.verdict in RIGHT:
         report = _misuse(names, leaves, _inputs.accidental_float32(precision))

@@ -264,7 +264,7 @@ MUTANTS: dict[str, Mutant] = {
     "slope_of_z": Mutant(slope_of_z, ("w1", "b1")),
     "tanh_slope": Mutant(tanh_slope, ("w1", "b1")),
     "sum_not_mean": Mutant(sum_not_mean, ("w1", "b1", "w2", "b2"), "factor"),
-    "bias_mean_wrong_axis": Mutant(bias_mean_wrong_axis, ("b1",), "shape"),
+    "bias_mean_wrong_axis": Mutant(bias_mean_wrong_axis, ("b1",), "over the hidden units (axis 1)"),
     "typo_w1_for_w2": Mutant(typo_w1_for_w2, ("b1",), square=True),
     "z1_for_a1": Mutant(z1_for_a1, ("w2",)),
     "noncanonical_delta": Mutant(noncanonical_delta, ("w1", "b1", "w2", "b2")),
