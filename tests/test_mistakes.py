@@ -44,7 +44,11 @@ def test_each_catalogued_mistake_is_named_on_every_shape_and_regime(
         label="problem",
     )
     note(prob.describe())
-    params = mlp.Params(*(np.where(np.abs(a) < 0.3, 0.7, a) for a in prob.params))  # no vanishing weight hides it
+    # No vanishing weight hides the mistake, and no two equal ones make two mistakes coincide (with equal
+    # weights and inputs of 0, the typo's dL/db1 is twice the right one, and so is the sum over the hidden units).
+    params = mlp.Params(
+        *(np.where(np.abs(a) < 0.3, 0.7 + 0.11 * np.arange(a.size).reshape(a.shape), a) for a in prob.params)
+    )
     report = check_gradients(
         partial(mlp.loss, task=prob.task), partial(mutant.grad, task=prob.task), params, *prob[1:3]
     )
