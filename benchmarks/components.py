@@ -39,7 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradcheck import _finite_diff, _noise, _references, _tolerance, _trace, mlp, problems
+from gradcheck import _references, _tolerance, mlp, problems
+from gradcheck._references import _finite_diff, _noise, _trace
 
 
 def median_ms(fn: Callable[[], Any], repeats: int) -> float:

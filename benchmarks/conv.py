@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradcheck import _finite_diff, _references, check_vjp
+from gradcheck import _references, check_vjp
+from gradcheck._references import _finite_diff
 
 
 def conv(x: Any, w: Any) -> Any:

@@ -67,41 +67,45 @@ MUTATIONS = (
     ),
     Mutation(
         "kink test without jump > tol",
-        "gradcheck/_evaluation.py",
+        "gradcheck/_references/_evaluation.py",
         "(jump[1] > KINK_PERSISTENCE * jump[0]) & (jump[1] > tol[coordinates])",
         "(jump[1] > KINK_PERSISTENCE * jump[0])",
         (PINNED, "tests/test_finite_diff.py", "tests/test_references.py"),
     ),
     Mutation(
         "FD truncation term dropped",
-        "gradcheck/_finite_diff.py",
+        "gradcheck/_references/_finite_diff.py",
         "FiniteDifferences(final, xp.abs(final - before) + rounding, kink)",
         "FiniteDifferences(final, rounding, kink)",
         (PINNED,),
     ),
     Mutation(
         "scatter-add += -> =",
-        "gradcheck/_rules.py",
+        "gradcheck/_references/_primitive_rules.py",
         "out[tuple(slice(s, s + n) for s, n in zip(start, full))] += update.reshape(full)",
         "out[tuple(slice(s, s + n) for s, n in zip(start, full))] = update.reshape(full)",
         (PINNED,),
     ),
     Mutation(
         "integer div floors",
-        "gradcheck/_rules.py",
+        "gradcheck/_references/_primitive_rules.py",
         "return np.trunc(x / y).astype(np.result_type(x, y))",
         "return np.floor(x / y).astype(np.result_type(x, y))",
         (PINNED,),
     ),
     Mutation(
         "dynamic_slice start not clamped",
-        "gradcheck/_rules.py",
+        "gradcheck/_references/_primitive_rules.py",
         "(int(np.clip(int(s), 0, dim - n)), n)",
         "(int(s), n)",
         (PINNED,),
     ),
     Mutation(
-        "COMPILE_AFTER 64 -> 4096", "gradcheck/_references.py", "COMPILE_AFTER = 64", "COMPILE_AFTER = 4096", (PINNED,)
+        "COMPILE_AFTER 64 -> 4096",
+        "gradcheck/_references/__init__.py",
+        "COMPILE_AFTER = 64",
+        "COMPILE_AFTER = 4096",
+        (PINNED,),
     ),
     Mutation(
         "bucket not rounded to the device count",
@@ -140,7 +144,7 @@ MUTATIONS = (
     ),
     Mutation(
         "custom rules left out of the cache key",
-        "gradcheck/_trace.py",
+        "gradcheck/_references/_trace.py",
         "    if not _calls_custom_rule(closed.jaxpr):\n        return text",
         "    if True:\n        return text",
         ("tests/test_references.py",),
@@ -283,7 +287,7 @@ MUTATIONS = (
     ),
     Mutation(
         "the NumPy path's failures crash the check",
-        "gradcheck/_references.py",
+        "gradcheck/_references/__init__.py",
         "        except Exception as exc:  # noqa: BLE001 - a rule of ours that failed: never the user's verdict",
         "        except _interpret.Unsupported as exc:  # a rule of ours that failed: never the user's verdict",
         ("tests/test_wrong_calls.py",),
@@ -297,7 +301,7 @@ MUTATIONS = (
     ),
     Mutation(
         "the finite differences' points all at once",
-        "gradcheck/_finite_diff.py",
+        "gradcheck/_references/_finite_diff.py",
         "VMAP_CHUNK = 1\n",
         "VMAP_CHUNK = 10**9\n",
         ("tests/test_finite_diff.py",),

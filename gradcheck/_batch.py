@@ -21,15 +21,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from gradcheck import (
-    _check,
-    _inputs,
-    _judge,
-    _references,
-    _tolerance,
-    _trace,
-    _validate,
-)
+from gradcheck import _check, _inputs, _judge, _references, _tolerance, _validate
 from gradcheck._batch_references import (
     ELEMENTWISE_WORK,
     _batch_references,
@@ -37,6 +29,7 @@ from gradcheck._batch_references import (
     _stacked_references,
 )
 from gradcheck._batch_report import WORST_FIELDS, BatchReport
+from gradcheck._references import _trace
 from gradcheck._report import Report
 
 __all__ = ["BatchReport", "check_batch"]

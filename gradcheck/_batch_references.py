@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from gradcheck import _caches, _finite_diff, _interpret, _judge, _references, _stacked, _tolerance, _trace
+from gradcheck import _caches, _judge, _references, _stacked, _tolerance
+from gradcheck._references import _finite_diff, _interpret, _trace
 
 #: Compiled batched references, keyed by the traced loss (an XLA executable each).
 _COMPILED: collections.OrderedDict[Hashable, Callable[..., tuple[jax.Array, ...]]] = _caches.registered(

@@ -17,18 +17,8 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from gradcheck import (
-    _forward,
-    _inputs,
-    _judge,
-    _mistakes,
-    _precision,
-    _references,
-    _taylor,
-    _tolerance,
-    _trace,
-    _validate,
-)
+from gradcheck import _forward, _inputs, _judge, _mistakes, _precision, _references, _taylor, _tolerance, _validate
+from gradcheck._references import _trace
 from gradcheck._report import (
     RIGHT,
     GradientMismatch,

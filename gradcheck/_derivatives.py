@@ -33,7 +33,7 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
-from gradcheck import _diagnose, _interpret, _validate
+from gradcheck import _diagnose, _validate
 from gradcheck._check import Judged, judged
 from gradcheck._derivative_calls import (  # the checks' shared parts
     _as_matrix,
@@ -52,6 +52,7 @@ from gradcheck._derivative_calls import (  # the checks' shared parts
     _with_symmetry_note,
     _worst_of,
 )
+from gradcheck._references import _interpret
 from gradcheck._report import GradientMismatch, ParamResult, ReferencesDisagree, Report, misuse_exception
 
 #: Random cotangents (VJP) or tangents (JVP) each check draws: a wrong rule is

@@ -21,10 +21,11 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky
 
-from gradcheck import _caches, _confirm, _references, _tolerance, _trace, mlp
+from gradcheck import _caches, _confirm, _references, _tolerance, mlp
 from gradcheck import strategies as gs
 from gradcheck._check import check_gradients, with_diagnoses
 from gradcheck._inputs import match_structure
+from gradcheck._references import _trace
 from gradcheck._report import Report
 from gradcheck.problems import Problem, sample
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradcheck import _finite_diff, _interpret, _noise, _tolerance, _trace
-from gradcheck._references import Along, References
+from gradcheck import _tolerance
+from gradcheck._references import Along, References, _finite_diff, _interpret, _noise, _trace
 
 
 class StackedEvaluation:

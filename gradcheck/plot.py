@@ -27,7 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradcheck import _finite_diff, _taylor, mlp, problems
+from gradcheck import _taylor, mlp, problems
+from gradcheck._references import _finite_diff
 
 #: Steps of the V-curve, 2^0 down to 2^-46 in half powers of two: wide enough to
 #: show both regimes of every scheme on a coordinate of size about 1.

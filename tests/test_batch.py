@@ -254,7 +254,8 @@ def test_directional_references_by_numpy_are_the_compiled_ones(task: mlp.Task) -
     the same directions, and the same references within their error bounds."""
     import jax
 
-    from gradcheck import _batch, _batch_references, _trace
+    from gradcheck import _batch, _batch_references
+    from gradcheck._references import _trace
 
     params, x, y = stack(draw(task, "large_batch", 3, seed=7))
     loss = partial(mlp.loss, task=task)
@@ -335,7 +336,7 @@ def test_large_correct_problems_are_settled_by_the_screen_and_say_so() -> None:
 
 def test_the_batch_screen_runs_no_monte_carlo_for_what_it_settles(monkeypatch: pytest.MonkeyPatch) -> None:
     """The screen is a saving, not a relabelling: a batch it settles makes no Monte Carlo run at all."""
-    from gradcheck import _interpret
+    from gradcheck._references import _interpret
 
     runs = []
     real = _interpret.Noise

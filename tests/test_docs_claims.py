@@ -909,7 +909,8 @@ def _pages() -> dict[str, str]:
 def test_the_safety_factors_and_floor_in_prose_are_the_tolerance_models() -> None:
     """ "16 × noise", "16 × the bound" and "256 ulps" are `NOISE_SAFETY`, `FD_SAFETY` and `FLOOR_ULPS`: a change
     to the model fails here until the prose follows it."""
-    from gradcheck import _finite_diff, _tolerance
+    from gradcheck import _tolerance
+    from gradcheck._references import _finite_diff
 
     said = {
         r"(\d+) × (?:measured )?noise": _tolerance.NOISE_SAFETY,

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gradcheck import _finite_diff
+from gradcheck._references import _finite_diff
 
 
 def _fd(f, theta, sigma_f=0.0):  # type: ignore[no-untyped-def]
@@ -87,7 +87,7 @@ def test_the_points_give_the_same_estimates_in_chunks_or_all_at_once(
     import jax
     import jax.numpy as jnp
 
-    from gradcheck import _finite_diff
+    from gradcheck._references import _finite_diff
 
     def f(t: Any) -> Any:
         return jnp.sum(jnp.sin(3.0 * t) * jnp.abs(t - 0.2))  # a kink at 0.2

@@ -25,7 +25,7 @@ from hypothesis.extra import numpy as hnp
 
 from gradcheck import Report, _check, _references, activations, check_gradients, heads, mlp, network, problems
 from gradcheck import strategies as gs
-from gradcheck._trace import pure_loss
+from gradcheck._references._trace import pure_loss
 
 
 def check(prob: problems.NetProblem, grad_fn: Any = None) -> Report:

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gradcheck import _noise
+from gradcheck._references import _noise
 
 U = 2.0**-53
 

@@ -21,16 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gradcheck import (
-    _finite_diff,
-    _interpret,
-    _tolerance,
-    check_gradients,
-    check_vjp,
-    cli,
-    mlp,
-)
+from gradcheck import _tolerance, check_gradients, check_vjp, cli, mlp
 from gradcheck._check import SCREENED_NOTE
+from gradcheck._references import _finite_diff, _interpret
 from gradcheck.pytest_plugin import check_property
 
 EPS = 2.0**-52  # float64's machine epsilon, written out

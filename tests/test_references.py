@@ -204,7 +204,7 @@ def test_a_loss_closing_over_data_it_ran_on_without_x64_is_warned_about() -> Non
 
     Checked later in float64, such a loss is not float64 throughout: the check says so, and how to avoid it.
     """
-    from gradcheck._trace import NarrowConstants
+    from gradcheck._references._trace import NarrowConstants
 
     x = np.random.default_rng(1).normal(size=(5, 2))
 

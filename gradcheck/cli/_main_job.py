@@ -19,8 +19,8 @@ from rich.progress import Progress
 import gradcheck
 from gradcheck import activations, heads, mlp, network, problems
 from gradcheck._batch import check_batch
+from gradcheck._references._trace import pure_loss
 from gradcheck._report import jsonable
-from gradcheck._trace import pure_loss
 from gradcheck.cli import _junit
 from gradcheck.cli._args import add_junit_xml, integer, positive
 from gradcheck.cli._main_report import Job, TaskSummary, _overall, junit_suite, render, to_json

@@ -16,8 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradcheck import _caches, _finite_diff, _noise, _tolerance, _trace
-from gradcheck._evaluation import (
+from gradcheck import _caches, _tolerance
+from gradcheck._references import _finite_diff, _noise, _trace
+from gradcheck._references._evaluation import (
     DIRECTIONS,
     LARGE_NOISE_SAMPLES,
     MAX_COORDINATES,

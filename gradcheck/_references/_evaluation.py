@@ -13,7 +13,7 @@ from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 
-from gradcheck import _finite_diff
+from gradcheck._references import _finite_diff
 
 Path = Literal["numpy", "xla"]
 V = TypeVar("V")

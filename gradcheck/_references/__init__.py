@@ -30,9 +30,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from gradcheck import _caches, _interpret, _trace
-from gradcheck._compiled_evaluation import COMPILER_OPTIONS, CompiledEvaluation, reference_function
-from gradcheck._evaluation import (
+from gradcheck import _caches
+from gradcheck._references import _interpret, _trace
+from gradcheck._references._compiled_evaluation import COMPILER_OPTIONS, CompiledEvaluation, reference_function
+from gradcheck._references._evaluation import (
     DIRECTIONS,
     KINK_PERSISTENCE,
     KINK_STEP_RATIO,
@@ -47,7 +48,7 @@ from gradcheck._evaluation import (
     assemble,
     refined,
 )
-from gradcheck._numpy_evaluation import NumpyEvaluation, coordinate_differences
+from gradcheck._references._numpy_evaluation import NumpyEvaluation, coordinate_differences
 
 # The references' types and evaluators, by the names the rest of the package has always used.
 __all__ = [

@@ -11,8 +11,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from gradcheck import _finite_diff, _interpret, _noise, _tolerance, _trace
-from gradcheck._evaluation import Evaluation, Path, References
+from gradcheck import _tolerance
+from gradcheck._references import _finite_diff, _interpret, _noise, _trace
+from gradcheck._references._evaluation import Evaluation, Path, References
 
 
 class NumpyEvaluation(Evaluation):

@@ -26,8 +26,8 @@ from typing import Any
 import jax.extend.core as jcore
 import numpy as np
 
-from gradcheck import _noise
-from gradcheck._rules import RULES, Unsupported
+from gradcheck._references import _noise
+from gradcheck._references._primitive_rules import RULES, Unsupported
 
 __all__ = ["RULES", "Noise", "Unsupported", "evaluate"]
 
