@@ -240,7 +240,10 @@ MUTATIONS = (
         "gradcheck/_tolerance.py",
         "FD_SAFETY = 16.0",
         "FD_SAFETY = 1.0",
-        ("tests/test_tolerance.py", "-k", "never_flagged"),
+        # No verdict of the suite's draws needs the factor any more (a closed form is blamed only beyond
+        # autodiff's own distance from the finite differences, and refinement settles the rest): the
+        # calibration table, measured against it, is what changes.
+        ("tests/test_docs.py", "-k", "calibration_table_is_what"),
     ),
     Mutation(
         "a search that raises is no failure",

@@ -291,3 +291,21 @@ def test_a_submission_that_raises_on_some_problems_fails_the_search() -> None:
     assert not result.ok
     assert result.counterexample is not None
     assert result.counterexample.x.shape[0] == 1
+
+
+def test_a_right_float32_closed_form_whose_gradient_underflows_in_float32_passes() -> None:
+    """A perfect fit at tiny scales (found by a random run of the tolerance tests' perfect_fit regime): the
+    gradient's entries of 1e-46 are below float32's smallest number, so a right float32 closed form returns 0.
+    The absolute floor is float32's sqrt(tiny), 1.1e-19, not float64's (it was: a false alarm)."""
+    from tests.derivations import CORRECT, params_for
+
+    params = mlp.Params(
+        np.array([[1.5], [0.0], [0.0]]),
+        np.full(3, -7.075659923480143e-46),
+        np.array([[0.0, 4.6962244416693076e-111, 4.6962244416693076e-111]]),
+        np.array([-7.075659923480143e-46]),
+    )
+    x, y = np.array([[-1.0], [0.5558075758101797]]), np.full(2, -7.075659923480143e-46)
+    grads = partial(CORRECT["float32"], task="regression")
+    report = check_gradients(partial(mlp.loss, task="regression"), grads, params_for("float32", params), x, y)
+    assert report.verdict == "pass", str(report)
