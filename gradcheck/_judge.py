@@ -277,11 +277,10 @@ def tolerances(autodiff: np.ndarray, noise: np.ndarray, precision: np.dtype) -> 
     Where the noise could not be measured (NaN: no Monte Carlo run was finite there), the floor
     alone; `compare` holds an error beyond it in doubt rather than blaming it.
     """
-    eps, tiny = float(np.finfo(precision).eps), float(np.finfo(precision).tiny)
+    eps = float(np.finfo(precision).eps)
     noise = np.where(np.isnan(noise), 0.0, noise)
-    # The absolute floor at the closed form's own precision: sqrt(tiny) of float32 is 1.1e-19, and a right
-    # float32 closed form cannot hold a gradient of 1e-46 (it underflows to 0).
-    return _tolerance.tolerance(noise, _tolerance.scale(autodiff, noise, eps), eps, tiny)
+    floor = _tolerance.absolute_floor(precision)  # a right float32 closed form cannot hold a gradient of 1e-46
+    return _tolerance.tolerance(noise, _tolerance.scale(autodiff, noise, eps), eps, floor)
 
 
 class Comparison(NamedTuple):

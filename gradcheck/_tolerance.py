@@ -21,7 +21,8 @@ The rule (``docs/tolerances.md`` gives the reasoning and the measurements)::
   where the sums cancel.
 - ``eps`` is the machine epsilon of the closed form's dtype, so a float32
   closed form is judged at float32 precision.
-- an absolute floor ``ABSOLUTE_FLOOR = sqrt(float64 tiny)`` (1.5e-154)
+- an absolute floor (`absolute_floor`): ``sqrt(float64 tiny)`` (1.5e-154),
+  or a coarser closed form's own smallest normal number where larger,
   covers gradients that vanish exactly.
 
 A closed form agrees with the finite differences when it lies no farther
@@ -60,19 +61,28 @@ FLOOR_ULPS = 256.0
 FD_SAFETY = 16.0
 
 
-def tolerance(
-    noise: np.ndarray, scale: np.ndarray | float, eps: float, tiny: float = float(np.finfo(np.float64).tiny)
-) -> np.ndarray:
-    """``NOISE_SAFETY * noise + FLOOR_ULPS * eps * scale + sqrt(tiny)``, elementwise.
+def tolerance(noise: np.ndarray, scale: np.ndarray | float, eps: float, floor: float | None = None) -> np.ndarray:
+    """``NOISE_SAFETY * noise + FLOOR_ULPS * eps * scale + floor``, elementwise.
 
-    The last term is an absolute floor: below the square root of the smallest
-    normal number (1.5e-154 in float64, 1.1e-19 in float32) a product of two
-    such values underflows, rounding stops being relative, and a gradient that
-    vanishes exactly (a perfect fit of an underflowed sigmoid) leaves no
-    scale to measure against.
+    The last term is an absolute floor, `absolute_floor` of the closed form's
+    precision (float64's by default): a gradient that vanishes exactly (a
+    perfect fit of an underflowed sigmoid) leaves no scale to measure against.
     """
-    tol: np.ndarray = NOISE_SAFETY * noise + FLOOR_ULPS * eps * scale + np.sqrt(tiny)
+    absolute = absolute_floor(np.float64) if floor is None else floor
+    tol: np.ndarray = NOISE_SAFETY * noise + FLOOR_ULPS * eps * scale + absolute
     return tol
+
+
+def absolute_floor(precision: np.dtype | type) -> float:
+    """The tolerance's absolute floor for a closed form of `precision`.
+
+    In float64, the square root of the smallest normal number, 1.5e-154: below
+    it a product of two such values underflows and rounding stops being
+    relative. A coarser closed form cannot hold a gradient below its own
+    smallest normal number faithfully (float32's 1.2e-38: a gradient of 1e-46
+    comes back as 0), so that is its floor when it is the larger.
+    """
+    return max(float(np.sqrt(np.finfo(np.float64).tiny)), float(np.finfo(precision).tiny))
 
 
 def scale(autodiff: np.ndarray, noise: np.ndarray, eps: float) -> np.ndarray:

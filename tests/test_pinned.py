@@ -31,15 +31,18 @@ TINY = 2.0**-1022  # float64's smallest normal number
 
 
 def test_the_tolerance_is_the_documented_formula_term_by_term() -> None:
-    """``16 noise + 256 eps scale + sqrt(tiny)`` (docs/tolerances.md): catches NOISE_SAFETY 16 -> 4,
-    FLOOR_ULPS 256 -> 64, and the sqrt(tiny) term dropped."""
+    """``16 noise + 256 eps scale + floor`` (docs/tolerances.md): catches NOISE_SAFETY 16 -> 4,
+    FLOOR_ULPS 256 -> 64, and the floor dropped."""
     noise = np.array([0.0, 1e-10, 0.0])
     tol = _tolerance.tolerance(noise, np.array([0.0, 0.0, 1.0]), EPS)
     assert tol[0] == pytest.approx(np.sqrt(TINY), rel=1e-12)  # 1.49e-154: a gradient that vanishes exactly
     assert tol[1] == pytest.approx(16 * 1e-10, rel=1e-12)
     assert tol[2] == pytest.approx(256 * EPS, rel=1e-12)
-    float32 = _tolerance.tolerance(np.zeros(1), np.ones(1), 2.0**-23, tiny=2.0**-126)
-    assert float32[0] == pytest.approx(256 * 2.0**-23 + 2.0**-63, rel=1e-12)
+    floor32 = _tolerance.absolute_floor(np.float32)
+    assert floor32 == 2.0**-126  # float32's smallest normal number, above float64's sqrt(tiny)
+    assert _tolerance.absolute_floor(np.float64) == pytest.approx(np.sqrt(TINY), rel=1e-12)
+    float32 = _tolerance.tolerance(np.zeros(1), np.ones(1), 2.0**-23, floor32)
+    assert float32[0] == pytest.approx(256 * 2.0**-23 + 2.0**-126, rel=1e-12)
 
 
 def test_fewer_noise_samples_widen_the_noise_by_the_square_root() -> None:
@@ -296,7 +299,8 @@ def test_a_submission_that_raises_on_some_problems_fails_the_search() -> None:
 def test_a_right_float32_closed_form_whose_gradient_underflows_in_float32_passes() -> None:
     """A perfect fit at tiny scales (found by a random run of the tolerance tests' perfect_fit regime): the
     gradient's entries of 1e-46 are below float32's smallest number, so a right float32 closed form returns 0.
-    The absolute floor is float32's sqrt(tiny), 1.1e-19, not float64's (it was: a false alarm)."""
+    The absolute floor is float32's smallest normal number, 1.2e-38, not float64's sqrt(tiny) (it was: a false
+    alarm)."""
     from tests.derivations import CORRECT, params_for
 
     params = mlp.Params(
