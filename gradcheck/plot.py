@@ -11,14 +11,13 @@
   correct gradient (slope 2) and a wrong one (slope 1), with the fitted slopes.
 
 The numbers are computed here, in float64, without matplotlib; only drawing
-needs it (``pip install "gradcheck[plot]"``).
+needs it (``pip install "gradcheck[plot]"``). The command line is
+`gradcheck.cli._plot`'s, as every command's is in `gradcheck.cli`.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -222,7 +221,7 @@ _COLOURS = {"forward": "C0", "central": "C1", "Richardson": "C2", "complex step"
 _THEORY = {"forward": 1, "central": 2, "Richardson": 6, "complex step": 2}
 
 
-def _slope_text(slope: float) -> str:
+def slope_text(slope: float) -> str:
     return "n/a" if math.isnan(slope) else f"{slope:.2f}"
 
 
@@ -240,7 +239,7 @@ def draw_vcurve(data: VCurve, path: Path, *, title: str) -> None:
             marker=".",
             markersize=4,
             color=_COLOURS[name],
-            label=f"{name}: fitted slope {_slope_text(data.slopes[name])} (theory {_THEORY[name]})",
+            label=f"{name}: fitted slope {slope_text(data.slopes[name])} (theory {_THEORY[name]})",
         )
     ax.loglog(data.steps, data.bound, ":", color=_COLOURS["Richardson"], label="gradcheck's error bound on Richardson")
     ax.loglog(data.steps, data.rounding, ":", color="grey", label=r"rounding estimate $\varepsilon|L|/(h|g|)$")
@@ -301,73 +300,3 @@ def _save_options(path: Path) -> dict[str, Any]:
     if path.suffix == ".svg":
         return {"metadata": {"Date": None, "Creator": None}}
     return {"dpi": 110, "metadata": {"Software": None}}
-
-
-# --- command line --------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gradcheck plot",
-        description=(
-            "Draw the docs' figures on a fixed seeded problem of the seed network: the finite-difference "
-            "V-curve (error against step size) and the Taylor remainder of a correct and a wrong gradient."
-        ),
-        epilog='Needs matplotlib: pip install "gradcheck[plot]". Exit codes: 0 written, 2 usage error.',
-    )
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder to write the figures to (created)")
-    parser.add_argument(
-        "--task", choices=mlp.TASKS, default="classification", help="the seed network's task (default classification)"
-    )
-    parser.add_argument("--seed", type=_seed, default=0, help="seed of the problem and the direction (default 0)")
-    parser.add_argument("--format", choices=("png", "svg"), default="png", help="image format (default png)")
-    return parser
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--seed must be a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"--seed must be at least 0, got {value}")
-    return value
-
-
-def run(args: argparse.Namespace) -> int:
-    """Compute both figures' data, draw them into ``args.out``; return the exit code."""
-    try:
-        import matplotlib  # noqa: F401 - only to fail early, before minutes of work
-    except ImportError:
-        print(
-            'gradcheck plot: error: matplotlib is not installed; install it with: pip install "gradcheck[plot]"',
-            file=sys.stderr,
-        )
-        return 2
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        print(f"gradcheck plot: error: cannot create `--out` {str(out)!r}: {exc}", file=sys.stderr)
-        return 2
-    prob = seed_problem(args.task, args.seed)
-    where = (
-        f"seed network (inputs 2, hidden 3, batch 8), task {args.task}, problem seed {args.seed}\n"
-        f"drawn by: gradcheck plot --task {args.task} --seed {args.seed}"
-    )
-
-    v = vcurve(prob)
-    path = out / f"fd_vcurve.{args.format}"
-    draw_vcurve(v, path, title=f"Finite differences on {v.coordinate} (g = {v.gradient:.6g})\n{where}")
-    slopes = ", ".join(f"{k} {_slope_text(s)}" for k, s in v.slopes.items())
-    print(f"wrote {path}: coordinate {v.coordinate}, fitted truncation slopes: {slopes}")
-    print(
-        f"  gradcheck's step h = {v.chosen_step:.3g}: Richardson relative error {v.chosen_error:.1e}, "
-        f"error bound {v.chosen_bound:.1e}"
-    )
-
-    t = taylor(prob, args.seed)
-    path = out / f"taylor_remainder.{args.format}"
-    draw_taylor(t, path, title=f"Taylor remainder along a random direction\n{where}")
-    print(f"wrote {path}: fitted slopes: correct gradient {t.correct_slope:.2f}, {WRONG_LABEL} {t.wrong_slope:.2f}")
-    return 0
