@@ -18,7 +18,7 @@ import numpy as np
 
 from gradcheck import _diagnose, _validate
 from gradcheck._check import SCREENED_NOTE, Judged
-from gradcheck._inputs import describe_exception, own_frames
+from gradcheck._inputs import own_frames, user_traceback
 from gradcheck._report import SEVERITY, ParamResult, Report
 
 
@@ -214,7 +214,7 @@ def _called_as(report: Report, call: str) -> Report:
     if report.error is None:
         return report
     if report.cause is not None:
-        trace = f"{describe_exception(report.cause)}\n" if own_frames(report.cause) else ""
+        trace = f"{user_traceback(report.cause)}\n" if own_frames(report.cause) else ""
         error = f"`{name}` raised {type(report.cause).__name__}: {report.cause}\n{trace}"
     else:  # it returned something that is not a derivative; the check's own words, renamed
         error = report.error.replace("`grad_fn`", f"`{name}`").split("\n`" + name + "` is called as")[0] + "\n"

@@ -112,11 +112,6 @@ def user_traceback(
     return text
 
 
-def describe_exception(exc: BaseException) -> str:
-    """The exception with the user's traceback: the frames below the one that called them (`user_traceback`)."""
-    return user_traceback(exc)
-
-
 def own_frames(exc: BaseException) -> bool:
     """Whether `exc` was raised inside the user's function (not by the call itself)."""
     tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
@@ -148,7 +143,7 @@ def call_failed(exc: BaseException, names: list[str], leaves: list[np.ndarray], 
     """Why `grad_fn` raised, with its traceback, and how it is called."""
     shapes = ", ".join(str(np.shape(a)) for a in args)
     further = f"and {len(args)} further argument{'s' if len(args) != 1 else ''} of shapes {shapes}" if args else "alone"
-    trace = f"{describe_exception(exc)}\n" if own_frames(exc) else ""
+    trace = f"{user_traceback(exc)}\n" if own_frames(exc) else ""
     if own_frames(exc) and not isinstance(exc, TypeError):
         # It ran, and failed inside: the user's own error on these inputs, not a call of the wrong shape.
         return (

@@ -57,8 +57,8 @@ class TaskSummary:
                 self.not_judged += count
                 self.kinked.append(problems[b][0])
         for name, fields in report.worst.items():
-            worst = self.worst.setdefault(name, dict.fromkeys(_WORST_FIELDS, math.nan))
-            for f in _WORST_FIELDS:
+            worst = self.worst.setdefault(name, dict.fromkeys(WORST_FIELDS, math.nan))
+            for f in WORST_FIELDS:
                 worst[f] = float(np.fmax(worst[f], fields[f]))  # NaN: not measured
         self.along_used = float(np.fmax(self.along_used, report.along_used))
         for b, failure in report.failures.items():
@@ -98,8 +98,6 @@ class Job:
     reproduce: Callable[[int], str]
 
 
-#: The worst of each field a batch reports, in its report's order (`BatchReport.worst`).
-_WORST_FIELDS = WORST_FIELDS
 _HEADERS = ("param", "|cf-ad|", "rel vs ad", "|cf-fd|", "rel vs fd", "tol used")
 
 
@@ -112,7 +110,7 @@ def render(summaries: list[TaskSummary], jobs: dict[str, Job], args: argparse.Na
         for column in _HEADERS:
             table.add_column(column, justify="left" if column == "param" else "right", overflow="fold")
         for name, worst in s.worst.items():
-            table.add_row(name, *("-" if math.isnan(worst[f]) else f"{worst[f]:.2e}" for f in _WORST_FIELDS))
+            table.add_row(name, *("-" if math.isnan(worst[f]) else f"{worst[f]:.2e}" for f in WORST_FIELDS))
         console.print(table)
         console.print(
             "finite differences along every coordinate of every problem (Richardson, refined in the batch where "
@@ -243,7 +241,7 @@ def junit_suite(s: TaskSummary, job: Job, args: argparse.Namespace) -> _junit.Su
     cases = []
     for name in s.worst:
         worst = s.worst[name]
-        measured = ", ".join(f"{f} = {worst[f]:.2e}" for f in _WORST_FIELDS if not math.isnan(worst[f]))
+        measured = ", ".join(f"{f} = {worst[f]:.2e}" for f in WORST_FIELDS if not math.isnan(worst[f]))
         blamed = [f for f in s.failures if _status(f[2], name) in ("mismatch", "error")]
         doubted = [f for f in s.failures if _status(f[2], name) == "doubt"]
         outcome = _outcome(name, blamed, doubted, s.examples, job, param=name)

@@ -12,15 +12,6 @@ from gradcheck import mlp
 
 def build_plot_parser() -> argparse.ArgumentParser:
     """The parser of `gradcheck plot`."""
-    return build_parser()
-
-
-def plot_main(args: argparse.Namespace) -> int:
-    """Draw the figures that `args` asks for; return the exit code."""
-    return run(args)
-
-
-def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gradcheck plot",
         description=(
@@ -48,7 +39,7 @@ def _seed(text: str) -> int:
     return value
 
 
-def run(args: argparse.Namespace) -> int:
+def plot_main(args: argparse.Namespace) -> int:
     """Compute both figures' data, draw them into ``args.out``; return the exit code."""
     from gradcheck import plot
 
