@@ -102,7 +102,7 @@ MUTATIONS = (
     ),
     Mutation(
         "COMPILE_AFTER 64 -> 4096",
-        "gradcheck/_references/__init__.py",
+        "gradcheck/_references/_cost.py",
         "COMPILE_AFTER = 64",
         "COMPILE_AFTER = 4096",
         (PINNED,),

@@ -4,7 +4,7 @@ For each task and regime, ``--problems`` correct problems (inputs 2, hidden 3,
 batch 8; the large_batch regime has 2,048 samples per problem, and runs
 ``--large`` problems) are checked in one `check_batch` call, on each path:
 
-- NumPy: the stacked references by `_stacked` (what a batch takes until it
+- NumPy: the stacked references by `_references.StackedEvaluation` (what a batch takes until it
   has done `COMPILE_AFTER_WORK` at a shape);
 - compiled: the batched references jitted by XLA, timed after a first call
   that compiles them.

@@ -1,7 +1,7 @@
 """The references of a batch of same-shape problems: stacked NumPy first, one compiled call once it pays.
 
-`_stacked_references` runs `_stacked.StackedEvaluation` until a shape's work has repaid a compile
-(`COMPILE_AFTER_WORK`), then `_batch_references` takes over: `_references.reference_function` vmapped over
+`_stacked_references` runs `_references.StackedEvaluation` until a shape's work has repaid a compile
+(`_cost.COMPILE_AFTER_WORK`), then `_batch_references` takes over: `_references.reference_function` vmapped over
 a leading problem axis, compiled once per shape and bucket, sharded over every JAX device. `check_batch`
 (`_batch`) judges what they return.
 """
@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from gradcheck import _caches, _judge, _references, _stacked, _tolerance
-from gradcheck._references import _finite_diff, _interpret, _trace
+from gradcheck import _caches, _judge, _references, _tolerance
+from gradcheck._references import _cost, _interpret, _trace
 
 #: Compiled batched references, keyed by the traced loss (an XLA executable each).
 _COMPILED: collections.OrderedDict[Hashable, Callable[..., tuple[jax.Array, ...]]] = _caches.registered(
@@ -29,19 +29,8 @@ _COMPILED: collections.OrderedDict[Hashable, Callable[..., tuple[jax.Array, ...]
 #: Largest model `check_batch` takes: every problem's references are held at
 #: once, with 8 Monte Carlo copies of its gradient.
 MAX_PARAMETERS = 4096
-#: Random +-1 directions along which each problem's finite differences run.
-#: A problem that does not pass is re-checked along every coordinate.
-BATCH_DIRECTIONS = 2
-
-
-#: Work done by NumPy (`_stacked`) on one loss and shape before the batch compiles, in loss
-#: evaluations times data values per problem (`_work`). NumPy does about 10-20 million such
-#: units a second on a 2-core machine, and a compile of the batched references costs 1-1.5 s
-#: there (benchmarks/regimes.py measures both): ski rental, so NumPy until it has done about a
-#: compile's worth, about 4,000 seed-network problems (P = 13, 24 data values: 2,520 units each).
-#: A batch whose own work exceeds this compiles at once (2,048 samples per problem: 400 problems).
-COMPILE_AFTER_WORK = 4096 * (6 * 13 + 27) * 24
-_STACKED_COUNTS: collections.OrderedDict[Hashable, int] = _caches.registered(collections.OrderedDict())
+#: Random +-1 directions of a problem's finite differences (`_cost`, which counts their work).
+BATCH_DIRECTIONS = _cost.BATCH_DIRECTIONS
 
 
 def _stacked_references(
@@ -62,33 +51,21 @@ def _stacked_references(
     With `screen`, without the Monte Carlo runs (`_references.SCREEN`)."""
     bound = _trace.program(loss_fn, treedef, shapes, tuple(a[0] for a in data))
     key = (bound.program.key, tuple(sorted(bound.dims.items())), shapes, elementwise)
-    done = _trace.cached(_STACKED_COUNTS, key, int)
-    work = len(leaves[0]) * _work(cf.shape[1], data, elementwise, screen)
-    want = _references.preferred_path()
-    if want == "xla" or key in _UNSTACKABLE or (want is None and done + work > COMPILE_AFTER_WORK):
+    work = len(leaves[0]) * _cost.batch_work(cf.shape[1], data, elementwise, screen)
+    if _cost.BATCH.path(key, work) == "xla":
         return None
     directions = None if elementwise else BATCH_DIRECTIONS
     try:
-        evaluation = _stacked.StackedEvaluation(
+        evaluation = _references.StackedEvaluation(
             bound, leaves, data, unit_roundoff, int(seed), cf, directions, screen=screen
         )
     except _interpret.Unsupported:
-        _UNSTACKABLE.add(key)
+        _cost.BATCH.unsupported.add(key)
         return None
-    _STACKED_COUNTS[key] = done + work
+    _cost.BATCH.spend(key, work)
     return _judge.refined_until_agreed(evaluation, cf, precision)
 
 
-def _work(p: int, data: tuple[np.ndarray, ...], elementwise: bool, screen: bool = False) -> int:
-    """One problem's references in loss evaluations times data values: the finite differences'
-    2 LEVELS points per coordinate or direction, and autodiff with its Monte Carlo copies
-    (about 3 evaluations each; none under the screen)."""
-    size = max(1, sum(int(np.prod(a.shape[1:])) for a in data))
-    along = p if elementwise else BATCH_DIRECTIONS
-    return (2 * _finite_diff.LEVELS * along + 3 * (1 + (0 if screen else _tolerance.NOISE_SAMPLES))) * size
-
-
-_UNSTACKABLE: set[Hashable] = _caches.registered(set())
 #: Largest P times data values per problem for which a batch takes finite differences along every
 #: coordinate: the seed network with up to 16 times its default batch (P = 13, 24 values). Above it
 #: (2,048 samples per problem) 6 P loss evaluations per problem would cost several times the rest of

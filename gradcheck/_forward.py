@@ -4,7 +4,7 @@ Course code writes forward passes in NumPy (``x.dot(w)``, boolean masks,
 ``np.maximum``), which JAX cannot trace (`_trace.Untraceable`): there is no
 autodiff reference. The loss is then evaluated as it is, one point at a time,
 and the references are its Richardson finite differences along every
-coordinate (`_references.coordinate_differences`, the same as for a traced
+coordinate (`_references.one_problem_differences`, the same as for a traced
 loss) with their error bound. They stand in for autodiff, and the tolerance
 widens by ``FD_SAFETY`` times their error bound (`Evaluation.reference_error`):
 a closed form passes within ``FD_SAFETY * fd_err + floor`` of them.
@@ -31,7 +31,7 @@ import jax
 import numpy as np
 
 from gradcheck import _tolerance
-from gradcheck._references import MAX_COORDINATES, Evaluation, References, coordinate_differences
+from gradcheck._references import MAX_COORDINATES, Evaluation, References, one_problem_differences, patched
 
 #: Units of roundoff by which the point is perturbed to measure the loss's rounding noise.
 NOISE_ULPS = 4.0
@@ -74,7 +74,7 @@ class ForwardEvaluation(Evaluation):
         jitter = rng.uniform(-1.0, 1.0, (_tolerance.NOISE_SAMPLES, self.theta.size))
         moved = self.theta * (1.0 + NOISE_ULPS * u * jitter)
         self.sigma_f = float(np.nan_to_num(np.abs(self.losses(moved) - self.f0).max(initial=0.0)))
-        fd = coordinate_differences(self.theta, np.arange(self.theta.size), 1.0, self.losses, self.sigma_f, self.f0)
+        fd = one_problem_differences(self.theta, np.arange(self.theta.size), 1.0, self.losses, self.sigma_f, self.f0)
         value, error = np.asarray(fd.value, np.float64), np.asarray(fd.error, np.float64)
         self.references = References(value, np.zeros_like(value), value, error, np.asarray(fd.kink, bool))
         self.reference_error = error
@@ -90,13 +90,10 @@ class ForwardEvaluation(Evaluation):
 
     def finer(self, scale: float, doubt: np.ndarray) -> References:
         where = np.flatnonzero(doubt)
-        fd = coordinate_differences(self.theta, where, scale, self.losses, self.sigma_f, self.f0)
-        value, error, kink = (np.array(a, copy=True) for a in self.references[2:5])
-        value[where], error[where], kink[where] = fd.value, fd.error, fd.kink
-        assert self.reference_error is not None
-        self.reference_error = self.reference_error.copy()
-        self.reference_error[where] = error[where]
-        return self.references._replace(autodiff=value, finite_diff=value, fd_error=error, kink=kink)
+        fd = one_problem_differences(self.theta, where, scale, self.losses, self.sigma_f, self.f0)
+        finer = patched(self.references, (where,), fd)
+        self.reference_error = finer.fd_error  # they stand in for autodiff: their error bound is its
+        return finer._replace(autodiff=finer.finite_diff)
 
     def kinks_within_steps(self, coordinates: np.ndarray, tol: np.ndarray) -> np.ndarray:
         """No autodiff to tell a kink by: the one-sided slopes of the finite differences already did."""

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from gradcheck import _caches, _references, _search, cli, mlp
 from gradcheck import strategies as gs
+from gradcheck._references import _cost
 from gradcheck._report import ParamResult, Report
 from tests.test_cli import CORRECT_SUBMISSION, RAISES, SIGN_FLIPPED
 
@@ -165,4 +166,4 @@ def test_clear_empties_every_registered_cache() -> None:
     _caches.clear()
     assert not _references._EVALUATIONS
     assert not _search._DRAWN
-    assert not _references._COUNTS
+    assert not _cost.ONE_PROBLEM.spent

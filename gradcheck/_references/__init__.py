@@ -8,14 +8,12 @@ Two paths compute the same `References`:
 - **Compiled** (`CompiledEvaluation`): `reference_function`, jitted by XLA.
   It costs 0.1-0.7 s to compile, then runs in well under a millisecond.
 
-`evaluation` chooses as in the ski-rental problem: the NumPy path runs at
-a shape until it has cost about what one compile costs (`COMPILE_AFTER`
-checks of one loss at one shape), and then the compiled path takes over
-there. That never costs much more than twice the better choice made in
-hindsight. It counts calls rather than timing them, so that a run's output
-does not depend on the machine's load. Large models (above
-`MAX_COORDINATES` parameters, directional finite differences) and losses
-with a primitive that has no NumPy rule always compile.
+`evaluation` chooses by the references' one cost model (`_cost`: ski
+rental): the NumPy path runs at a shape until it has cost about what one
+compile costs (`COMPILE_AFTER` checks of one loss at one shape), and then the
+compiled path takes over there. Large models (above `MAX_COORDINATES`
+parameters, directional finite differences) and losses with a primitive that
+has no NumPy rule always compile.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import hashlib
-import os
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
@@ -31,8 +28,9 @@ import jax
 import numpy as np
 
 from gradcheck import _caches
-from gradcheck._references import _interpret, _trace
+from gradcheck._references import _cost, _interpret, _trace
 from gradcheck._references._compiled_evaluation import COMPILER_OPTIONS, CompiledEvaluation, reference_function
+from gradcheck._references._cost import COMPILE_AFTER, ENVIRONMENT, forced, preferred_path
 from gradcheck._references._evaluation import (
     DIRECTIONS,
     KINK_PERSISTENCE,
@@ -48,12 +46,19 @@ from gradcheck._references._evaluation import (
     assemble,
     refined,
 )
-from gradcheck._references._numpy_evaluation import NumpyEvaluation, coordinate_differences
+from gradcheck._references._numpy_evaluation import (
+    NumpyEvaluation,
+    StackedEvaluation,
+    one_problem_differences,
+    patched,
+)
 
 # The references' types and evaluators, by the names the rest of the package has always used.
 __all__ = [
     "COMPILER_OPTIONS",
+    "COMPILE_AFTER",
     "DIRECTIONS",
+    "ENVIRONMENT",
     "KINK_PERSISTENCE",
     "KINK_STEP_RATIO",
     "LARGE_NOISE_SAMPLES",
@@ -66,12 +71,14 @@ __all__ = [
     "Path",
     "References",
     "Refinable",
+    "StackedEvaluation",
     "assemble",
     "autodiff",
     "clear_caches",
-    "coordinate_differences",
     "evaluation",
     "forced",
+    "one_problem_differences",
+    "patched",
     "preferred_path",
     "reference_function",
     "refined",
@@ -94,13 +101,6 @@ __all__ = [
 SCREEN = True
 
 
-#: Checks of one loss at one shape on the NumPy path before the compiled path takes over.
-#: One XLA compile of the seed network's references costs 0.13-0.3 s on a 2-core machine,
-#: one NumPy check 2-5 ms (benchmarks/cold.py measures both): a compile is worth about 64
-#: NumPy checks, after which each compiled check saves 1-4 ms.
-COMPILE_AFTER = 64
-
-
 class _Count(list[int]):
     """A running total, as a one-entry list that `_caches.clear` sets back to 0."""
 
@@ -114,20 +114,6 @@ class _Count(list[int]):
 #: Why the NumPy path failed where it did (a rule of ours that raised), by program key: the check went on
 #: compiled. Tests read it; a bug report can quote it.
 NUMPY_FAILURES: dict[Hashable, str] = _caches.registered({})
-#: Checks run on the NumPy path, per loss and concrete shape, and the shapes it cannot run.
-_COUNTS: collections.OrderedDict[Hashable, int] = _caches.registered(collections.OrderedDict())
-_UNSUPPORTED: set[Hashable] = _caches.registered(set())
-_FORCED: list[Path] = []
-
-
-@contextlib.contextmanager
-def forced(path: Path) -> Iterator[None]:
-    """Within the block, every check takes `path` (tests and benchmarks compare the two)."""
-    _FORCED.append(path)
-    try:
-        yield
-    finally:
-        _FORCED.pop()
 
 
 @contextlib.contextmanager
@@ -212,21 +198,17 @@ def _fresh_evaluation(
 ) -> Evaluation:
     """The references of a problem not seen before, by the path that the cost model chooses."""
     shapes = tuple(leaf.shape for leaf in leaves)
-    count = _trace.cached(_COUNTS, key, int)
-    want = preferred_path()
-    if want is None:
-        want = "xla" if key in _UNSUPPORTED or count >= COMPILE_AFTER else "numpy"
-    if want == "numpy":
+    if _cost.ONE_PROBLEM.path(key, 1) == "numpy":
         try:
             done = NumpyEvaluation(bound, leaves, theta, args, unit_roundoff, seed, screen=screen)
         except _interpret.Unsupported:
-            _UNSUPPORTED.add(key)
+            _cost.ONE_PROBLEM.unsupported.add(key)
         except Exception as exc:  # noqa: BLE001 - a rule of ours that failed: never the user's verdict
             # The NumPy path never crashes a check: what failed is recorded, and XLA computes the references.
-            _UNSUPPORTED.add(key)
+            _cost.ONE_PROBLEM.unsupported.add(key)
             NUMPY_FAILURES[key] = f"{type(exc).__name__}: {exc}"
         else:
-            _COUNTS[key] = count + 1
+            _cost.ONE_PROBLEM.spend(key, 1)
             return done
     traced = _trace.cached(_CONCRETE, key, lambda: _trace.trace_loss(loss_fn, treedef, shapes, args))
     return CompiledEvaluation(traced, theta, args, unit_roundoff, seed, closed, screen=screen)
@@ -249,24 +231,6 @@ def autodiff(loss_fn: Callable[..., Any], params: Any, *args: Any) -> Any:
                 jax.jit(jax.grad(loss_fn))(jax.tree_util.tree_unflatten(treedef, leaves), *data)
             )
     return jax.tree_util.tree_unflatten(treedef, [np.asarray(g, np.float64) for g in grads])
-
-
-#: Environment variable that fixes the path for a whole run: "numpy", "xla" or "auto" (the default).
-ENVIRONMENT = "GRADCHECK_REFERENCES"
-
-
-def preferred_path() -> Path | None:
-    """The path fixed by `forced` or by `GRADCHECK_REFERENCES`, or None for the cost model's choice."""
-    return _FORCED[-1] if _FORCED else _from_environment()
-
-
-def _from_environment() -> Path | None:
-    value = os.environ.get(ENVIRONMENT, "auto").strip().lower()
-    if value in ("numpy", "xla"):
-        return value  # type: ignore[return-value]
-    if value in ("auto", ""):
-        return None
-    raise ValueError(f"`{ENVIRONMENT}` must be numpy, xla or auto, got {value!r}; unset it for the default (auto).")
 
 
 #: Forget every trace, program, compiled function and cost record: the next check is a first one.

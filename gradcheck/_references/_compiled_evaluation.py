@@ -153,9 +153,7 @@ def reference_function(
             f_samples, g_samples = jax.lax.map(lambda stream: run(stream, theta, args), streams)
         else:
             f_samples, g_samples = jax.vmap(run, (0, None, None))(streams, theta, args)
-        # The loss's noise over the finite runs; none finite: none measured, the least allowance (as the screen).
-        sigma_f = jnp.nan_to_num(_noise.spread(f_samples, f0)) * (2.0**-53 / mca_u)
-        noise = _noise.spread(g_samples, g) * (unit_roundoff / mca_u) * _tolerance.samples_safety(samples)
+        sigma_f, noise = _noise.measured(jnp, f_samples, g_samples, f0, g, unit_roundoff)
         return noise, sigma_f
 
     def references(

@@ -102,7 +102,7 @@ def assemble(out: tuple[np.ndarray, ...]) -> References:
 class Refinable(Protocol):
     """What refining the finite differences needs of an evaluation (`_judge.refined_until_agreed`): its
     references, and the finite differences retaken at a finer step. Every evaluator implements it: one
-    problem's (`Evaluation`: NumPy, compiled, a NumPy forward's), a stack's (`_stacked.StackedEvaluation`)
+    problem's (`Evaluation`: NumPy, compiled, a NumPy forward's), a stack's (`_numpy_evaluation.StackedEvaluation`)
     and a compiled batch's (`_batch`); mypy checks each against it."""
 
     @property

@@ -34,6 +34,8 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
+from gradcheck import _tolerance
+
 # Primitives whose result is exact: they move or select values, never round.
 EXACT = frozenset(
     {
@@ -290,3 +292,19 @@ def spread_numpy(samples: np.ndarray, center: np.ndarray | float) -> np.ndarray:
     deviation = np.where(np.isfinite(samples), np.abs(samples - center), np.nan)
     spread: np.ndarray = np.fmax.reduce(deviation, axis=0)  # fmax: NaN only where every sample is NaN
     return spread
+
+
+def measured(xp: Any, f_samples: Any, g_samples: Any, f0: Any, g: Any, unit_roundoff: Any) -> tuple[Any, Any]:
+    """The loss's rounding noise at float64 and the gradient's at `unit_roundoff`, from Monte Carlo runs at
+    ``max(unit_roundoff, MCA_ROUNDOFF)`` (samples on the leading axis): one set of runs gives both, scaled
+    back linearly, the gradient's widened by `_tolerance.samples_safety` for the number of runs.
+
+    `xp` is ``numpy`` (the NumPy references, one problem or a stack) or ``jax.numpy`` (the compiled ones).
+    The loss's noise is over the finite runs; where none is finite, none is measured, and the least
+    allowance stands, as under the screen.
+    """
+    spread_of = spread_numpy if xp is np else spread
+    mca_u = xp.maximum(unit_roundoff, MCA_ROUNDOFF)
+    sigma_f = xp.nan_to_num(spread_of(f_samples, f0)) * (2.0**-53 / mca_u)
+    noise = spread_of(g_samples, g) * (unit_roundoff / mca_u) * _tolerance.samples_safety(f_samples.shape[0])
+    return sigma_f, noise
