@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import cast
@@ -10,7 +11,8 @@ from typing import cast
 import pytest
 
 from gradcheck import cli, mlp
-from gradcheck.cli import _junit, _render
+from gradcheck.cli import _formats, _junit, _render
+from gradcheck.cli._results import Case, Outcome, Results, Suite
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASS = "examples/submissions/*.py:grads"  # alice is right, bob sums where the mean belongs, carol fails to load
@@ -248,8 +250,18 @@ BAD_FORMAT_ARGS = [
     pytest.param(["--format", "gradescope", "--points", "0"], "above 0, got 0", id="points-zero"),
     pytest.param(["--format", "gradescope", "--points", "nan"], "above 0, got nan", id="points-nan"),
     pytest.param(["--format", "gradescope", "--points", "lots"], "number of points, got 'lots'", id="points-text"),
-    pytest.param(["--points", "10"], "`--points` sets the total of a Gradescope report", id="points-alone"),
-    pytest.param(["--output", "{tmp}/r.json"], "`--output` is where `--format gradescope` writes", id="output-alone"),
+    pytest.param(
+        ["--points", "10"], "`--points` sets the total of a graded report; add `--format gradescope`", id="points-alone"
+    ),
+    pytest.param(
+        ["--format", "junit", "--points", "10"],
+        "`--points` sets the total of a graded report (`--format junit` has no points); add `--format gradescope`",
+        id="points-ungraded",
+    ),
+    pytest.param(["--output", "{tmp}/r.json"], "`--output` is where `--format` writes its document", id="output-alone"),
+    pytest.param(
+        ["--format", "junit", "--json"], "add `--output gradcheck.xml` to write the junit report", id="json-and-junit"
+    ),
     pytest.param(["--format", "gradescope", "--json"], "`--json` and `--format gradescope` both", id="json-and-format"),
     pytest.param(
         ["--format", "gradescope", "--output", "{tmp}/a_file/results.json"],
@@ -259,7 +271,7 @@ BAD_FORMAT_ARGS = [
     pytest.param(
         ["--format", "gradescope", "--output", "{tmp}"], "is a folder, not a file; pick a file", id="output-a-folder"
     ),
-    pytest.param(["--output-dir", "{tmp}/out"], "`--output-dir` is where `--format gradescope`", id="dir-alone"),
+    pytest.param(["--output-dir", "{tmp}/out"], "`--output-dir` is where `--format` writes one", id="dir-alone"),
     pytest.param(
         ["--format", "gradescope", "--output-dir", "{tmp}/out", "--output", "{tmp}/r.json"],
         "give one of them",
@@ -311,13 +323,13 @@ def test_a_report_that_cannot_be_written_is_a_usage_error_naming_the_flag(tmp_pa
 
 
 def test_junit_document_counts_and_escapes() -> None:
-    broken = _junit.Outcome("error", "LoadError", "cannot load <b>: \x00", "Traceback ...\x07")
-    wrong = _junit.Outcome("failure", "GradientMismatch", "w1: off by 2", "report")
+    broken = Outcome("error", "LoadError", "cannot load <b>: \x00", "Traceback ...\x07")
+    wrong = Outcome("failure", "GradientMismatch", "w1: off by 2", "report")
     suites = [
-        _junit.Suite("a", 1.5, [_junit.Case("regression", "a", None, 1.0), _junit.Case("classification", "a", wrong)]),
-        _junit.Suite("b", 0.0, [_junit.Case("regression", "b", broken)]),
+        Suite("a", 1.5, [Case("regression", "a", None, 1.0), Case("classification", "a", wrong)]),
+        Suite("b", 0.0, [Case("regression", "b", broken)]),
     ]
-    root = assert_valid_junit(_junit.document("gradcheck check", suites))
+    root = assert_valid_junit(_junit.document(Results("gradcheck check", suites)))
     assert (root.get("tests"), root.get("failures"), root.get("errors"), root.get("time")) == ("3", "1", "1", "1.500")
     (error,) = root.iter("error")
     assert error.get("message") == "cannot load <b>: \\x00"
@@ -346,8 +358,50 @@ def test_gradescope_writes_one_results_file_per_submission_into_a_folder(
 
 
 def test_two_submissions_with_one_file_name_get_folders_of_their_own() -> None:
-    from gradcheck.cli._graded import Submission
-    from gradcheck.cli._gradescope import folder_names
+    results = Results(
+        "gradcheck check",
+        [Suite(s, 0.0) for s in ("a/hw.py:grads", "b/hw.py:grads", "b/hw.py:other", "c/solo.py:grads")],
+    )
+    assert list(_formats.folder_names(results)) == ["hw-grads", "hw-grads-2", "hw-other", "solo"]
 
-    done = [Submission(s) for s in ("a/hw.py:grads", "b/hw.py:grads", "b/hw.py:other", "c/solo.py:grads")]
-    assert list(folder_names(done)) == ["hw-grads", "hw-grads-2", "hw-other", "solo"]
+
+def test_format_junit_writes_the_document_that_junit_xml_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One model, every format: `--format junit --output` and `--junit-xml` write the same bytes (times aside),
+    and `--output-dir` one JUnit file per submission, named as Gradescope's are."""
+    monkeypatch.chdir(ROOT)
+    argv = ["check", CLASS, "--task", "regression", "--examples", "10", "--format", "junit"]
+    code = cli.main([*argv, "--output", str(tmp_path / "a.xml"), "--junit-xml", str(tmp_path / "b.xml")])
+    assert code == cli.EXIT_MISMATCH
+    untimed = [re.sub(r'time="[0-9.]+"', "", (tmp_path / n).read_text()) for n in ("a.xml", "b.xml")]
+    assert untimed[0] == untimed[1]
+    assert cli.main([*argv, "--output-dir", str(tmp_path / "each")]) == cli.EXIT_MISMATCH
+    for name in ("alice", "bob", "carol"):
+        root = assert_valid_junit((tmp_path / "each" / name / "gradcheck.xml").read_bytes())
+        assert [suite.get("name") for suite in root] == [f"examples/submissions/{name}.py:grads"]
+
+
+def test_a_new_format_is_one_registration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A format registered in FORMATS is a `--format` choice at once, written from the same `Results`."""
+
+    def tap(results: Results) -> bytes:  # the Test Anything Protocol, one line per case
+        cases = [(suite, case) for suite in results.suites for case in suite.cases]
+        lines = [f"1..{len(cases)}"] + [
+            f"{'not ok' if case.outcome else 'ok'} {k} - {suite.name} [{case.name}]"
+            for k, (suite, case) in enumerate(cases, 1)
+        ]
+        return ("\n".join(lines) + "\n").encode()
+
+    monkeypatch.setitem(_formats.FORMATS, "tap", _formats.Format(tap, "gradcheck.tap", "TAP"))
+    monkeypatch.chdir(ROOT)
+    argv = ["check", CLASS, "--task", "regression", "--examples", "10", "--format", "tap"]
+    assert cli.main(argv) == cli.EXIT_MISMATCH
+    assert capsys.readouterr().out.splitlines() == [
+        "1..3",
+        "ok 1 - examples/submissions/alice.py:grads [regression]",
+        "not ok 2 - examples/submissions/bob.py:grads [regression]",
+        "not ok 3 - examples/submissions/carol.py:grads [regression]",
+    ]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 import time
 from functools import partial
@@ -24,16 +23,16 @@ from rich.progress import Progress
 import gradcheck
 from gradcheck import _search, _submissions, mlp, problems
 from gradcheck._report import worst_verdict
-from gradcheck.cli import _gradescope, _junit, _loss
+from gradcheck.cli import _loss
 from gradcheck.cli._args import add_junit_xml, integer, output_file, points, positive
+from gradcheck.cli._formats import FORMATS, Format, folder_names
 from gradcheck.cli._graded import (
     Grading,
     Submission,
+    check_results,
     counterexample_json,
-    diagnosis_line,
     failure_text,
     imprecise_text,
-    reason,
     reproduce,
 )
 from gradcheck.cli._render import (
@@ -47,6 +46,7 @@ from gradcheck.cli._render import (
     report_table,
     write_report,
 )
+from gradcheck.cli._results import Results
 
 #: --points when it is not given: a grade out of 100.
 DEFAULT_POINTS = 100.0
@@ -92,10 +92,10 @@ def build_check_parser() -> argparse.ArgumentParser:
     grading = parser.add_argument_group("reports for grading platforms and CI (docs/cli.md)")
     grading.add_argument(
         "--format",
-        choices=("gradescope",),
+        choices=tuple(FORMATS),
         default=None,
-        help="write the report as Gradescope's results.json: to --output FILE (stdout keeps the usual report), "
-        "else as the whole of stdout",
+        help="write the report in a format for a grading platform or CI (gradescope: Gradescope's results.json; "
+        "junit: JUnit XML): to --output FILE (stdout keeps the usual report), else as the whole of stdout",
     )
     grading.add_argument(
         "--points",
@@ -109,14 +109,15 @@ def build_check_parser() -> argparse.ArgumentParser:
         type=output_file("--output", "results.json"),
         default=None,
         metavar="FILE",
-        help="--format gradescope: the file to write (Gradescope reads /autograder/results/results.json)",
+        help="--format: the file to write (Gradescope reads /autograder/results/results.json)",
     )
     grading.add_argument(
         "--output-dir",
         type=Path,
         default=None,
         metavar="DIR",
-        help="--format gradescope: one results.json per submission, DIR/<file name>/results.json, as Gradescope "
+        help="--format: one document per submission, DIR/<file name>/results.json (gradcheck.xml for junit), as "
+        "Gradescope "
         "grades each submission on its own",
     )
     add_junit_xml(grading, "submission and task")
@@ -160,24 +161,12 @@ def check_main(args: argparse.Namespace) -> int:
                 sub.results[task] = grading.search(func, task)
                 sub.seconds[task] = time.perf_counter() - began
                 progress.advance(bar)
+    results = check_results(done, grading, args)
     if args.junit_xml is not None:
-        junit = _junit.document("gradcheck check", junit_suites(done, grading, args))
-        write_report(args.junit_xml, junit, "--junit-xml", "JUnit XML")
-    if args.format == "gradescope":
-        results = _gradescope.results(done, grading, args)
-        if args.output_dir is not None:
-            for name, sub in _gradescope.folder_names(done).items():
-                one = _gradescope.results([sub], grading, args)
-                document = json.dumps(one, indent=2).encode() + b"\n"
-                target = args.output_dir / name / "results.json"
-                write_report(
-                    target, document, "--output-dir", f"the Gradescope results of {sub.spec} (score {one['score']:g})"
-                )
-        elif args.output is not None:
-            document = json.dumps(results, indent=2).encode() + b"\n"
-            write_report(args.output, document, "--output", f"Gradescope results (score {results['score']:g})")
-        else:
-            print_json(results, allow_nan=False)
+        junit = FORMATS["junit"]
+        write_report(args.junit_xml, junit.document(results), "--junit-xml", junit.title)
+    if args.format is not None:
+        write_format(FORMATS[args.format], results, args)
     if args.json:
         print_json(check_to_json(done, args))
     elif not machine:
@@ -186,6 +175,19 @@ def check_main(args: argparse.Namespace) -> int:
     imprecise = EXIT_MISMATCH if args.strict else EXIT_OK
     codes = {"mismatch": EXIT_MISMATCH, "error": EXIT_USAGE, "imprecise": imprecise, "pass": EXIT_OK}
     return codes[worst_verdict(s.verdict for s in done)]
+
+
+def write_format(form: Format, results: Results, args: argparse.Namespace) -> None:
+    """`results` in format `form`: one document per submission under --output-dir, one to --output, or stdout."""
+    if args.output_dir is not None:
+        for name, suite in folder_names(results).items():
+            one = results.of(suite)
+            what = f"the {form.told(one, of=suite.name)}"
+            write_report(args.output_dir / name / form.file_name, form.document(one), "--output-dir", what)
+    elif args.output is not None:
+        write_report(args.output, form.document(results), "--output", form.told(results))
+    else:
+        sys.stdout.write(form.document(results).decode())
 
 
 def regimes(text: str) -> tuple[str, ...]:
@@ -204,26 +206,31 @@ def _check_format_flags(args: argparse.Namespace) -> None:
     """--format, --points, --output and --json: combinations that do not say what to write are usage errors."""
     if args.output_dir is not None:
         if args.format is None:
-            raise ValueError("`--output-dir` is where `--format gradescope` writes each results.json; add it.")
+            raise ValueError(
+                "`--output-dir` is where `--format` writes one document per submission; add `--format gradescope` "
+                f"(or another of {', '.join(FORMATS)})."
+            )
         if args.output is not None:
             raise ValueError(
-                "`--output` writes one results.json for every submission, `--output-dir` one per submission; "
+                "`--output` writes one document for every submission, `--output-dir` one per submission; "
                 "give one of them."
             )
         if args.output_dir.exists() and not args.output_dir.is_dir():
             raise ValueError(f"`--output-dir {args.output_dir}` is a file, not a folder; pick a folder to write into.")
-    if args.format is None:
-        if args.points is not None:
-            raise ValueError("`--points` sets the total of a Gradescope report; add `--format gradescope`.")
-        if args.output is not None:
-            raise ValueError(
-                "`--output` is where `--format gradescope` writes results.json; add `--format gradescope` "
-                "(the --json report goes to stdout: redirect it, `--json > report.json`)."
-            )
-    elif args.json and args.output is None and args.output_dir is None:
+    graded = [name for name, form in FORMATS.items() if form.graded]
+    if args.points is not None and (args.format is None or not FORMATS[args.format].graded):
+        given = "" if args.format is None else f" (`--format {args.format}` has no points)"
+        raise ValueError(f"`--points` sets the total of a graded report{given}; add `--format {graded[0]}`.")
+    if args.format is None and args.output is not None:
         raise ValueError(
-            f"`--json` and `--format {args.format}` both want stdout; add `--output results.json` to write the "
-            f"{args.format} report to a file and keep --json on stdout."
+            "`--output` is where `--format` writes its document; add `--format gradescope` "
+            f"(or another of {', '.join(FORMATS)}; the --json report goes to stdout: redirect it, "
+            "`--json > report.json`)."
+        )
+    if args.format is not None and args.json and args.output is None and args.output_dir is None:
+        raise ValueError(
+            f"`--json` and `--format {args.format}` both want stdout; add `--output {FORMATS[args.format].file_name}` "
+            f"to write the {args.format} report to a file and keep --json on stdout."
         )
     args.points = DEFAULT_POINTS if args.points is None else args.points
 
@@ -321,34 +328,3 @@ def check_to_json(done: list[Submission], args: argparse.Namespace) -> dict[str,
             for sub in done
         ],
     }
-
-
-def junit_suites(done: list[Submission], grading: Grading, args: argparse.Namespace) -> list[_junit.Suite]:
-    """One JUnit suite per submission, one case per task: failed with the diagnosis, or an error if it did not load."""
-    suites = []
-    for sub in done:
-        cases = []
-        for task in grading.tasks:
-            outcome = None
-            if sub.load_error:
-                last = sub.load_error.splitlines()[-1]
-                outcome = _junit.Outcome("error", "LoadError", f"cannot load {sub.spec}: {last}", sub.load_error)
-            elif sub.results[task].error is not None:
-                error = sub.results[task].error or ""
-                outcome = _junit.Outcome("error", "WrongCall", f"{sub.spec} [{task}]: {reason(error)}", error)
-            elif not sub.results[task].ok:
-                result = sub.results[task]
-                outcome = _junit.Outcome(
-                    "failure", "GradientMismatch", diagnosis_line(result), failure_text(sub.spec, task, result, args)
-                )
-            elif sub.results[task].imprecise is not None:
-                result = sub.results[task]
-                text = imprecise_text(sub.spec, task, result, args)
-                if args.strict:
-                    outcome = _junit.Outcome("failure", "ImpreciseGradient", text.splitlines()[0], text)
-                else:
-                    cases.append(_junit.Case(task, sub.spec, None, sub.seconds.get(task, 0.0), output=text))
-                    continue
-            cases.append(_junit.Case(task, sub.spec, outcome, sub.seconds.get(task, 0.0)))
-        suites.append(_junit.Suite(sub.spec, sum(sub.seconds.values()), cases))
-    return suites

@@ -1,7 +1,8 @@
-"""One submission as `gradcheck check` graded it, and the text that tells a failure.
+"""One submission as `gradcheck check` graded it, the text that tells a failure, and the run's `Results`.
 
-The same text reaches every output: the console report, the failure of a
-JUnit test case and the output of a Gradescope test.
+The same text reaches every output: the console report, and through
+`check_results` every report format (the failure of a JUnit test case, the
+output of a Gradescope test).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from typing import Any
 
 import numpy as np
 
+import gradcheck
 from gradcheck import _search, mlp, problems
 from gradcheck._report import Report, worst_verdict
+from gradcheck.cli._results import Case, Outcome, Part, Results, Suite
 
 #: The parameters of the seed network that `gradcheck check` grades, in order.
 PARAMS: tuple[str, ...] = mlp.Params._fields
@@ -180,3 +183,98 @@ def diagnosis_line(result: _search.SearchResult) -> str:
     for name in failed_params(result):
         by_diagnosis.setdefault(diagnoses.get(name, "MISMATCH"), []).append(name)
     return "; ".join(f"{', '.join(names)}: {diagnosis}" for diagnosis, names in by_diagnosis.items())
+
+
+def check_results(done: list[Submission], grading: Grading, args: argparse.Namespace) -> Results:
+    """What `gradcheck check` found, for every format: a suite per submission, a case per task, a graded part
+    per parameter.
+
+    Each submission is worth ``args.points``, split evenly over the tasks checked and, within a task, over
+    the parameters (the seed network's four, or those of the ``--loss``). A parameter earns its share when
+    the search passes, or when it is right on the problems where the search found the others wrong. A
+    submission that fails to load earns nothing, and each of its parts shows the traceback.
+    """
+    share = args.points / (len(grading.tasks) * len(grading.params))
+    summary = (
+        f"gradcheck {gradcheck.__version__}: {args.examples} problems searched per task ({', '.join(grading.tasks)}), "
+        f"seed {args.seed}; {args.points:g} points per submission, {share:g} per test"
+    )
+    suites = [
+        Suite(
+            sub.spec,
+            sum(sub.seconds.values()),
+            [_case(sub, task, grading, args, share) for task in grading.tasks],
+            sub.verdict,
+        )
+        for sub in done
+    ]
+    return Results("gradcheck check", suites, summary, args.points)
+
+
+def _case(sub: Submission, task: str, grading: Grading, args: argparse.Namespace, share: float) -> Case:
+    """One task of a submission: failed with the diagnosis, or an error if it was not checked."""
+    parts = []
+    for name in grading.params:
+        passed, text = _earns(sub, task, name, args)
+        parts.append(Part(name, passed, share, text))
+    outcome = None
+    output = ""
+    result = sub.results.get(task)
+    if sub.load_error:
+        last = sub.load_error.splitlines()[-1]
+        outcome = Outcome("error", "LoadError", f"cannot load {sub.spec}: {last}", sub.load_error)
+    elif result is not None and result.error is not None:
+        outcome = Outcome("error", "WrongCall", f"{sub.spec} [{task}]: {reason(result.error)}", result.error)
+    elif result is not None and not result.ok:
+        outcome = Outcome(
+            "failure", "GradientMismatch", diagnosis_line(result), failure_text(sub.spec, task, result, args)
+        )
+    elif result is not None and result.imprecise is not None:
+        text = imprecise_text(sub.spec, task, result, args)
+        if args.strict:
+            outcome = Outcome("failure", "ImpreciseGradient", text.splitlines()[0], text)
+        else:
+            output = text
+    return Case(task, sub.spec, outcome, sub.seconds.get(task, 0.0), output, parts)
+
+
+def _earns(sub: Submission, task: str, name: str, args: argparse.Namespace) -> tuple[bool, str]:
+    """Whether parameter `name` of `sub` earns its points on `task`, and the text that says why."""
+    if sub.load_error:
+        return False, f"{name}: not checked: the file failed to load, so it earns no points.\n\n{sub.load_error}"
+    result = sub.results[task]
+    if result.error is not None:  # a wrong call: no search ran, so nothing earns points
+        return False, f"{name}: not checked: the function cannot be called as the task requires.\n\n{result.error}"
+    if result.ok and result.imprecise is not None and result.imprecise[1][name].status == "imprecise":
+        text = imprecise_text(sub.spec, task, result, args)
+        if args.strict:
+            return False, f"{name}: IMPRECISE, and --strict fails it: {text}"
+        return True, f"{name}: points given: {text}"
+    if result.ok:
+        return True, (
+            f"{name}: PASS: agrees with autodiff and finite differences on all {result.examples} problems "
+            f"searched ({task}, {_drawn(args)}, seed {args.seed})."
+        )
+    failed = failed_params(result)
+    if name in failed:
+        assert result.report is not None
+        status = next(p.status for p in result.report.params if p.name == name)
+        # The minimal counterexample can hide a mistake (a zero gradient is right times any factor).
+        where = "on the minimal counterexample below"
+        if status not in ("mismatch", "error"):
+            where = f"on {generic_problem(args)}, though not on the minimal counterexample below"
+        diagnosis = result.diagnoses().get(name)
+        head = f"{name}: MISMATCH {where}" + (f"; likely mistake: {diagnosis}" if diagnosis else "")
+        return False, f"{head}\n\n{failure_text(sub.spec, task, result, args)}"
+    where = "the minimal counterexample" + (f" and {generic_problem(args)}" if result.generic else "")
+    return True, (
+        f"{name}: pass on {where}, where {', '.join(failed)} {'is' if len(failed) == 1 else 'are'} wrong; the search "
+        f"for {task} stopped at that first failure.\n\nreproduce: {reproduce(sub.spec, task, args)}"
+    )
+
+
+def _drawn(args: argparse.Namespace) -> str:
+    """Where the problems searched came from, in words."""
+    if args.loss is None:
+        return "every regime"
+    return f"drawn from {args.problems}" if args.problems is not None else f"shaped like {args.example}"

@@ -13,6 +13,7 @@ show::
 
 A ``failure`` is a check that failed (a wrong gradient); an ``error`` is one
 that could not be made (a file that fails to load, references that disagree).
+It reads `Results`' suites and cases (a case's graded parts are Gradescope's).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+
+from gradcheck.cli._results import Case, Results
 
 #: Characters that XML 1.0 does not allow anywhere, escaped or not (most
 #: control characters). A user's traceback or print may hold them (a colour
@@ -29,41 +30,10 @@ from typing import Literal
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """Why a test case did not pass: a ``failure`` (the check failed) or an ``error`` (it could not be made)."""
-
-    kind: Literal["failure", "error"]
-    type: str  # what failed, for the reporter: "GradientMismatch", "LoadError", ...
-    message: str  # one line: the diagnosis
-    text: str  # the whole report
-
-
-@dataclass(frozen=True)
-class Case:
-    """One ``testcase``: passed when `outcome` is None."""
-
-    name: str
-    classname: str
-    outcome: Outcome | None = None
-    #: Seconds, when the case was timed on its own (a main job's parameters are
-    #: checked together: their time is the suite's).
-    time: float | None = None
-    output: str = ""  # ``system-out``: what a passing case measured
-
-
-@dataclass(frozen=True)
-class Suite:
-    """One ``testsuite``: the cases of one task (main job) or one submission (``gradcheck check``)."""
-
-    name: str
-    time: float
-    cases: Sequence[Case] = field(default_factory=tuple)
-
-
-def document(name: str, suites: Sequence[Suite]) -> bytes:
-    """The JUnit XML document of `suites`, UTF-8 encoded with its XML declaration."""
-    root = ET.Element("testsuites", name=_text(name))
+def document(results: Results) -> bytes:
+    """The JUnit XML document of `results`' suites and cases, UTF-8 encoded with its XML declaration."""
+    root = ET.Element("testsuites", name=_text(results.name))
+    suites = results.suites
     for suite in suites:
         element = ET.SubElement(root, "testsuite", name=_text(suite.name))
         for case in suite.cases:

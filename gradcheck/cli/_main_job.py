@@ -21,9 +21,9 @@ from gradcheck import activations, heads, mlp, network, problems
 from gradcheck._batch import check_batch
 from gradcheck._references._trace import pure_loss
 from gradcheck._report import jsonable
-from gradcheck.cli import _junit
 from gradcheck.cli._args import add_junit_xml, integer, positive
-from gradcheck.cli._main_report import Job, TaskSummary, _overall, junit_suite, render, to_json
+from gradcheck.cli._formats import FORMATS
+from gradcheck.cli._main_report import Job, TaskSummary, _overall, main_results, render, to_json
 from gradcheck.cli._render import (
     EXIT_INCONCLUSIVE,
     EXIT_MISMATCH,
@@ -251,8 +251,8 @@ def main_job(args: argparse.Namespace) -> int:
     jobs = {job.label: job for job in _jobs(args)}
     summaries = [run_task(job, args) for job in jobs.values()]
     if args.junit_xml is not None:
-        junit = _junit.document("gradcheck", [junit_suite(s, jobs[s.task], args) for s in summaries])
-        write_report(args.junit_xml, junit, "--junit-xml", "JUnit XML")
+        junit = FORMATS["junit"]
+        write_report(args.junit_xml, junit.document(main_results(summaries, jobs, args)), "--junit-xml", junit.title)
     if args.json:
         print_json(jsonable(to_json(summaries, jobs, args)), allow_nan=False)
     else:

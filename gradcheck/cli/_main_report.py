@@ -1,7 +1,8 @@
-"""What the main job found, and how it is told: the console, the JSON report, JUnit XML.
+"""What the main job found, and how it is told: the console, the JSON report, and `Results` for the formats.
 
-`TaskSummary` folds in each batch's report; `render`, `to_json` and `junit_suite` turn the summaries into
-each output. `_main_job` runs the job.
+`TaskSummary` folds in each batch's report; `render`, `to_json` and `main_results` turn the summaries into
+each output (`main_results` into the neutral model that JUnit XML, and any format of `cli/_formats`, reads).
+`_main_job` runs the job.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from gradcheck._batch import BatchReport
 from gradcheck._batch_references import BATCH_DIRECTIONS, ELEMENTWISE_WORK
 from gradcheck._batch_report import WORST_FIELDS
 from gradcheck._report import Report, worst_verdict
-from gradcheck.cli import _junit
 from gradcheck.cli._render import (
     JSON_SCHEMA,
     VERDICT_COLOURS,
     report_table,
 )
+from gradcheck.cli._results import Case, Outcome, Results, Suite
 
 
 @dataclass
@@ -235,9 +236,14 @@ def _overall(summaries: list[TaskSummary], strict: bool = False) -> str:
 JUNIT_SHOWN = 3
 
 
-def junit_suite(s: TaskSummary, job: Job, args: argparse.Namespace) -> _junit.Suite:
-    """One JUnit suite per task: a case per parameter, one for the output-error identity, and with --strict one
-    for the elements at a kink."""
+def main_results(summaries: list[TaskSummary], jobs: dict[str, Job], args: argparse.Namespace) -> Results:
+    """What the main job found, for every format: a suite per task."""
+    return Results("gradcheck", [_suite(s, jobs[s.task], args) for s in summaries])
+
+
+def _suite(s: TaskSummary, job: Job, args: argparse.Namespace) -> Suite:
+    """One suite per task: a case per parameter, one for the output-error identity, and with --strict one for the
+    elements at a kink."""
     cases = []
     for name in s.worst:
         worst = s.worst[name]
@@ -245,13 +251,13 @@ def junit_suite(s: TaskSummary, job: Job, args: argparse.Namespace) -> _junit.Su
         blamed = [f for f in s.failures if _status(f[2], name) in ("mismatch", "error")]
         doubted = [f for f in s.failures if _status(f[2], name) == "doubt"]
         outcome = _outcome(name, blamed, doubted, s.examples, job, param=name)
-        cases.append(_junit.Case(name, s.task, outcome, output=f"worst over {s.examples} problems: {measured}"))
+        cases.append(Case(name, s.task, outcome, output=f"worst over {s.examples} problems: {measured}"))
     identity = f"identity {s.identity}"
     blamed = [f for f in s.identity_failures if f[2].verdict == "mismatch"]
     doubted = [f for f in s.identity_failures if f[2].verdict != "mismatch"]
     outcome = _outcome(identity, blamed, doubted, s.examples, job)
     measured = f"max |autodiff - claim| = {s.identity_worst_abs:.2e} over {s.examples} problems"
-    cases.append(_junit.Case(identity, s.task, outcome, output=measured))
+    cases.append(Case(identity, s.task, outcome, output=measured))
     if args.strict:
         outcome = None
         if s.not_judged:
@@ -259,9 +265,9 @@ def junit_suite(s: TaskSummary, job: Job, args: argparse.Namespace) -> _junit.Su
                 f"{s.not_judged} elements at a kink (a non-differentiable point), not judged, in {len(s.kinked)} "
                 "problems; --strict fails them"
             )
-            outcome = _junit.Outcome("error", "NotJudged", message, "problems: " + ", ".join(map(str, s.kinked)))
-        cases.append(_junit.Case("every element judged (--strict)", s.task, outcome))
-    return _junit.Suite(s.task, s.seconds, cases)
+            outcome = Outcome("error", "NotJudged", message, "problems: " + ", ".join(map(str, s.kinked)))
+        cases.append(Case("every element judged (--strict)", s.task, outcome))
+    return Suite(s.task, s.seconds, cases, s.strict_verdict(args.strict))
 
 
 def _status(report: Report, name: str) -> str:
@@ -273,7 +279,7 @@ Failure = tuple[int, str, Report]
 
 def _outcome(
     what: str, blamed: list[Failure], doubted: list[Failure], examples: int, job: Job, param: str | None = None
-) -> _junit.Outcome | None:
+) -> Outcome | None:
     """A failure if problems blame `what`, with the likely mistake (of `param`, else of any parameter); an error if
     their references only disagree."""
     failures = sorted(blamed + doubted, key=lambda failure: failure[0])
@@ -286,6 +292,6 @@ def _outcome(
         diagnoses = [p.diagnosis for _, _, r in blamed for p in r.params if p.diagnosis and param in (None, p.name)]
         message = f"{what}: MISMATCH on {len(blamed)} of {examples} problems"
         message += f"; likely mistake: {diagnoses[0]}" if diagnoses else ""
-        return _junit.Outcome("failure", "GradientMismatch", message, text)
+        return Outcome("failure", "GradientMismatch", message, text)
     message = f"{what}: INCONCLUSIVE on {len(doubted)} of {examples} problems: the references disagree with each other"
-    return _junit.Outcome("error", "ReferencesDisagree", message, text)
+    return Outcome("error", "ReferencesDisagree", message, text)
