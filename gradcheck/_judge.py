@@ -79,9 +79,9 @@ def judge(
     for name, leaf, a, b in zip(names, leaves, offsets[:-1], offsets[1:]):
         section = slice(a, b)
         ad, tol = reference[name]
-        fd = refs.finite_diff[section].reshape(leaf.shape)
-        fd_err = refs.fd_error[section].reshape(leaf.shape)
-        kink = refs.kink[section].reshape(leaf.shape)
+        # This parameter's references, in its shape.
+        noise, fd, fd_err, kink = (v[section].reshape(leaf.shape) for v in refs[1:5])
+        mine = References(ad, noise, fd, fd_err, kink)
         if name in problems:
             diagnosis = _diagnose.diagnose(name, closed.get(name), ad, tol, reference)
             results.append(ParamResult(name, leaf.shape, "error", message=problems[name], diagnosis=diagnosis))
@@ -91,16 +91,12 @@ def judge(
             _judge_param(
                 name,
                 cf_flat[section].reshape(leaf.shape),
-                ad,
+                mine,
                 tol,
-                fd,
-                fd_err,
-                kink,
                 reference,
                 c,
                 _itself(name, leaf) if penalties else (),
                 elementwise_fd=refs.along is None,
-                unmeasured=np.isnan(refs.noise[section]).reshape(leaf.shape),
             )
         )
     notes = (
@@ -175,18 +171,17 @@ def _judge_along(results: list[ParamResult], along: Along, tol: np.ndarray) -> t
 def _judge_param(
     name: str,
     cf: np.ndarray,
-    ad: np.ndarray,
+    refs: References,
     tol: np.ndarray,
-    fd: np.ndarray,
-    fd_err: np.ndarray,
-    kink: np.ndarray,
     reference: dict[str, tuple[np.ndarray, np.ndarray]],
     c: Comparison,
     context: tuple[_diagnose.Term, ...] = (),
     *,
     elementwise_fd: bool = True,
-    unmeasured: np.ndarray | None = None,
 ) -> ParamResult:
+    """One parameter's verdict: `cf` against its references `refs` (in its shape), compared in `c`."""
+    ad, fd, fd_err, kink = refs.autodiff, refs.finite_diff, refs.fd_error, refs.kink
+    unmeasured = np.isnan(refs.noise)  # no noise measured: beyond the floor, in doubt rather than blamed
     err_ad, err_fd, ratio_ad, ratio_fd, allowed = c.err_ad, c.err_fd, c.ratio_ad, c.ratio_fd, c.allowed
     # Elements at a kink (a non-differentiable point, where the one-sided slopes
     # differ) have no derivative to check against: they are listed, not judged.
@@ -220,7 +215,7 @@ def _judge_param(
     message = None
     if status == "doubt":
         where = index
-        if unmeasured is not None and unmeasured[where] and np.fmax(ratio_ad[where], ratio_fd[where]) > 1.0:
+        if unmeasured[where] and np.fmax(ratio_ad[where], ratio_fd[where]) > 1.0:
             message = (
                 f"the rounding noise of autodiff could not be measured at index {where} (no Monte Carlo run was "
                 f"finite there): the closed form is {err_ad[where]:.1e} from autodiff, beyond the tolerance's floor "

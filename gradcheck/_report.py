@@ -55,16 +55,24 @@ class ParamResult:
     ``digits_kept`` significant digits. It passes unless the check is strict.
 
     Examples:
+        A gradient with one mistake, dL/db2 with its sign flipped:
+
         >>> from functools import partial
         >>> import numpy as np
         >>> from gradcheck import check_gradients, mlp
-        >>> p = mlp.init_params(0)
+        >>> loss = partial(mlp.loss, task="regression")
+        >>> def wrong(p, x, y):
+        ...     g = mlp.closed_form_gradients(p, x, y, task="regression")
+        ...     return g._replace(b2=-g.b2)
         >>> x, y = np.array([[0.5, -1.0], [2.0, 0.0]]), np.array([1.0, 0.0])
-        >>> loss = partial(mlp.loss, task="classification")
-        >>> grads = partial(mlp.closed_form_gradients, task="classification")
-        >>> w2 = check_gradients(loss, grads, p, x, y)["w2"]
-        >>> w2.status, w2.shape, w2.tolerance_used <= 1
+        >>> report = check_gradients(loss, wrong, mlp.init_params(0), x, y)
+        >>> report["w2"].status, report["w2"].shape, report["w2"].tolerance_used <= 1
         ('pass', (1, 3), True)
+        >>> b2 = report["b2"]
+        >>> b2.status, b2.index, b2.closed_form == -b2.autodiff
+        ('mismatch', (0,), True)
+        >>> print(b2.diagnosis)
+        sign flipped: the closed form is -1 x the reference (a residual written y - a2 where a2 - y belongs?)
     """
 
     name: str

@@ -7,15 +7,7 @@ import dataclasses
 import sys
 
 from gradcheck import _prove
-from gradcheck.cli._render import (
-    EXIT_MISMATCH,
-    EXIT_OK,
-    EXIT_USAGE,
-    JSON_SCHEMA,
-    make_console,
-    print_json,
-    report_table,
-)
+from gradcheck.cli import _render
 
 
 def build_prove_parser() -> argparse.ArgumentParser:
@@ -40,16 +32,16 @@ def prove_main(args: argparse.Namespace) -> int:
         _prove.sympy()
     except ModuleNotFoundError as exc:
         print(f"gradcheck prove: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _render.EXIT_USAGE
     proofs = _prove.prove_all()
     ok = all(p.ok for p in proofs)
     if args.json:
         rows = [{**dataclasses.asdict(p), "outcome": p.outcome, "ok": p.ok} for p in proofs]
-        print_json({"schema": JSON_SCHEMA, "sympy": _prove.version(), "ok": ok, "proofs": rows})
-        return EXIT_OK if ok else EXIT_MISMATCH
-    console = make_console()
+        _render.print_json({"schema": _render.JSON_SCHEMA, "sympy": _prove.version(), "ok": ok, "proofs": rows})
+        return _render.EXIT_OK if ok else _render.EXIT_MISMATCH
+    console = _render.make_console()
     title = f"gradcheck prove (SymPy {_prove.version()}): simplify(derivative - closed form) == 0"
-    table = report_table(title, console)
+    table = _render.report_table(title, console)
     for column in ("subject", "claim", "outcome", "as expected", "difference"):
         table.add_column(column, overflow="fold")
     for p in proofs:
@@ -64,4 +56,4 @@ def prove_main(args: argparse.Namespace) -> int:
         else f"[red]{sum(not p.ok for p in proofs)} claims not as expected[/]",
         soft_wrap=True,
     )
-    return EXIT_OK if ok else EXIT_MISMATCH
+    return _render.EXIT_OK if ok else _render.EXIT_MISMATCH
