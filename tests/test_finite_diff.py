@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -14,15 +15,26 @@ from hypothesis import strategies as st
 from gradcheck._references import _finite_diff
 
 
-def _fd(f, theta, sigma_f=0.0):  # type: ignore[no-untyped-def]
+def _fd(f, theta, sigma_f=0.0, *params):  # type: ignore[no-untyped-def]
+    """The Richardson differences of ``f(theta, *params)`` along every coordinate, jitted once per `f` (the
+    Hypothesis tests pass what they draw as `params`, so that their examples share one compile)."""
     with jax.enable_x64(True):
-        theta = jnp.asarray(theta, jnp.float64)
-        steps = _finite_diff.FD_STEP * jnp.maximum(1.0, jnp.abs(theta))
-        out = jax.jit(lambda t: _finite_diff.directional(f, t, jnp.eye(t.shape[0]), steps, jnp.float64(sigma_f), f(t)))(
-            theta
-        )
+        args = (jnp.asarray(p, jnp.float64) for p in params)
+        out = _directional(f)(jnp.asarray(theta, jnp.float64), jnp.float64(sigma_f), *args)
         assert not np.asarray(out.kink).any()  # every function here is smooth
         return np.asarray(out.value), np.asarray(out.error)
+
+
+@functools.cache
+def _directional(f):  # type: ignore[no-untyped-def]
+    def run(theta, sigma_f, *params):  # type: ignore[no-untyped-def]
+        def g(t):  # type: ignore[no-untyped-def]
+            return f(t, *params)
+
+        steps = _finite_diff.FD_STEP * jnp.maximum(1.0, jnp.abs(theta))
+        return _finite_diff.directional(g, theta, jnp.eye(theta.shape[0]), steps, sigma_f, g(theta))
+
+    return jax.jit(run)
 
 
 def test_tableau_weights_reproduce_a_linear_function() -> None:
@@ -31,24 +43,29 @@ def test_tableau_weights_reproduce_a_linear_function() -> None:
         assert sum(w * 2 / _finite_diff.RATIO**k for k, w in enumerate(row)) == pytest.approx(1.0, abs=1e-15)
 
 
+def _polynomial(t, c):  # type: ignore[no-untyped-def]
+    """c0 t0^3 + c1 t0^4 + c2 t0^5 + c3 t0^6, plus the other coordinates squared."""
+    return sum(c[k] * t[0] ** (k + 3) for k in range(4)) + jnp.sum(t[1:] ** 2)
+
+
 @given(st.lists(st.floats(-2, 2), min_size=1, max_size=4))
 def test_polynomials_up_to_degree_six_are_exact(coefficients: list[float]) -> None:
     """Three levels cancel the h^2 and h^4 terms, so the error starts at h^6 f^(7)."""
-
-    def f(t):  # type: ignore[no-untyped-def]
-        return sum(c * t[0] ** (k + 3) for k, c in enumerate(coefficients)) + jnp.sum(t[1:] ** 2)
-
     theta = np.array([0.7, -0.3])
-    value, error = _fd(f, theta)
+    value, error = _fd(_polynomial, theta, 0.0, coefficients + [0.0] * (4 - len(coefficients)))
     exact = sum(c * (k + 3) * 0.7 ** (k + 2) for k, c in enumerate(coefficients))
     assert value[0] == pytest.approx(exact, abs=1e-11)
     assert value[1] == pytest.approx(-0.6, abs=1e-12)
     assert np.all(error < 1e-9)  # exact to rounding, and the bound says so: it is no blanket
 
 
+def _exp_sin(t, k):  # type: ignore[no-untyped-def]
+    return jnp.exp(k * t[0]) + jnp.sin(t[0])
+
+
 @given(st.floats(-3, 3), st.floats(0.5, 4))
 def test_error_bound_covers_the_actual_error(t: float, k: float) -> None:
-    value, error = _fd(lambda th: jnp.exp(k * th[0]) + jnp.sin(th[0]), np.array([t]), sigma_f=1e-16 * np.exp(k * t))
+    value, error = _fd(_exp_sin, np.array([t]), 1e-16 * np.exp(k * t), k)
     exact = k * np.exp(k * t) + np.cos(t)
     assert abs(value[0] - exact) <= error[0] + 1e-14 * abs(exact)
 
