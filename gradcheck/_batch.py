@@ -187,8 +187,9 @@ def check_batch(
         for r in rechecked.values():
             for f in WORST_FIELDS:
                 worst[name][f] = _max(worst[name][f], getattr(r[name], f))
-    _CAREFUL_CHECKS[0] += len(unfinished)
-    return BatchReport(tuple(verdicts), failures, worst, along_used, tuple(not_judged), int(screened.sum()))
+    return BatchReport(
+        tuple(verdicts), failures, worst, along_used, tuple(not_judged), int(screened.sum()), len(unfinished)
+    )
 
 
 #: The finite differences must confirm autodiff to this relative accuracy
@@ -326,10 +327,6 @@ def _per_problem(
             "shapes, but on the stack of all problems (`batched=True`, the default) it fails or returns the wrong "
             "shapes. Pass `batched=False` to check_batch, or make `grad_fn` handle the leading problem axis."
         )
-
-
-#: Problems re-checked one by one by `check_gradients` since the process started (tests count them).
-_CAREFUL_CHECKS = [0]
 
 
 def _worst(

@@ -33,7 +33,10 @@ class BatchReport:
       non-differentiable point) and were not judged (`ParamResult.not_judged`);
     - ``screened``: how many problems passed without their rounding noise
       measured, within the least allowances (`_references.SCREEN`); their
-      ``tolerance_used`` is against the tolerance's floor, an upper bound.
+      ``tolerance_used`` is against the tolerance's floor, an upper bound;
+    - ``rechecked``: how many problems the batch could not settle (their
+      references still disagreed after refinement in the batch) and
+      `check_gradients` re-checked one by one, along every coordinate.
     """
 
     verdicts: tuple[str, ...]
@@ -42,6 +45,7 @@ class BatchReport:
     along_used: float = math.nan
     not_judged: tuple[int, ...] = ()
     screened: int = 0
+    rechecked: int = 0
 
     @property
     def ok(self) -> bool:

@@ -171,16 +171,14 @@ def test_relu_networks_whose_directions_cross_kinks_get_the_careful_verdict() ->
 @pytest.mark.parametrize("task", mlp.TASKS)
 def test_no_correct_problem_of_any_regime_is_rechecked_one_by_one(task: mlp.Task, path: str) -> None:
     """Doubtful problems are refined in the batch: a correct closed form never reaches check_gradients."""
-    from gradcheck import _batch
 
     loss, grad = partial(mlp.loss, task=task), partial(mlp.closed_form_gradients, task=task)
     with _references.forced(path):  # type: ignore[arg-type]
         for regime in problems.REGIMES:
             probs = draw(task, regime, 4 if regime == "large_batch" else 24, seed=5)
-            before = _batch._CAREFUL_CHECKS[0]
             report = check_batch(loss, grad, *stack(probs))
             assert report.verdict == "pass", f"{regime}: {report.failures}"
-            assert _batch._CAREFUL_CHECKS[0] == before, f"{regime}: re-checked one by one"
+            assert report.rechecked == 0, f"{regime}: re-checked one by one"
             # Every parameter's finite-difference columns are measured in the batch (along every
             # coordinate), except for 2,048 samples per problem, where they run along directions.
             measured = all(np.isfinite(w["max_abs_err_fd"]) for w in report.worst.values())
@@ -355,7 +353,6 @@ def test_the_batch_screen_runs_no_monte_carlo_for_what_it_settles(monkeypatch: p
 def test_a_mixed_batch_splices_the_measured_problems_into_their_own_rows(path: str) -> None:
     """Half the problems wrong by 1e-6: those leave the screen, are judged again on the measured noise and
     spliced back in their own rows; exactly they are re-checked one by one, as without the screen."""
-    from gradcheck import _batch
 
     task: mlp.Task = "classification"
     probs = draw(task, "large_batch", 4, seed=7)
@@ -372,9 +369,8 @@ def test_a_mixed_batch_splices_the_measured_problems_into_their_own_rows(path: s
             stack_.enter_context(_references.forced(path))  # type: ignore[arg-type]
             if not screen:
                 stack_.enter_context(_references.unscreened())
-            before = _batch._CAREFUL_CHECKS[0]
             report = check_batch(partial(mlp.loss, task=task), half_wrong, *stack(probs))
-            counts.append(_batch._CAREFUL_CHECKS[0] - before)
+            counts.append(report.rechecked)
         assert report.verdicts == ("pass", "mismatch", "pass", "mismatch")
         assert report.screened == (2 if screen else 0)
     assert counts == [2, 2]
