@@ -208,3 +208,18 @@ def test_the_calibration_table_is_what_the_script_prints(regime: str) -> None:
     assert not differences(_calibration_table()[regime], calibration.markdown_row(regime, worst)), (
         "docs/tolerances.md is stale: paste the table `python benchmarks/calibrate_tolerance.py --problems 25` prints"
     )
+
+
+@pytest.mark.parametrize(
+    "module",
+    sorted(
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "gradcheck").rglob("*.py")
+        if p.name not in ("__init__.py", "__main__.py")
+    ),
+)
+def test_the_architecture_page_names_every_module(module: str) -> None:
+    """docs/architecture.md's table gives each module of gradcheck/ its layer and its one job: a module moved,
+    split or added is named there (as `name` or `package.name`), or this fails."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    assert f"{Path(module).stem}`" in text, f"{module} is not in docs/architecture.md"
