@@ -118,3 +118,14 @@ def test_without_sympy_prove_exits_2_naming_the_extra(
     err = capsys.readouterr().err
     assert 'pip install "gradcheck[symbolic]"' in err
     assert "Traceback" not in err
+
+
+def test_zero_decides_by_simplify_what_one_denominator_does_not_show() -> None:
+    """`_zero`'s fast path (a common denominator, the numerator expanded) proves no identity that is false, and
+    leaves to `simplify` what it cannot show: sin² + cos² − 1 is 0 by simplify alone; sin² + cos² is not 0."""
+    sp = _prove.sympy()
+    x, y = sp.symbols("x y", real=True)
+    assert _prove._zero(1 / (1 + sp.exp(-x)) - sp.exp(x) / (sp.exp(x) + 1))  # the fast path: one denominator
+    assert _prove._zero(sp.sin(x) ** 2 + sp.cos(x) ** 2 - 1)  # simplify, after the fast path fails
+    assert not _prove._zero(sp.sin(x) ** 2 + sp.cos(x) ** 2)
+    assert not _prove._zero(x / (1 + y) - x)
