@@ -92,7 +92,10 @@ class ForwardEvaluation(Evaluation):
         where = np.flatnonzero(doubt)
         fd = one_problem_differences(self.theta, where, scale, self.losses, self.sigma_f, self.f0)
         finer = patched(self.references, (where,), fd)
-        self.reference_error = finer.fd_error  # they stand in for autodiff: their error bound is its
+        # They stand in for autodiff: their error bound is its, each coordinate's as last refined.
+        assert self.reference_error is not None
+        self.reference_error = self.reference_error.copy()
+        self.reference_error[where] = fd.error
         return finer._replace(autodiff=finer.finite_diff)
 
     def kinks_within_steps(self, coordinates: np.ndarray, tol: np.ndarray) -> np.ndarray:

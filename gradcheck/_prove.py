@@ -117,7 +117,8 @@ def _zero(expr: Any) -> bool:
 
     First over one common denominator: a numerator that expands to 0 is exact algebra, and on these rational
     functions of exp and tanh it decides every claim that holds, far faster than ``simplify``. What
-    it does not show is decided by ``simplify``, as before: it proves no less, and refutes the same.
+    it does not show is decided by ``simplify``, as before: it proves no less than ``simplify`` alone, and
+    what it proves is exact.
     """
     sp = sympy()
     if sp.expand(sp.numer(sp.together(expr))) == 0:

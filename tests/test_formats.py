@@ -258,7 +258,12 @@ BAD_FORMAT_ARGS = [
         "`--points` sets the total of a graded report (`--format junit` has no points); add `--format gradescope`",
         id="points-ungraded",
     ),
-    pytest.param(["--output", "{tmp}/r.json"], "`--output` is where `--format` writes its document", id="output-alone"),
+    pytest.param(
+        ["--output", "{tmp}/r.json"],
+        "`--output` is where `--format` writes its document; add `--format gradescope`",
+        id="output-alone",
+    ),
+    pytest.param(["--output", "{tmp}/report.xml"], "writes its document; add `--format junit`", id="output-xml-alone"),
     pytest.param(
         ["--format", "junit", "--json"], "add `--output gradcheck.xml` to write the junit report", id="json-and-junit"
     ),
@@ -405,3 +410,21 @@ def test_a_new_format_is_one_registration(
         "not ok 2 - examples/submissions/bob.py:grads [regression]",
         "not ok 3 - examples/submissions/carol.py:grads [regression]",
     ]
+
+
+def test_a_document_on_stdout_is_its_own_utf8_bytes_whatever_stdout_encodes() -> None:
+    """JUnit XML declares UTF-8 and holds "±": on a stdout whose text encoding is ASCII it is still written, as
+    the bytes it declares."""
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "gradcheck", "check", "examples/submissions/bob.py:grads", "--task", "regression"]
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    done = subprocess.run(
+        [*command, "--examples", "5", "--format", "junit"], cwd=ROOT, env=env, capture_output=True, check=False
+    )
+    assert done.returncode == cli.EXIT_MISMATCH, done.stderr.decode()
+    assert done.stdout.startswith(b"<?xml version='1.0' encoding='utf-8'?>")
+    assert "±".encode() in done.stdout
+    assert_valid_junit(done.stdout)

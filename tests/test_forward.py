@@ -97,3 +97,28 @@ def test_a_loss_that_fails_for_another_reason_is_still_a_clear_error() -> None:
 
     with pytest.raises(ValueError, match="failed under JAX tracing"):
         check_gradients(broken, lambda p: {"w": p["w"]}, {"w": np.ones(3)})
+
+
+def test_the_error_bound_of_each_coordinate_is_the_one_of_its_last_refinement() -> None:
+    """Refinement retakes the finite differences where they are in doubt, at a finer step each time: a
+    coordinate left out of a later refinement keeps the error bound of the one before (the report's note
+    quotes these bounds), not its first one."""
+    import jax
+
+    from gradcheck._forward import ForwardEvaluation
+
+    def loss(p: dict[str, Any]) -> float:  # a kink at 0 in each coordinate, and a smooth part
+        return float(np.sum(np.abs(p["w"])) + np.sum(p["w"] ** 2))
+
+    leaves, treedef = jax.tree_util.tree_flatten({"w": np.array([1e-3, 1.5e-3, 8e-4, 1e-5, 0.7])})
+    evaluation = ForwardEvaluation(loss, treedef, leaves, (), 0, ValueError("not traceable"))
+    assert evaluation.reference_error is not None
+    first = evaluation.reference_error.copy()
+    evaluation.finer(2.0**-4, np.array([1, 1, 1, 1, 0], bool))
+    after_one = evaluation.reference_error.copy()
+    refs = evaluation.finer(2.0**-8, np.array([0, 0, 0, 1, 0], bool))
+    after_two = evaluation.reference_error
+    assert not np.array_equal(after_one[:3], first[:3])  # the first refinement moved them
+    np.testing.assert_array_equal(after_two[:3], after_one[:3])  # and the second left them as it found them
+    np.testing.assert_array_equal(after_two[3], refs.fd_error[3])  # the coordinate refined again: its new bound
+    np.testing.assert_array_equal(after_two[4], first[4])  # never refined: its first

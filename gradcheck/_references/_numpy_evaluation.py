@@ -6,7 +6,7 @@ One arithmetic serves both. Its arrays carry a leading problem axis Q (Q = 1 for
 - autodiff, with its rounding noise measured over ``NOISE_SAMPLES`` Monte Carlo runs of every problem
   (`_noise.measured`);
 - Richardson's finite differences, along coordinates (`coordinate_differences`) or along random +-1
-  directions (`_Stack.along_differences`), every point of every problem in one NumPy evaluation.
+  directions (`StackedEvaluation.along_differences`), every point of every problem in one NumPy evaluation.
 
 `NumpyEvaluation` is one problem's (`check_gradients`: `_references.evaluation` takes it until a shape
 has been checked often enough for a compile to pay); `StackedEvaluation` is Q problems' (`check_batch`,
@@ -99,11 +99,13 @@ class _Stack:
     theta2: np.ndarray  # (Q, P)
     f0s: np.ndarray  # (Q,)
     sigma_fs: np.ndarray  # (Q,)
-    directions: np.ndarray  # (D, P)  +-1, shared by every problem
-    largest: np.ndarray  # (Q,)  one directional step per problem
 
     def _losses(self, points: np.ndarray, owner: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def _copies(self, inputs: list[np.ndarray], samples: int) -> list[np.ndarray]:
+        """`samples` copies of every problem, one after another (leading axis S * Q)."""
+        return [np.concatenate([a] * samples) for a in inputs]
 
     def _measure(
         self,
@@ -121,7 +123,7 @@ class _Stack:
             self.sigma_fs = np.zeros(q)
             return g, np.zeros_like(g)
         samples = _tolerance.NOISE_SAMPLES
-        copies = [np.concatenate([a] * samples) for a in inputs]
+        copies = self._copies(inputs, samples)
         noisy = _interpret.Noise(_mca_rng(seed), max(unit_roundoff, _noise.MCA_ROUNDOFF))
         f_s, g_s = autodiff(copies, samples, noisy)
         self.sigma_fs, noise = _noise.measured(
@@ -134,23 +136,6 @@ class _Stack:
     ) -> _finite_diff.FiniteDifferences:
         """Richardson's central differences of problem ``rows[d]`` along coordinate ``cols[d]``, for each d."""
         return coordinate_differences(self.theta2, rows, cols, scale, self._losses, self.sigma_fs, self.f0s)
-
-    def along_differences(self, rows: np.ndarray, along: np.ndarray, scale: float) -> _finite_diff.FiniteDifferences:
-        """Richardson's central differences of problem ``rows[d]`` along direction ``along[d]``, for each d."""
-        d, k = rows.size, _finite_diff.LEVELS
-        steps = scale * _finite_diff.FD_STEP * self.largest[rows]  # (D,)
-        h = steps[:, None] * _finite_diff.RATIO ** -np.arange(k, dtype=np.float64)  # (D, K)
-        move = h[:, :, None] * self.directions[along][:, None, :]  # (D, K, P)
-        at = self.theta2[rows][:, None, :]
-        plus, minus = at + move, at - move
-        f_plus, f_minus = self._losses(
-            np.stack([plus, minus]).reshape(2 * d * k, -1), np.tile(np.repeat(rows, k), 2)
-        ).reshape(2, d, k)
-        # The step actually taken after rounding theta +- h (directions are +-1), as `directional` measures it.
-        h_eff = np.abs(plus - minus).max(axis=2) / 2.0
-        return _finite_diff.combine(
-            np, f_plus, f_minus, h, h_eff, steps, self.sigma_fs[rows][:, None], self.f0s[rows][:, None]
-        )
 
 
 def _split(points: np.ndarray, offsets: np.ndarray, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
@@ -184,13 +169,9 @@ class NumpyEvaluation(_Stack, Evaluation):
         fd = self._finite_differences(np.arange(theta.size), 1.0)
         self.references = References(g[0], noise[0], fd.value, fd.error, fd.kink)
 
-    @property
-    def f0(self) -> float:
-        return float(self.f0s[0])
-
-    @property
-    def sigma_f(self) -> float:
-        return float(self.sigma_fs[0])
+    def _copies(self, inputs: list[np.ndarray], samples: int) -> list[np.ndarray]:
+        """Views, not copies: one problem's inputs broadcast over the samples' axis."""
+        return [np.broadcast_to(a, (samples, *a.shape[1:])) for a in inputs]
 
     def _autodiff(
         self, inputs: list[np.ndarray], samples: int, noise: _interpret.Noise | None
@@ -291,6 +272,23 @@ class StackedEvaluation(_Stack):
             np.asarray(fd.kink).reshape(q, directions),
         )
         self.references = References(g, noise, nan, nan, np.zeros(g.shape, bool), along)
+
+    def along_differences(self, rows: np.ndarray, along: np.ndarray, scale: float) -> _finite_diff.FiniteDifferences:
+        """Richardson's central differences of problem ``rows[d]`` along direction ``along[d]``, for each d."""
+        d, k = rows.size, _finite_diff.LEVELS
+        steps = scale * _finite_diff.FD_STEP * self.largest[rows]  # (D,)
+        h = steps[:, None] * _finite_diff.RATIO ** -np.arange(k, dtype=np.float64)  # (D, K)
+        move = h[:, :, None] * self.directions[along][:, None, :]  # (D, K, P)
+        at = self.theta2[rows][:, None, :]
+        plus, minus = at + move, at - move
+        f_plus, f_minus = self._losses(
+            np.stack([plus, minus]).reshape(2 * d * k, -1), np.tile(np.repeat(rows, k), 2)
+        ).reshape(2, d, k)
+        # The step actually taken after rounding theta +- h (directions are +-1), as `directional` measures it.
+        h_eff = np.abs(plus - minus).max(axis=2) / 2.0
+        return _finite_diff.combine(
+            np, f_plus, f_minus, h, h_eff, steps, self.sigma_fs[rows][:, None], self.f0s[rows][:, None]
+        )
 
     def _autodiff(
         self, inputs: list[np.ndarray], samples: int, noise: _interpret.Noise | None

@@ -161,11 +161,11 @@ def check_main(args: argparse.Namespace) -> int:
                 sub.results[task] = grading.search(func, task)
                 sub.seconds[task] = time.perf_counter() - began
                 progress.advance(bar)
-    results = check_results(done, grading, args)
-    if args.junit_xml is not None:
+    results = check_results(done, grading, args) if args.junit_xml is not None or args.format is not None else None
+    if results is not None and args.junit_xml is not None:
         junit = FORMATS["junit"]
         write_report(args.junit_xml, junit.document(results), "--junit-xml", junit.title)
-    if args.format is not None:
+    if results is not None and args.format is not None:
         write_format(FORMATS[args.format], results, args)
     if args.json:
         print_json(check_to_json(done, args))
@@ -177,6 +177,13 @@ def check_main(args: argparse.Namespace) -> int:
     return codes[worst_verdict(s.verdict for s in done)]
 
 
+def _format_for(path: Path) -> str:
+    """The format to suggest for a file named `path`: the one whose usual file name has its suffix (JUnit for
+    ``.xml``), else Gradescope's."""
+    same = [name for name, form in FORMATS.items() if path.suffix and Path(form.file_name).suffix == path.suffix]
+    return same[0] if same else "gradescope"
+
+
 def write_format(form: Format, results: Results, args: argparse.Namespace) -> None:
     """`results` in format `form`: one document per submission under --output-dir, one to --output, or stdout."""
     if args.output_dir is not None:
@@ -186,8 +193,15 @@ def write_format(form: Format, results: Results, args: argparse.Namespace) -> No
             write_report(args.output_dir / name / form.file_name, form.document(one), "--output-dir", what)
     elif args.output is not None:
         write_report(args.output, form.document(results), "--output", form.told(results))
-    else:
-        sys.stdout.write(form.document(results).decode())
+    else:  # the document's own bytes (UTF-8, as JUnit XML declares), whatever stdout's text encoding
+        document = form.document(results)
+        sys.stdout.flush()
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is None:  # a stream of text alone (a test's capture)
+            sys.stdout.write(document.decode())
+        else:
+            buffer.write(document)
+            buffer.flush()
 
 
 def regimes(text: str) -> tuple[str, ...]:
@@ -220,10 +234,11 @@ def _check_format_flags(args: argparse.Namespace) -> None:
     graded = [name for name, form in FORMATS.items() if form.graded]
     if args.points is not None and (args.format is None or not FORMATS[args.format].graded):
         given = "" if args.format is None else f" (`--format {args.format}` has no points)"
-        raise ValueError(f"`--points` sets the total of a graded report{given}; add `--format {graded[0]}`.")
+        fix = f"add `--format {graded[0]}`" if graded else "leave it out"
+        raise ValueError(f"`--points` sets the total of a graded report{given}; {fix}.")
     if args.format is None and args.output is not None:
         raise ValueError(
-            "`--output` is where `--format` writes its document; add `--format gradescope` "
+            f"`--output` is where `--format` writes its document; add `--format {_format_for(args.output)}` "
             f"(or another of {', '.join(FORMATS)}; the --json report goes to stdout: redirect it, "
             "`--json > report.json`)."
         )

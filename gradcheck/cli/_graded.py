@@ -219,17 +219,18 @@ def _case(sub: Submission, task: str, grading: Grading, args: argparse.Namespace
         parts.append(Part(name, passed, share, text))
     outcome = None
     output = ""
-    result = sub.results.get(task)
     if sub.load_error:
         last = sub.load_error.splitlines()[-1]
         outcome = Outcome("error", "LoadError", f"cannot load {sub.spec}: {last}", sub.load_error)
-    elif result is not None and result.error is not None:
+        return Case(task, sub.spec, outcome, sub.seconds.get(task, 0.0), output, parts)
+    result = sub.results[task]
+    if result.error is not None:
         outcome = Outcome("error", "WrongCall", f"{sub.spec} [{task}]: {reason(result.error)}", result.error)
-    elif result is not None and not result.ok:
+    elif not result.ok:
         outcome = Outcome(
             "failure", "GradientMismatch", diagnosis_line(result), failure_text(sub.spec, task, result, args)
         )
-    elif result is not None and result.imprecise is not None:
+    elif result.imprecise is not None:
         text = imprecise_text(sub.spec, task, result, args)
         if args.strict:
             outcome = Outcome("failure", "ImpreciseGradient", text.splitlines()[0], text)

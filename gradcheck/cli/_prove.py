@@ -40,7 +40,7 @@ def prove_main(args: argparse.Namespace) -> int:
         _render.print_json({"schema": _render.JSON_SCHEMA, "sympy": _prove.version(), "ok": ok, "proofs": rows})
         return _render.EXIT_OK if ok else _render.EXIT_MISMATCH
     console = _render.make_console()
-    title = f"gradcheck prove (SymPy {_prove.version()}): simplify(derivative - closed form) == 0"
+    title = f"gradcheck prove (SymPy {_prove.version()}): derivative - closed form identically 0"
     table = _render.report_table(title, console)
     for column in ("subject", "claim", "outcome", "as expected", "difference"):
         table.add_column(column, overflow="fold")
