@@ -122,3 +122,24 @@ def test_the_error_bound_of_each_coordinate_is_the_one_of_its_last_refinement() 
     np.testing.assert_array_equal(after_two[:3], after_one[:3])  # and the second left them as it found them
     np.testing.assert_array_equal(after_two[3], refs.fd_error[3])  # the coordinate refined again: its new bound
     np.testing.assert_array_equal(after_two[4], first[4])  # never refined: its first
+
+
+def _l1_plus_l2(p: dict[str, Any]) -> float:
+    """|w|_1 + |w|^2 in NumPy: a kink at 0 in every coordinate, within the first finite-difference step of the
+    small ones."""
+    return float(np.sum(np.abs(p["w"])) + np.sum(p["w"] ** 2))
+
+
+def test_a_kink_within_the_first_step_is_refined_past_not_left_in_doubt() -> None:
+    """The finite differences stand in for autodiff here: where refinement retakes them at a finer step (the
+    first straddled the kink at 0), the stand-in follows, and the right gradient passes; a wrong one is
+    still blamed there."""
+    w = np.array([3e-3, 2e-3, 4e-3, 1e-4, 5e-5, 0.7])
+    right = check_gradients(_l1_plus_l2, lambda p: {"w": np.sign(p["w"]) + 2 * p["w"]}, {"w": w})
+    assert right.verdict == "pass", right
+    # |w|' written as -1 near 0 (a sign mistake where the kink is close): blamed where it is wrong.
+    wrong = check_gradients(
+        _l1_plus_l2, lambda p: {"w": np.where(np.abs(p["w"]) < 1e-3, -1.0, np.sign(p["w"])) + 2 * p["w"]}, {"w": w}
+    )
+    assert wrong.verdict == "mismatch", wrong
+    assert wrong["w"].index in ((3,), (4,))

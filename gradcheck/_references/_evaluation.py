@@ -76,10 +76,11 @@ KINK_PERSISTENCE = 0.5
 
 
 def refined(refs: References, finer: References, doubt: np.ndarray) -> References:
-    """`refs` with the finite differences of `finer` where `doubt` (the autodiff and noise are the same)."""
+    """`refs` with the finite differences of `finer` where `doubt`, and its autodiff there: the same autodiff,
+    unless the finite differences stand in for it (a NumPy forward's: `_forward`), when it is refined with them."""
     if refs.along is None or finer.along is None:
-        fd = [np.where(doubt, new, old) for old, new in zip(refs[2:5], finer[2:5])]
-        return refs._replace(finite_diff=fd[0], fd_error=fd[1], kink=fd[2])
+        fields = ("autodiff", "finite_diff", "fd_error", "kink")
+        return refs._replace(**{f: np.where(doubt, getattr(finer, f), getattr(refs, f)) for f in fields})
     along = refs.along._replace(
         **{
             f: np.where(doubt, getattr(finer.along, f), getattr(refs.along, f))
