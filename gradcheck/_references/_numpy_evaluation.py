@@ -180,7 +180,7 @@ class NumpyEvaluation(_Stack, Evaluation):
         if noise is None:  # the problem itself
             f, *grads = _interpret.evaluate(program.value_and_grad, [a[0] for a in inputs], dims)
         else:  # its noisy copies
-            f, *grads = _interpret.evaluate(program.noisy, inputs, dims, noise)
+            f, *grads = _interpret.evaluate(program.noisy(), inputs, dims, noise)
         g = np.concatenate([np.reshape(x, (samples, -1)) for x in grads], axis=1)
         return np.asarray(np.reshape(f, (samples,)), np.float64), g.astype(np.float64)
 

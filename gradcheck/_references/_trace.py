@@ -313,7 +313,9 @@ class Program(NamedTuple):
     """
 
     value_and_grad: Any  # (leaves, args) -> (loss, grad of each leaf)
-    noisy: Any  # the same, vmapped over a leading axis of NOISE_SAMPLES on every input (for MCA)
+    #: Traced on first use: the same, vmapped over a leading axis of NOISE_SAMPLES on every input (for MCA).
+    #: A check that passes the screen (`_references.SCREEN`) never measures the noise, nor traces this.
+    noisy: Callable[[], Any]
     batched_loss: Any  # (leaves with a leading axis B, args) -> (B,) losses
     batched_grad: Callable[[], Any]  # traced on first use: (leaves with axis B, args) -> (B,) losses, (B, ...) grads
     stacked: Callable[[], tuple[Any, Any]]  # traced on first use: value_and_grad and the loss, every input with axis B
@@ -395,7 +397,8 @@ def _scope(count: int) -> dict[str, Any]:
 def _build(
     closed: Any, n: int, shapes: list[tuple[Any, ...]], arg_dtypes: tuple[str, ...], batch: Any, key: Hashable
 ) -> Program:
-    """Trace the value and gradient, their MCA form and the batched loss, from the loss's own jaxpr."""
+    """Trace the value and gradient and the batched loss, from the loss's own jaxpr; their MCA form, the batched
+    gradients and the stacked programs on first use."""
     loss = jcore.jaxpr_as_fun(closed)
 
     def scalar_loss(*inputs: Any) -> Any:
@@ -419,6 +422,11 @@ def _build(
             return jax.make_jaxpr(jax.vmap(value_and_grad, in_axes=in_axes))(*points, *structs[n:])
 
     @functools.cache
+    def noisy() -> Any:
+        with jax.enable_x64(True):
+            return jax.make_jaxpr(jax.vmap(value_and_grad))(*stacked)
+
+    @functools.cache
     def stacked_problems() -> tuple[Any, Any]:
         # For `check_batch`: B problems, each with its own data, in one NumPy evaluation.
         every = [jax.ShapeDtypeStruct((batch, *s.shape), s.dtype) for s in structs]
@@ -431,7 +439,7 @@ def _build(
     with jax.enable_x64(True):
         return Program(
             value_and_grad=jax.make_jaxpr(value_and_grad)(*structs),
-            noisy=jax.make_jaxpr(jax.vmap(value_and_grad))(*stacked),
+            noisy=noisy,
             batched_loss=jax.make_jaxpr(jax.vmap(scalar_loss, in_axes=in_axes))(*points, *structs[n:]),
             batched_grad=batched_grad,
             stacked=stacked_problems,
