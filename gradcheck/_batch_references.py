@@ -29,8 +29,6 @@ _COMPILED: collections.OrderedDict[Hashable, Callable[..., tuple[jax.Array, ...]
 #: Largest model `check_batch` takes: every problem's references are held at
 #: once, with 8 Monte Carlo copies of its gradient.
 MAX_PARAMETERS = 4096
-#: Random +-1 directions of a problem's finite differences (`_cost`, which counts their work).
-BATCH_DIRECTIONS = _cost.BATCH_DIRECTIONS
 
 
 def _stacked_references(
@@ -54,7 +52,7 @@ def _stacked_references(
     work = len(leaves[0]) * _cost.batch_work(cf.shape[1], data, elementwise, screen)
     if _cost.BATCH.path(key, work) == "xla":
         return None
-    directions = None if elementwise else BATCH_DIRECTIONS
+    directions = None if elementwise else _cost.BATCH_DIRECTIONS
     try:
         evaluation = _references.StackedEvaluation(
             bound, leaves, data, unit_roundoff, int(seed), cf, directions, screen=screen
@@ -144,7 +142,7 @@ def _batch_references(
             f"`params` has {theta.shape[1]} entries per problem; batched checking is for small models "
             f"(at most {MAX_PARAMETERS}). Check large models one at a time with check_gradients."
         )
-    directions = None if elementwise else BATCH_DIRECTIONS
+    directions = None if elementwise else _cost.BATCH_DIRECTIONS
     fn = _trace.cached(
         _COMPILED,
         (traced.key, directions, screen),

@@ -30,10 +30,6 @@ from gradcheck._references._evaluation import Along, Evaluation, Path, Reference
 Losses = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def _mca_rng(seed: int) -> np.random.Generator:
-    return np.random.default_rng([seed, 0x4D4341])  # "MCA": a stream of its own for each seed
-
-
 def coordinate_differences(
     theta: np.ndarray,
     rows: np.ndarray,
@@ -107,25 +103,26 @@ class _Stack:
         """`samples` copies of every problem, one after another (leading axis S * Q)."""
         return [np.concatenate([a] * samples) for a in inputs]
 
-    def _measure(
-        self,
-        autodiff: Callable[[list[np.ndarray], int, _interpret.Noise | None], tuple[np.ndarray, np.ndarray]],
-        inputs: list[np.ndarray],
-        unit_roundoff: float,
-        seed: int,
-        screen: bool,
+    def _autodiff(
+        self, inputs: list[np.ndarray], samples: int, noise: _interpret.Noise | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Autodiff (Q, P) and its noise; `self.f0s` and `self.sigma_fs` set. ``autodiff(inputs, S, noise)``
-        runs S copies of each problem (leading axis S * Q on every input)."""
+        """The loss (S * Q,) and its gradient (S * Q, P) on `inputs`, S copies of each problem (leading axis
+        S * Q on every input), with Monte Carlo `noise` or without."""
+        raise NotImplementedError
+
+    def _measure(
+        self, inputs: list[np.ndarray], unit_roundoff: float, seed: int, screen: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Autodiff (Q, P) and its noise; `self.f0s` and `self.sigma_fs` set."""
         q = self.theta2.shape[0]
-        self.f0s, g = autodiff(inputs, 1, None)
+        self.f0s, g = self._autodiff(inputs, 1, None)
         if screen:  # no noise measured (`_references.SCREEN`)
             self.sigma_fs = np.zeros(q)
             return g, np.zeros_like(g)
         samples = _tolerance.NOISE_SAMPLES
         copies = self._copies(inputs, samples)
-        noisy = _interpret.Noise(_mca_rng(seed), max(unit_roundoff, _noise.MCA_ROUNDOFF))
-        f_s, g_s = autodiff(copies, samples, noisy)
+        rng = np.random.default_rng([seed, 0x4D4341])  # "MCA": a stream of its own for each seed
+        f_s, g_s = self._autodiff(copies, samples, _interpret.Noise(rng, max(unit_roundoff, _noise.MCA_ROUNDOFF)))
         self.sigma_fs, noise = _noise.measured(
             np, f_s.reshape(samples, q), g_s.reshape(samples, q, -1), self.f0s, g, unit_roundoff
         )
@@ -165,7 +162,7 @@ class NumpyEvaluation(_Stack, Evaluation):
         self.unit_roundoff, self.seed, self.screened = unit_roundoff, seed, screen
         self.shapes = [leaf.shape for leaf in leaves]
         self.offsets = np.cumsum([0, *(leaf.size for leaf in leaves)])
-        g, noise = self._measure(self._autodiff, [a[None] for a in (*leaves, *args)], unit_roundoff, seed, screen)
+        g, noise = self._measure([a[None] for a in (*leaves, *args)], unit_roundoff, seed, screen)
         fd = self._finite_differences(np.arange(theta.size), 1.0)
         self.references = References(g[0], noise[0], fd.value, fd.error, fd.kink)
 
@@ -249,7 +246,7 @@ class StackedEvaluation(_Stack):
         self.offsets = np.cumsum([0, *(int(np.prod(s)) for s in self.shapes)])
         self.theta2 = np.concatenate([leaf.reshape(q, -1) for leaf in leaves], axis=1)  # (Q, P)
         self.data = data
-        g, noise = self._measure(self._autodiff, [*leaves, *data], unit_roundoff, seed, screen)
+        g, noise = self._measure([*leaves, *data], unit_roundoff, seed, screen)
         p = self.theta2.shape[1]
         if directions is None:
             fd = self.coordinate_differences(np.repeat(np.arange(q), p), np.tile(np.arange(p), q), 1.0)

@@ -161,12 +161,13 @@ def check_main(args: argparse.Namespace) -> int:
                 sub.results[task] = grading.search(func, task)
                 sub.seconds[task] = time.perf_counter() - began
                 progress.advance(bar)
-    results = check_results(done, grading, args) if args.junit_xml is not None or args.format is not None else None
-    if results is not None and args.junit_xml is not None:
-        junit = FORMATS["junit"]
-        write_report(args.junit_xml, junit.document(results), "--junit-xml", junit.title)
-    if results is not None and args.format is not None:
-        write_format(FORMATS[args.format], results, args)
+    if args.junit_xml is not None or args.format is not None:  # the grading texts, for the documents asked for
+        results = check_results(done, grading, args)
+        if args.junit_xml is not None:
+            junit = FORMATS["junit"]
+            write_report(args.junit_xml, junit.document(results), "--junit-xml", junit.title)
+        if args.format is not None:
+            write_format(FORMATS[args.format], results, args)
     if args.json:
         print_json(check_to_json(done, args))
     elif not machine:

@@ -18,8 +18,9 @@ from rich.console import Console
 
 import gradcheck
 from gradcheck._batch import BatchReport
-from gradcheck._batch_references import BATCH_DIRECTIONS, ELEMENTWISE_WORK
+from gradcheck._batch_references import ELEMENTWISE_WORK
 from gradcheck._batch_report import WORST_FIELDS
+from gradcheck._references._cost import BATCH_DIRECTIONS
 from gradcheck._report import Report, worst_verdict
 from gradcheck.cli._render import (
     JSON_SCHEMA,
